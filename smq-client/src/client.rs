@@ -1,0 +1,309 @@
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use smq_proto::master_pb::ListClusterNodesRequest;
+use smq_proto::master_pb::seaweed_client::SeaweedClient;
+use smq_proto::messaging_pb::seaweed_messaging_client::SeaweedMessagingClient;
+use smq_proto::messaging_pb::{FindBrokerLeaderRequest, LookupTopicBrokersRequest};
+use smq_proto::schema_pb::Topic;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::breaker::CircuitBreaker;
+use crate::config::SmqConfig;
+use crate::error::{SmqError, SmqResult};
+use crate::partition::TopicLayout;
+
+pub(crate) type Messaging = SeaweedMessagingClient<Channel>;
+
+/// Cached partition assignments per (namespace, name), with the time they were looked up.
+type LookupCache = HashMap<(String, String), (Arc<TopicLayout>, Instant)>;
+
+/// A handle on an SMQ cluster. Cheap to clone; all clones share connections, circuit breakers
+/// and the partition-assignment cache.
+#[derive(Clone)]
+pub struct SmqClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: SmqConfig,
+    channels: Mutex<HashMap<String, Channel>>,
+    breakers: Mutex<HashMap<String, Arc<CircuitBreaker>>>,
+    brokers: Mutex<Vec<String>>,
+    lookups: Mutex<LookupCache>,
+}
+
+impl std::fmt::Debug for SmqClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmqClient")
+            .field("master", &self.inner.config.master)
+            .field("brokers", &*lock(&self.inner.brokers))
+            .finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The guarded maps stay consistent even if a holder panicked: every update is one insert.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl SmqClient {
+    /// Creates a client and discovers the brokers, retrying while the cluster is coming up.
+    pub async fn connect(config: SmqConfig) -> SmqResult<Self> {
+        let client = Self::new(config);
+        let policy = client.inner.config.retry.clone();
+        policy
+            .retry("discover brokers", |_| client.refresh_brokers())
+            .await?;
+        Ok(client)
+    }
+
+    /// Creates a client without contacting anything; brokers are discovered on first use.
+    pub fn new(config: SmqConfig) -> Self {
+        let brokers = config.brokers.clone();
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                channels: Mutex::new(HashMap::new()),
+                breakers: Mutex::new(HashMap::new()),
+                brokers: Mutex::new(brokers),
+                lookups: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &SmqConfig {
+        &self.inner.config
+    }
+
+    /// The brokers known right now.
+    pub fn known_brokers(&self) -> Vec<String> {
+        lock(&self.inner.brokers).clone()
+    }
+
+    /// Asks the master for the current brokers (`ListClusterNodes`, client type "broker").
+    pub async fn refresh_brokers(&self) -> SmqResult<Vec<String>> {
+        let mut found = self.inner.config.brokers.clone();
+        if let Some(master) = &self.inner.config.master {
+            let channel = self.channel(master)?;
+            let mut client = SeaweedClient::new(channel);
+            let fut = client.list_cluster_nodes(ListClusterNodesRequest {
+                client_type: "broker".to_string(),
+                filer_group: String::new(),
+                limit: 0,
+            });
+            let resp = tokio::time::timeout(self.inner.config.request_timeout, fut)
+                .await
+                .map_err(|_| SmqError::Timeout {
+                    what: format!("ListClusterNodes on master {master}"),
+                    after: self.inner.config.request_timeout,
+                })?
+                .map_err(|s| SmqError::rpc(master, s))?;
+            for node in resp.into_inner().cluster_nodes {
+                if !node.address.is_empty() && !found.contains(&node.address) {
+                    found.push(node.address);
+                }
+            }
+        }
+        if found.is_empty() {
+            return Err(SmqError::NoBroker(match &self.inner.config.master {
+                Some(m) => format!("master {m} lists no MQ broker"),
+                None => "no master and no broker address configured".to_string(),
+            }));
+        }
+        *lock(&self.inner.brokers) = found.clone();
+        Ok(found)
+    }
+
+    /// A lazily connected channel to `addr` (`host:port`), shared by all calls.
+    pub(crate) fn channel(&self, addr: &str) -> SmqResult<Channel> {
+        if let Some(c) = lock(&self.inner.channels).get(addr) {
+            return Ok(c.clone());
+        }
+        let cfg = &self.inner.config;
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|_| SmqError::InvalidAddress(addr.to_string()))?
+            .connect_timeout(cfg.connect_timeout)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(
+                cfg.keepalive_interval
+                    .max(std::time::Duration::from_secs(20)),
+            )
+            .keep_alive_timeout(std::time::Duration::from_secs(10))
+            .keep_alive_while_idle(true);
+        let channel = endpoint.connect_lazy();
+        lock(&self.inner.channels).insert(addr.to_string(), channel.clone());
+        Ok(channel)
+    }
+
+    pub(crate) fn messaging(&self, broker: &str) -> SmqResult<Messaging> {
+        Ok(SeaweedMessagingClient::new(self.channel(broker)?)
+            .max_decoding_message_size(self.inner.config.max_decoding_message_size)
+            .max_encoding_message_size(self.inner.config.max_decoding_message_size))
+    }
+
+    pub(crate) fn breaker(&self, broker: &str) -> Arc<CircuitBreaker> {
+        lock(&self.inner.breakers)
+            .entry(broker.to_string())
+            .or_insert_with(|| {
+                Arc::new(CircuitBreaker::new(
+                    self.inner.config.breaker_failure_threshold,
+                    self.inner.config.breaker_cooldown,
+                ))
+            })
+            .clone()
+    }
+
+    /// The state of a broker's circuit, for health reporting.
+    pub fn breaker_state(&self, broker: &str) -> crate::BreakerState {
+        self.breaker(broker).state()
+    }
+
+    /// Runs one unary call against `broker` under its circuit breaker and the request deadline.
+    pub(crate) async fn unary<T, F, Fut>(&self, broker: &str, what: &str, call: F) -> SmqResult<T>
+    where
+        F: FnOnce(Messaging) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let breaker = self.breaker(broker);
+        breaker.admit().map_err(|retry_in| SmqError::CircuitOpen {
+            broker: broker.to_string(),
+            retry_in,
+        })?;
+        let client = self.messaging(broker)?;
+        let timeout = self.inner.config.request_timeout;
+        let result = match tokio::time::timeout(timeout, call(client)).await {
+            Err(_) => Err(SmqError::Timeout {
+                what: format!("{what} on {broker}"),
+                after: timeout,
+            }),
+            Ok(r) => r
+                .map(|r| r.into_inner())
+                .map_err(|s| SmqError::rpc(broker, s)),
+        };
+        self.record(&breaker, &result);
+        result
+    }
+
+    pub(crate) fn record<T>(&self, breaker: &CircuitBreaker, result: &SmqResult<T>) {
+        match result {
+            Ok(_) => breaker.on_success(),
+            Err(e) if e.is_connection_failure() => breaker.on_failure(),
+            // The broker answered: it is alive, whatever it said.
+            Err(_) => breaker.on_success(),
+        }
+    }
+
+    /// Runs a control-plane call on any broker (non-balancer brokers proxy it to the balancer),
+    /// moving to the next broker and backing off on retriable failures.
+    pub(crate) async fn control<T, F, Fut>(&self, what: &str, call: F) -> SmqResult<T>
+    where
+        F: Fn(Messaging) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let policy = self.inner.config.retry.clone();
+        policy
+            .retry(what, |attempt| {
+                let call = &call;
+                async move {
+                    let mut brokers = self.known_brokers();
+                    if brokers.is_empty() || attempt > 0 && self.inner.config.master.is_some() {
+                        // Brokers come and go; ask the master again before retrying.
+                        if let Ok(b) = self.refresh_brokers().await {
+                            brokers = b;
+                        }
+                    }
+                    if brokers.is_empty() {
+                        return Err(SmqError::NoBroker("none known".to_string()));
+                    }
+                    let broker = brokers[attempt as usize % brokers.len()].clone();
+                    self.unary(&broker, what, call).await
+                }
+            })
+            .await
+    }
+
+    /// The broker currently acting as balancer.
+    pub async fn balancer(&self) -> SmqResult<String> {
+        let r = self
+            .control("FindBrokerLeader", |mut c| async move {
+                c.find_broker_leader(FindBrokerLeaderRequest::default())
+                    .await
+            })
+            .await?;
+        Ok(r.broker)
+    }
+
+    /// The topic's partitions and their leaders, from a short-lived cache.
+    pub async fn lookup(&self, topic: &Topic) -> SmqResult<Arc<TopicLayout>> {
+        let key = (topic.namespace.clone(), topic.name.clone());
+        if let Some((layout, at)) = lock(&self.inner.lookups).get(&key)
+            && at.elapsed() < self.inner.config.lookup_ttl
+        {
+            return Ok(layout.clone());
+        }
+        let t = topic.clone();
+        let resp = self
+            .control("LookupTopicBrokers", |mut c| {
+                let t = t.clone();
+                async move {
+                    c.lookup_topic_brokers(LookupTopicBrokersRequest { topic: Some(t) })
+                        .await
+                }
+            })
+            .await
+            .map_err(|e| not_found_as_topic(e, topic))?;
+        let name = topic_name(topic);
+        let layout = Arc::new(TopicLayout::from_assignments(
+            &name,
+            resp.broker_partition_assignments
+                .into_iter()
+                .filter_map(|a| a.partition.map(|p| (p, a.leader_broker, a.follower_broker))),
+        )?);
+        lock(&self.inner.lookups).insert(key, (layout.clone(), Instant::now()));
+        Ok(layout)
+    }
+
+    /// Forgets the cached assignments of a topic (after an error or a reconfiguration).
+    pub fn invalidate(&self, topic: &Topic) {
+        lock(&self.inner.lookups).remove(&(topic.namespace.clone(), topic.name.clone()));
+    }
+
+    /// The assignment of one partition, with a leader, or a retriable `NoLeader`.
+    pub(crate) async fn leader_of(
+        &self,
+        topic: &Topic,
+        index: i32,
+    ) -> SmqResult<crate::PartitionAssignment> {
+        let layout = self.lookup(topic).await?;
+        let a = layout.get(&topic_name(topic), index)?.clone();
+        if a.leader.is_empty() {
+            self.invalidate(topic);
+            return Err(SmqError::NoLeader {
+                topic: topic_name(topic),
+                partition: index,
+            });
+        }
+        Ok(a)
+    }
+}
+
+pub(crate) fn topic_name(topic: &Topic) -> String {
+    format!("{}/{}", topic.namespace, topic.name)
+}
+
+/// The broker reports unknown topics as errors with text; give them a type.
+pub(crate) fn not_found_as_topic(e: SmqError, topic: &Topic) -> SmqError {
+    match &e {
+        SmqError::Rpc { code, message, .. }
+            if *code == tonic::Code::NotFound
+                || message.to_ascii_lowercase().contains("not found")
+                || message.to_ascii_lowercase().contains("not exist") =>
+        {
+            SmqError::TopicNotFound(topic_name(topic))
+        }
+        _ => e,
+    }
+}

@@ -1,0 +1,237 @@
+use smq_proto::messaging_pb::subscribe_message_request::{AckMessage, InitMessage, Message};
+use smq_proto::messaging_pb::subscribe_message_response::Message as Reply;
+use smq_proto::messaging_pb::{
+    DataMessage, FetchMessageRequest, GetPartitionRangeInfoRequest, SubscribeMessageRequest,
+};
+use smq_proto::schema_pb::{OffsetType, PartitionOffset, Topic};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+
+use crate::client::{SmqClient, topic_name};
+use crate::error::{SmqError, SmqResult, codes};
+
+/// One FetchMessage answer.
+///
+/// The broker returns no offsets: it assumes message *i* sits at `start + i`, which is wrong as
+/// soon as SMQ's stored offsets have a gap or a repeat. Callers that need exact offsets must carry
+/// them inside the records (or read with [`SmqClient::subscribe_exact`]).
+#[derive(Debug, Clone, Default)]
+pub struct FetchResult {
+    pub messages: Vec<DataMessage>,
+    pub high_water_mark: i64,
+    /// Start of the broker's in-memory buffer, *not* the log start.
+    pub buffer_start_offset: i64,
+    pub next_offset: i64,
+    pub end_of_partition: bool,
+}
+
+/// GetPartitionRangeInfo, reduced to what it reports reliably.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RangeInfo {
+    pub high_water_mark: i64,
+    pub latest_offset: i64,
+}
+
+impl SmqClient {
+    /// FetchMessage on the partition's leader: up to `max_messages` records from `start_offset`.
+    /// The broker ignores wait times, so this returns at once, possibly empty.
+    pub async fn fetch(
+        &self,
+        topic: &Topic,
+        partition: i32,
+        start_offset: i64,
+        max_bytes: i32,
+        max_messages: i32,
+    ) -> SmqResult<FetchResult> {
+        let a = self.leader_of(topic, partition).await?;
+        let req = FetchMessageRequest {
+            topic: Some(topic.clone()),
+            partition: Some(a.partition),
+            start_offset,
+            max_bytes,
+            max_messages,
+            max_wait_ms: 0,
+            min_bytes: 0,
+            consumer_group: String::new(),
+            consumer_id: self.config().client_name.clone(),
+        };
+        let r = self
+            .unary(&a.leader, "FetchMessage", |mut c| async move {
+                c.fetch_message(req).await
+            })
+            .await;
+        let r = match r {
+            Ok(r) if r.error_code == 0 && r.error.is_empty() => r,
+            Ok(r) => {
+                let e = SmqError::Fetch {
+                    code: r.error_code,
+                    message: r.error,
+                };
+                if e.invalidates_lookup() {
+                    self.invalidate(topic);
+                }
+                return Err(e);
+            }
+            Err(e) => {
+                if e.invalidates_lookup() {
+                    self.invalidate(topic);
+                }
+                return Err(e);
+            }
+        };
+        Ok(FetchResult {
+            messages: r.messages,
+            high_water_mark: r.high_water_mark,
+            buffer_start_offset: r.log_start_offset,
+            next_offset: r.next_offset,
+            end_of_partition: r.end_of_partition,
+        })
+    }
+
+    /// GetPartitionRangeInfo on the partition's leader. Only its high water mark means anything;
+    /// it answers 0 without error for a wrong broker or generation, so it must go to the leader.
+    pub async fn range_info(&self, topic: &Topic, partition: i32) -> SmqResult<RangeInfo> {
+        let a = self.leader_of(topic, partition).await?;
+        let req = GetPartitionRangeInfoRequest {
+            topic: Some(topic.clone()),
+            partition: Some(a.partition),
+        };
+        let r = self
+            .unary(&a.leader, "GetPartitionRangeInfo", |mut c| async move {
+                c.get_partition_range_info(req).await
+            })
+            .await
+            .inspect_err(|e| {
+                if e.invalidates_lookup() {
+                    self.invalidate(topic);
+                }
+            })?;
+        if !r.error.is_empty() {
+            return Err(SmqError::Broker {
+                code: codes::UNKNOWN,
+                message: r.error,
+            });
+        }
+        let range = r.offset_range.unwrap_or_default();
+        Ok(RangeInfo {
+            high_water_mark: range.high_water_mark,
+            latest_offset: range.latest_offset,
+        })
+    }
+
+    /// SubscribeMessage with EXACT_OFFSET: streams the partition's records from the first one whose
+    /// *stored* offset is ≥ `offset`, in order, including records published later. Unlike
+    /// FetchMessage this stays exact when stored offsets have gaps.
+    pub async fn subscribe_exact(
+        &self,
+        topic: &Topic,
+        partition: i32,
+        offset: i64,
+        consumer_group: &str,
+    ) -> SmqResult<Subscription> {
+        let a = self.leader_of(topic, partition).await?;
+        let broker = a.leader.clone();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let _ = tx.send(SubscribeMessageRequest {
+            message: Some(Message::Init(InitMessage {
+                consumer_group: consumer_group.to_string(),
+                consumer_id: format!("{}-{}", self.config().client_name, rand::random::<u32>()),
+                client_id: self.config().client_name.clone(),
+                topic: Some(topic.clone()),
+                partition_offset: Some(PartitionOffset {
+                    partition: Some(a.partition),
+                    start_ts_ns: 0,
+                    start_offset: offset,
+                }),
+                offset_type: OffsetType::ExactOffset as i32,
+                filter: String::new(),
+                follower_broker: String::new(),
+                sliding_window_size: 1024,
+            })),
+        });
+        let mut client = self.messaging(&broker)?;
+        let (out_tx, out_rx) = mpsc::channel(1024);
+        let name = topic_name(topic);
+        // The call itself only completes when the broker sends its first message, which may be
+        // long after this returns, so the whole stream lives in a task.
+        let task = tokio::spawn(async move {
+            let resp = client
+                .subscribe_message(UnboundedReceiverStream::new(rx))
+                .await;
+            let mut stream = match resp {
+                Ok(r) => r.into_inner(),
+                Err(s) => {
+                    let _ = out_tx.send(Err(SmqError::rpc(&broker, s))).await;
+                    return;
+                }
+            };
+            loop {
+                let item = match stream.message().await {
+                    Ok(Some(r)) => match r.message {
+                        Some(Reply::Data(d)) => {
+                            // Acks release the broker's in-flight slot for this key.
+                            let _ = tx.send(SubscribeMessageRequest {
+                                message: Some(Message::Ack(AckMessage {
+                                    ts_ns: d.ts_ns,
+                                    key: d.key.clone(),
+                                })),
+                            });
+                            Ok(Some(d))
+                        }
+                        Some(Reply::Ctrl(c)) if !c.error.is_empty() => Err(SmqError::Broker {
+                            code: codes::UNKNOWN,
+                            message: format!("subscription to {name}: {}", c.error),
+                        }),
+                        Some(Reply::Ctrl(c)) if c.is_end_of_stream || c.is_end_of_topic => Ok(None),
+                        _ => continue,
+                    },
+                    Ok(None) => Ok(None),
+                    Err(s) => Err(SmqError::rpc(&broker, s)),
+                };
+                let last = !matches!(item, Ok(Some(_)));
+                if out_tx.send(item).await.is_err() || last {
+                    return;
+                }
+            }
+        });
+        Ok(Subscription {
+            rx: out_rx,
+            task,
+            done: false,
+        })
+    }
+}
+
+/// A live SubscribeMessage stream. Dropping it ends the subscription.
+#[derive(Debug)]
+pub struct Subscription {
+    rx: mpsc::Receiver<SmqResult<Option<DataMessage>>>,
+    task: tokio::task::JoinHandle<()>,
+    done: bool,
+}
+
+impl Subscription {
+    /// The next record; `Ok(None)` once the broker ended the stream.
+    pub async fn next(&mut self) -> SmqResult<Option<DataMessage>> {
+        if self.done {
+            return Ok(None);
+        }
+        match self.rx.recv().await {
+            Some(Ok(Some(d))) => Ok(Some(d)),
+            Some(Ok(None)) | None => {
+                self.done = true;
+                Ok(None)
+            }
+            Some(Err(e)) => {
+                self.done = true;
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
