@@ -299,8 +299,7 @@ pub(crate) fn not_found_as_topic(e: SmqError, topic: &Topic) -> SmqError {
     match &e {
         SmqError::Rpc { code, message, .. }
             if *code == tonic::Code::NotFound
-                || message.to_ascii_lowercase().contains("not found")
-                || message.to_ascii_lowercase().contains("not exist") =>
+                || crate::error::is_not_found_message(&message.to_ascii_lowercase()) =>
         {
             SmqError::TopicNotFound(topic_name(topic))
         }

@@ -195,6 +195,9 @@ fn is_retriable_status(code: tonic::Code, message: &str) -> bool {
         // stopping"), or a broken connection.
         Unknown | Internal => {
             let m = message.to_ascii_lowercase();
+            if is_not_found_message(&m) {
+                return false;
+            }
             [
                 "missing address",
                 "stopping",
@@ -209,4 +212,17 @@ fn is_retriable_status(code: tonic::Code, message: &str) -> bool {
         }
         _ => false,
     }
+}
+
+/// The broker reports a missing topic as UNKNOWN with the filer's text, e.g. "failed to read topic
+/// configuration: ... filer: no entry is found in filer store".
+pub(crate) fn is_not_found_message(lowercase: &str) -> bool {
+    [
+        "no entry is found",
+        "not found",
+        "does not exist",
+        "not exist",
+    ]
+    .iter()
+    .any(|s| lowercase.contains(s))
 }
