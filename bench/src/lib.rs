@@ -11,7 +11,9 @@ pub fn process_cpu(pid: u32) -> Option<Duration> {
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(Duration::from_secs_f64((utime + stime) as f64 / clock_ticks() as f64))
+    Some(Duration::from_secs_f64(
+        (utime + stime) as f64 / clock_ticks() as f64,
+    ))
 }
 
 fn clock_ticks() -> u64 {

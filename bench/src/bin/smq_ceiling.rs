@@ -75,14 +75,20 @@ fn human_size(n: usize) -> String {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let smq = SmqCluster::start();
-    let pid = smq.broker_pid().ok_or_else(|| anyhow::anyhow!("no broker pid"))?;
+    let pid = smq
+        .broker_pid()
+        .ok_or_else(|| anyhow::anyhow!("no broker pid"))?;
     let client = smq.client().await;
 
     let mut cells = Vec::new();
     for size in [1024usize, 256 * 1024] {
         for partitions in [1, 3] {
             for mode in [Mode::Pipelined, Mode::OneAtATime] {
-                let base = if size == 1024 { args.records } else { args.records / 50 };
+                let base = if size == 1024 {
+                    args.records
+                } else {
+                    args.records / 50
+                };
                 let records = match mode {
                     Mode::Pipelined => base,
                     Mode::OneAtATime => base / 5,
@@ -97,7 +103,9 @@ async fn main() -> anyhow::Result<()> {
         }
     }
 
-    println!("| op | record | partitions | mode | records | records/s | MB/s | broker CPU µs/record |");
+    println!(
+        "| op | record | partitions | mode | records | records/s | MB/s | broker CPU µs/record |"
+    );
     println!("|---|---|---|---|---|---|---|---|");
     for (i, cell) in cells.iter().enumerate() {
         let name = format!("ceiling-{}-{i}", args.run);

@@ -1,0 +1,137 @@
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Kafka wire-protocol gateway storing records in the SeaweedFS message queue (SMQ).
+#[derive(Debug, Parser)]
+#[command(name = "kafka-gateway", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub config: GatewayConfig,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve Kafka clients (the default).
+    Serve,
+    /// Inspect the persistent offset ledger kept in SMQ.
+    Ledger {
+        #[command(subcommand)]
+        command: LedgerCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LedgerCommand {
+    /// Check every partition's ledger: dense offsets, SMQ positions, timestamp order.
+    Validate,
+    /// Show where one Kafka offset is stored.
+    Info {
+        topic: String,
+        partition: i32,
+        offset: i64,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GatewayConfig {
+    /// Address to accept Kafka clients on.
+    #[arg(long, env = "KAFKA_GATEWAY_LISTEN", default_value = "127.0.0.1:9092")]
+    pub listen: SocketAddr,
+    /// HOST:PORT clients are told to connect to (Metadata); defaults to the listen address.
+    #[arg(long, env = "KAFKA_GATEWAY_ADVERTISED_LISTENER")]
+    pub advertised_listener: Option<String>,
+    /// SMQ master gRPC address (HOST:PORT), used to discover the brokers.
+    #[arg(
+        long,
+        env = "KAFKA_GATEWAY_SMQ_MASTER",
+        default_value = "127.0.0.1:19333"
+    )]
+    pub smq_master: String,
+    /// SMQ namespace holding the Kafka topics.
+    #[arg(long, env = "KAFKA_GATEWAY_NAMESPACE", default_value = "kafka")]
+    pub namespace: String,
+    /// Address for /metrics, /healthz, /readyz, /stats and /ledger.
+    #[arg(long, env = "KAFKA_GATEWAY_HTTP", default_value = "127.0.0.1:9095")]
+    pub http: SocketAddr,
+    /// Create unknown topics when clients produce to them or ask for them in Metadata.
+    #[arg(long, env = "KAFKA_GATEWAY_AUTO_CREATE_TOPICS")]
+    pub auto_create_topics: bool,
+    /// Partitions of auto-created topics and of CreateTopics with num_partitions -1.
+    #[arg(long, env = "KAFKA_GATEWAY_DEFAULT_PARTITIONS", default_value_t = 1)]
+    pub default_partitions: i32,
+    /// Largest record batch accepted (Kafka's message.max.bytes).
+    #[arg(
+        long,
+        env = "KAFKA_GATEWAY_MAX_MESSAGE_BYTES",
+        default_value_t = 1_048_588
+    )]
+    pub max_message_bytes: usize,
+    /// Largest request frame accepted; larger frames close the connection.
+    #[arg(long, env = "KAFKA_GATEWAY_MAX_REQUEST_BYTES", default_value_t = 100 * 1024 * 1024)]
+    pub max_request_bytes: usize,
+    /// Connections served at once; more wait to be accepted.
+    #[arg(long, env = "KAFKA_GATEWAY_MAX_CONNECTIONS", default_value_t = 1000)]
+    pub max_connections: usize,
+    /// Close connections idle for this many seconds.
+    #[arg(long, env = "KAFKA_GATEWAY_IDLE_TIMEOUT_SECS", default_value_t = 600)]
+    pub idle_timeout_secs: u64,
+    /// On SIGTERM, wait this long for in-flight requests before closing.
+    #[arg(
+        long,
+        env = "KAFKA_GATEWAY_SHUTDOWN_TIMEOUT_SECS",
+        default_value_t = 30
+    )]
+    pub shutdown_timeout_secs: u64,
+}
+
+impl GatewayConfig {
+    /// The advertised host and port.
+    pub fn advertised(&self) -> (String, i32) {
+        if let Some(a) = &self.advertised_listener
+            && let Some((host, port)) = a.rsplit_once(':')
+            && let Ok(port) = port.parse()
+        {
+            return (host.trim_matches(['[', ']']).to_string(), port);
+        }
+        (self.listen.ip().to_string(), i32::from(self.listen.port()))
+    }
+
+    pub fn cluster_id(&self) -> String {
+        format!("seaweedfs-smq-{}", self.namespace)
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs.max(1))
+    }
+
+    /// Checks values clap cannot, with messages naming the flag.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(a) = &self.advertised_listener {
+            match a.rsplit_once(':') {
+                Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok() => {}
+                _ => return Err(format!("--advertised-listener {a:?} is not HOST:PORT")),
+            }
+        }
+        if !(1..=smq_client::RING_SIZE).contains(&self.default_partitions) {
+            return Err(format!(
+                "--default-partitions {} is outside 1..={}",
+                self.default_partitions,
+                smq_client::RING_SIZE
+            ));
+        }
+        if self.namespace.is_empty() || self.namespace.contains('/') {
+            return Err(format!(
+                "--namespace {:?} must be a non-empty name without '/'",
+                self.namespace
+            ));
+        }
+        if self.max_message_bytes > self.max_request_bytes {
+            return Err("--max-message-bytes must not exceed --max-request-bytes".to_string());
+        }
+        Ok(())
+    }
+}

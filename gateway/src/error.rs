@@ -1,0 +1,115 @@
+use kafka_protocol::error::ResponseError;
+use smq_client::SmqError;
+use thiserror::Error;
+
+use crate::records::RecordError;
+
+pub type GatewayResult<T> = Result<T, GatewayError>;
+
+/// Everything that can go wrong in the gateway. Each variant maps to the Kafka error code a
+/// client sees ([`GatewayError::kafka_code`]) and to a metric label.
+#[derive(Debug, Error, Clone)]
+pub enum GatewayError {
+    #[error("SMQ: {0}")]
+    Smq(#[from] SmqError),
+    #[error("{0}")]
+    Record(#[from] RecordError),
+    #[error("unknown topic or partition: {0}")]
+    UnknownTopicOrPartition(String),
+    #[error("topic {0} already exists")]
+    TopicExists(String),
+    #[error("invalid topic name {0:?}: {1}")]
+    InvalidTopic(String, String),
+    #[error("invalid partition count {0}")]
+    InvalidPartitions(i32),
+    #[error("offset {offset} is out of range [{start}, {end}]")]
+    OffsetOutOfRange { offset: i64, start: i64, end: i64 },
+    #[error("message too large: {0}")]
+    MessageTooLarge(String),
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+    #[error("another gateway owns this partition")]
+    NotLeader,
+    #[error("unsupported version {version} of API {api}")]
+    UnsupportedVersion { api: i16, version: i16 },
+    #[error("the operation is not supported: {0}")]
+    NotSupported(String),
+    #[error("out of order sequence: expected {expected}, got {got}")]
+    OutOfOrderSequence { expected: i32, got: i32 },
+    #[error("producer epoch {got} is older than {current}")]
+    ProducerFenced { got: i16, current: i16 },
+    #[error("the stored data disagrees with the ledger: {0}")]
+    Corrupt(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl GatewayError {
+    /// The Kafka error a client should see.
+    pub fn kafka_code(&self) -> ResponseError {
+        use ResponseError as E;
+        match self {
+            GatewayError::Smq(e) => match e {
+                SmqError::InvalidPartitionCount(_) => E::InvalidPartitions,
+                SmqError::TopicNotFound(_) | SmqError::PartitionNotFound { .. } => {
+                    E::UnknownTopicOrPartition
+                }
+                SmqError::PartitionCountMismatch { .. } => E::InvalidPartitions,
+                e if e.is_retriable() => match e {
+                    SmqError::NoLeader { .. } => E::LeaderNotAvailable,
+                    SmqError::Timeout { .. } => E::RequestTimedOut,
+                    _ => E::NotEnoughReplicas,
+                },
+                _ => E::KafkaStorageError,
+            },
+            GatewayError::Record(RecordError::Crc { .. }) => E::CorruptMessage,
+            GatewayError::Record(RecordError::TooLarge { .. }) => E::MessageTooLarge,
+            GatewayError::Record(RecordError::UnsupportedMagic(_)) => {
+                E::UnsupportedForMessageFormat
+            }
+            GatewayError::Record(RecordError::UnsupportedCompression(_)) => {
+                E::UnsupportedCompressionType
+            }
+            GatewayError::Record(_) => E::CorruptMessage,
+            GatewayError::UnknownTopicOrPartition(_) => E::UnknownTopicOrPartition,
+            GatewayError::TopicExists(_) => E::TopicAlreadyExists,
+            GatewayError::InvalidTopic(..) => E::InvalidTopicException,
+            GatewayError::InvalidPartitions(_) => E::InvalidPartitions,
+            GatewayError::OffsetOutOfRange { .. } => E::OffsetOutOfRange,
+            GatewayError::MessageTooLarge(_) => E::MessageTooLarge,
+            GatewayError::InvalidConfig(_) => E::InvalidConfig,
+            GatewayError::NotLeader => E::NotLeaderOrFollower,
+            GatewayError::UnsupportedVersion { .. } => E::UnsupportedVersion,
+            GatewayError::NotSupported(_) => E::InvalidRequest,
+            GatewayError::OutOfOrderSequence { .. } => E::OutOfOrderSequenceNumber,
+            GatewayError::ProducerFenced { .. } => E::InvalidProducerEpoch,
+            GatewayError::Corrupt(_) => E::KafkaStorageError,
+            GatewayError::Internal(_) => E::UnknownServerError,
+        }
+    }
+
+    pub fn code(&self) -> i16 {
+        self.kafka_code().code()
+    }
+
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            GatewayError::Smq(e) => e.metric_label(),
+            GatewayError::Record(_) => "bad_record",
+            GatewayError::UnknownTopicOrPartition(_) => "unknown_topic_or_partition",
+            GatewayError::TopicExists(_) => "topic_exists",
+            GatewayError::InvalidTopic(..) => "invalid_topic",
+            GatewayError::InvalidPartitions(_) => "invalid_partitions",
+            GatewayError::OffsetOutOfRange { .. } => "offset_out_of_range",
+            GatewayError::MessageTooLarge(_) => "message_too_large",
+            GatewayError::InvalidConfig(_) => "invalid_config",
+            GatewayError::NotLeader => "not_leader",
+            GatewayError::UnsupportedVersion { .. } => "unsupported_version",
+            GatewayError::NotSupported(_) => "not_supported",
+            GatewayError::OutOfOrderSequence { .. } => "out_of_order_sequence",
+            GatewayError::ProducerFenced { .. } => "producer_fenced",
+            GatewayError::Corrupt(_) => "corrupt",
+            GatewayError::Internal(_) => "internal",
+        }
+    }
+}

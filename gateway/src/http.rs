@@ -1,0 +1,140 @@
+//! The HTTP side: /healthz, /readyz, /metrics, /stats and the ledger inspection endpoints.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::metrics::Metrics;
+use crate::protocol::Context;
+
+/// Set once the store is open and the Kafka listener is up.
+#[derive(Debug, Clone)]
+pub struct HttpState {
+    pub metrics: Arc<Metrics>,
+    pub ready: Arc<OnceLock<Arc<Context>>>,
+}
+
+pub async fn serve(
+    addr: SocketAddr,
+    state: HttpState,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/stats", get(stats))
+        .route("/ledger/validate", get(validate))
+        .route("/ledger/info/{topic}/{partition}/{offset}", get(info))
+        .with_state(state);
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(%addr, "HTTP endpoints listening");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.wait_for(|s| *s).await;
+        })
+        .await
+}
+
+fn json_response(status: StatusCode, v: serde_json::Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        format!("{v:#}\n"),
+    )
+        .into_response()
+}
+
+async fn readyz(State(s): State<HttpState>) -> Response {
+    match s.ready.get() {
+        Some(_) => (StatusCode::OK, "ready\n").into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "starting: recovering the offset ledger\n",
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics(State(s): State<HttpState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn stats(State(s): State<HttpState>) -> Response {
+    let Some(ctx) = s.ready.get() else {
+        return json_response(StatusCode::SERVICE_UNAVAILABLE, json!({"ready": false}));
+    };
+    let mut topics = Vec::new();
+    for t in ctx.store.open_topics().await {
+        let partitions: Vec<_> = t
+            .partitions
+            .iter()
+            .map(|p| {
+                let l = p.ledger_snapshot();
+                json!({
+                    "partition": p.index(),
+                    "high_water_mark": p.high_water_mark(),
+                    "log_start_offset": p.log_start(),
+                    "ledger_entries": l.len(),
+                    "min_entry_timestamp": l.entries().first().map(|e| e.max_timestamp),
+                    "max_timestamp": l.max_timestamp(),
+                })
+            })
+            .collect();
+        topics.push(json!({
+            "topic": t.name,
+            "smq_topic": format!("{}/{}", t.smq_topic.namespace, t.smq_topic.name),
+            "partitions": partitions,
+        }));
+    }
+    json_response(StatusCode::OK, json!({"ready": true, "topics": topics}))
+}
+
+async fn validate(State(s): State<HttpState>) -> Response {
+    let Some(ctx) = s.ready.get() else {
+        return json_response(StatusCode::SERVICE_UNAVAILABLE, json!({"ready": false}));
+    };
+    let mut report = Vec::new();
+    let mut total = 0;
+    for t in ctx.store.open_topics().await {
+        for p in &t.partitions {
+            let problems = p.ledger_snapshot().validate();
+            total += problems.len();
+            report.push(json!({"topic": t.name, "partition": p.index(), "problems": problems}));
+        }
+    }
+    json_response(
+        StatusCode::OK,
+        json!({"problems": total, "partitions": report}),
+    )
+}
+
+async fn info(
+    State(s): State<HttpState>,
+    Path((topic, partition, offset)): Path<(String, i32, i64)>,
+) -> Response {
+    let Some(ctx) = s.ready.get() else {
+        return json_response(StatusCode::SERVICE_UNAVAILABLE, json!({"ready": false}));
+    };
+    match ctx.store.partition(&topic, partition).await {
+        Ok(p) => json_response(
+            StatusCode::OK,
+            crate::ledger_tools::describe_offset(&topic, partition, offset, &p.ledger_snapshot()),
+        ),
+        Err(e) => json_response(StatusCode::NOT_FOUND, json!({"error": e.to_string()})),
+    }
+}

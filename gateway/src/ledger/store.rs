@@ -1,0 +1,307 @@
+//! Persistence of ledger entries in the SMQ topic `kafka-system/offset-mappings`.
+//!
+//! Every entry is one SMQ record on the mapping partition chosen by a stable hash of the data
+//! topic and partition, so one data partition's entries stay in write order. Recovery reads every
+//! mapping partition from its start with SubscribeMessage (FetchMessage is positional and loses
+//! first-window data after a reload), up to a marker record this gateway wrote just before: SMQ
+//! reports no offsets on subscriptions, so the marker is how the reader knows it has seen all.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use prost::Message;
+use smq_client::{DataMessage, PartitionPublisher, SmqClient, SmqError, Topic, TopicSpec};
+use smq_proto::schema_pb::{
+    Field, RecordType, RecordValue, ScalarType, Type, Value, r#type, value,
+};
+
+use super::{LedgerEntry, PartitionLedger};
+use crate::error::{GatewayError, GatewayResult};
+
+pub const SYSTEM_NAMESPACE: &str = "kafka-system";
+pub const MAPPINGS_TOPIC: &str = "offset-mappings";
+const MAPPING_PARTITIONS: i32 = 16;
+
+/// One persisted ledger entry, naming its data partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerRecord {
+    /// `namespace/name` of the SMQ data topic.
+    pub topic: String,
+    pub partition: i32,
+    /// The SMQ generation (`unix_time_ns`) of the data partition the entry points into.
+    pub generation: i64,
+    pub entry: LedgerEntry,
+}
+
+/// Ledgers recovered at startup, keyed by (`namespace/name`, partition).
+pub type RecoveredLedgers = HashMap<(String, i32), PartitionLedger>;
+
+pub struct LedgerStore {
+    client: SmqClient,
+    topic: Topic,
+    publishers: Vec<PartitionPublisher>,
+}
+
+impl std::fmt::Debug for LedgerStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LedgerStore")
+            .field("topic", &self.topic)
+            .finish()
+    }
+}
+
+fn scalar(name: &str, index: i32, t: ScalarType) -> Field {
+    Field {
+        name: name.to_string(),
+        field_index: index,
+        r#type: Some(Type {
+            kind: Some(r#type::Kind::ScalarType(t as i32)),
+        }),
+        is_repeated: false,
+        is_required: false,
+    }
+}
+
+fn mapping_record_type() -> RecordType {
+    RecordType {
+        fields: vec![
+            scalar("topic_partition", 0, ScalarType::String),
+            scalar("topic", 1, ScalarType::String),
+            scalar("partition", 2, ScalarType::Int32),
+            scalar("kafka_offset", 3, ScalarType::Int64),
+            scalar("count", 4, ScalarType::Int32),
+            scalar("smq_offset", 5, ScalarType::Int64),
+            scalar("generation", 6, ScalarType::Int64),
+            scalar("max_timestamp", 7, ScalarType::Int64),
+            scalar("marker", 8, ScalarType::String),
+        ],
+    }
+}
+
+/// FNV-1a: stable across processes and versions, unlike std's hasher.
+fn slot(topic: &str, partition: i32) -> i32 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in topic.bytes().chain(partition.to_be_bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (h % MAPPING_PARTITIONS as u64) as i32
+}
+
+fn int(v: i64) -> Value {
+    Value {
+        kind: Some(value::Kind::Int64Value(v)),
+    }
+}
+fn int32(v: i32) -> Value {
+    Value {
+        kind: Some(value::Kind::Int32Value(v)),
+    }
+}
+fn string(s: &str) -> Value {
+    Value {
+        kind: Some(value::Kind::StringValue(s.to_string())),
+    }
+}
+
+fn encode(rec: &LedgerRecord) -> Vec<u8> {
+    let e = &rec.entry;
+    let fields = HashMap::from([
+        (
+            "topic_partition".to_string(),
+            string(&format!("{}/{}", rec.topic, rec.partition)),
+        ),
+        ("topic".to_string(), string(&rec.topic)),
+        ("partition".to_string(), int32(rec.partition)),
+        ("kafka_offset".to_string(), int(e.kafka_offset)),
+        ("count".to_string(), int32(e.count as i32)),
+        ("smq_offset".to_string(), int(e.smq_offset)),
+        ("generation".to_string(), int(rec.generation)),
+        ("max_timestamp".to_string(), int(e.max_timestamp)),
+    ]);
+    RecordValue { fields }.encode_to_vec()
+}
+
+enum Decoded {
+    Entry(LedgerRecord),
+    Marker(String),
+}
+
+fn decode(data: &[u8]) -> Option<Decoded> {
+    let f = RecordValue::decode(data).ok()?.fields;
+    let get_i = |k: &str| match f.get(k)?.kind.as_ref()? {
+        value::Kind::Int64Value(v) => Some(*v),
+        value::Kind::Int32Value(v) => Some(i64::from(*v)),
+        _ => None,
+    };
+    let get_s = |k: &str| match f.get(k)?.kind.as_ref()? {
+        value::Kind::StringValue(s) => Some(s.clone()),
+        _ => None,
+    };
+    if let Some(m) = get_s("marker") {
+        return Some(Decoded::Marker(m));
+    }
+    Some(Decoded::Entry(LedgerRecord {
+        topic: get_s("topic")?,
+        partition: get_i("partition")? as i32,
+        generation: get_i("generation").unwrap_or(0),
+        entry: LedgerEntry {
+            kafka_offset: get_i("kafka_offset")?,
+            count: u32::try_from(get_i("count")?).ok()?,
+            smq_offset: get_i("smq_offset")?,
+            max_timestamp: get_i("max_timestamp").unwrap_or(-1),
+        },
+    }))
+}
+
+impl LedgerStore {
+    /// Opens (creating if needed) the mapping topic.
+    pub async fn open(client: SmqClient) -> GatewayResult<Self> {
+        let topic = smq_client::topic(SYSTEM_NAMESPACE, MAPPINGS_TOPIC);
+        client
+            .ensure_topic(&TopicSpec {
+                topic: topic.clone(),
+                partitions: MAPPING_PARTITIONS,
+                record_type: Some(mapping_record_type()),
+                retention_seconds: None,
+            })
+            .await?;
+        let publishers = (0..MAPPING_PARTITIONS)
+            .map(|p| PartitionPublisher::new(client.clone(), topic.clone(), p))
+            .collect();
+        Ok(Self {
+            client,
+            topic,
+            publishers,
+        })
+    }
+
+    /// Persists one entry; returns once SMQ has acknowledged it.
+    pub async fn append(&self, rec: &LedgerRecord) -> Result<(), SmqError> {
+        let p = &self.publishers[slot(&rec.topic, rec.partition) as usize];
+        p.publish(DataMessage {
+            key: format!("{}/{}", rec.topic, rec.partition).into_bytes(),
+            value: encode(rec),
+            ts_ns: 0,
+            ctrl: None,
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Reads every persisted entry and rebuilds each partition's ledger.
+    pub async fn recover(&self, read_timeout: Duration) -> GatewayResult<RecoveredLedgers> {
+        let marker = format!("recover-{}-{}", std::process::id(), rand::random::<u64>());
+        let mut tasks = Vec::new();
+        for (p, publisher) in self.publishers.iter().enumerate() {
+            let rec = HashMap::from([("marker".to_string(), string(&marker))]);
+            publisher
+                .publish(DataMessage {
+                    key: b"marker".to_vec(),
+                    value: RecordValue { fields: rec }.encode_to_vec(),
+                    ts_ns: 0,
+                    ctrl: None,
+                })
+                .await?;
+            let client = self.client.clone();
+            let topic = self.topic.clone();
+            let marker = marker.clone();
+            tasks.push(tokio::spawn(async move {
+                read_partition(client, topic, p as i32, marker, read_timeout).await
+            }));
+        }
+        let mut ledgers = RecoveredLedgers::new();
+        let mut problems = 0usize;
+        for t in tasks {
+            let records = t
+                .await
+                .map_err(|e| GatewayError::Internal(format!("ledger reader panicked: {e}")))??;
+            for rec in records {
+                let ledger = ledgers
+                    .entry((rec.topic.clone(), rec.partition))
+                    .or_default();
+                if let Err(e) = ledger.replay(rec.entry) {
+                    problems += 1;
+                    tracing::error!(topic = %rec.topic, partition = rec.partition, error = %e, "ledger entry refused during recovery");
+                }
+            }
+        }
+        tracing::info!(
+            partitions = ledgers.len(),
+            entries = ledgers.values().map(|l| l.len()).sum::<usize>(),
+            problems,
+            "ledger recovered from {SYSTEM_NAMESPACE}/{MAPPINGS_TOPIC}"
+        );
+        Ok(ledgers)
+    }
+
+    pub async fn close(&self) {
+        for p in &self.publishers {
+            p.close().await;
+        }
+    }
+}
+
+async fn read_partition(
+    client: SmqClient,
+    topic: Topic,
+    partition: i32,
+    marker: String,
+    read_timeout: Duration,
+) -> GatewayResult<Vec<LedgerRecord>> {
+    let mut sub = client
+        .subscribe_exact(&topic, partition, 0, "kafka-gateway-ledger-recovery")
+        .await?;
+    let mut out = Vec::new();
+    loop {
+        let msg = tokio::time::timeout(read_timeout, sub.next())
+            .await
+            .map_err(|_| {
+                GatewayError::Internal(format!(
+                    "ledger recovery: no record from mapping partition {partition} for {read_timeout:?}"
+                ))
+            })??;
+        let Some(msg) = msg else {
+            return Err(GatewayError::Internal(format!(
+                "ledger recovery: mapping partition {partition} ended before the marker"
+            )));
+        };
+        match decode(&msg.value) {
+            Some(Decoded::Marker(m)) if m == marker => return Ok(out),
+            Some(Decoded::Marker(_)) => {}
+            Some(Decoded::Entry(e)) => out.push(e),
+            None => tracing::warn!(partition, "skipping an undecodable ledger record"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_and_slots_are_stable() {
+        let rec = LedgerRecord {
+            topic: "kafka/orders".into(),
+            partition: 2,
+            generation: 99,
+            entry: LedgerEntry {
+                kafka_offset: 10,
+                count: 3,
+                smq_offset: 12,
+                max_timestamp: 5,
+            },
+        };
+        match decode(&encode(&rec)) {
+            Some(Decoded::Entry(r)) => assert_eq!(r, rec),
+            _ => panic!("not decoded as an entry"),
+        }
+        assert_eq!(slot("kafka/orders", 2), slot("kafka/orders", 2));
+        let spread: std::collections::HashSet<_> =
+            (0..64).map(|p| slot("kafka/orders", p)).collect();
+        assert!(
+            spread.len() > 8,
+            "partitions spread over mapping partitions: {spread:?}"
+        );
+    }
+}

@@ -1,0 +1,16 @@
+//! Kafka wire-protocol gateway on the SeaweedFS message queue (SMQ).
+//!
+//! Layers, outside in: `server` (TCP, framing, connections) → `protocol` (one handler per Kafka
+//! API) → `storage` (topics and partitions on SMQ) → `ledger` (the Kafka offsets) and `records`
+//! (Kafka's batch format and how a record is stored in SMQ).
+
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod ledger;
+pub mod ledger_tools;
+pub mod metrics;
+pub mod protocol;
+pub mod records;
+pub mod server;
+pub mod storage;

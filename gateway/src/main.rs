@@ -1,0 +1,212 @@
+use std::process::ExitCode;
+use std::sync::atomic::AtomicI64;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use clap::Parser;
+use kafka_gateway::config::{Cli, Command, GatewayConfig, LedgerCommand};
+use kafka_gateway::http::{self, HttpState};
+use kafka_gateway::ledger::LedgerStore;
+use kafka_gateway::metrics::Metrics;
+use kafka_gateway::protocol::Context;
+use kafka_gateway::storage::{Store, StoreSettings};
+use kafka_gateway::{ledger_tools, server};
+use smq_client::{RetryPolicy, SmqClient, SmqConfig};
+use tokio::sync::watch;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = cli.config.validate() {
+        eprintln!("kafka-gateway: {e}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("kafka-gateway: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            None | Some(Command::Serve) => serve(cli.config).await,
+            Some(Command::Ledger { command }) => ledger(cli.config, command).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kafka-gateway: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn smq_config(config: &GatewayConfig) -> SmqConfig {
+    SmqConfig {
+        client_name: format!("kafka-gateway-{}", std::process::id()),
+        ..SmqConfig::with_master(config.smq_master.clone())
+    }
+}
+
+/// Retries `op` with backoff until it succeeds or shutdown is asked for: SMQ may start after us.
+async fn until_ready<T, F, Fut>(
+    what: &str,
+    shutdown: &watch::Receiver<bool>,
+    mut op: F,
+) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let mut backoff = RetryPolicy {
+        initial: Duration::from_millis(200),
+        max: Duration::from_secs(5),
+        ..RetryPolicy::default()
+    }
+    .backoff();
+    loop {
+        match op().await {
+            Ok(v) => return Ok(v),
+            Err(e) => {
+                if *shutdown.borrow() {
+                    return Err(e.context(format!("{what} (shutting down)")));
+                }
+                let d = backoff.next_delay_unbounded();
+                tracing::warn!(error = %format!("{e:#}"), retry_in = ?d, "{what} failed");
+                tokio::time::sleep(d).await;
+            }
+        }
+    }
+}
+
+async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::default());
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested");
+        let _ = shutdown_tx.send(true);
+    });
+    let ready = Arc::new(OnceLock::new());
+    let http_state = HttpState {
+        metrics: metrics.clone(),
+        ready: ready.clone(),
+    };
+    let http_addr = config.http;
+    let http_shutdown = shutdown_rx.clone();
+    let http_task = tokio::spawn(async move {
+        if let Err(e) = http::serve(http_addr, http_state, http_shutdown).await {
+            tracing::error!(error = %e, addr = %http_addr, "HTTP endpoints failed");
+        }
+    });
+
+    let settings = StoreSettings {
+        namespace: config.namespace.clone(),
+        auto_create_topics: config.auto_create_topics,
+        default_partitions: config.default_partitions,
+        max_message_bytes: config.max_message_bytes,
+    };
+    // Recover the ledger before accepting clients, so nobody ever sees a partial one.
+    let store = until_ready(
+        "opening SMQ and recovering the offset ledger",
+        &shutdown_rx,
+        || async {
+            let client = SmqClient::connect(smq_config(&config)).await?;
+            Ok(Store::open(client, settings.clone()).await?)
+        },
+    )
+    .await?;
+    let store = Arc::new(store);
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let ctx = Arc::new(Context {
+        store: store.clone(),
+        config: Arc::new(config.clone()),
+        metrics,
+        next_producer_id: AtomicI64::new(rand::random_range(0..1i64 << 47)),
+    });
+    let _ = ready.set(ctx.clone());
+    let (host, port) = config.advertised();
+    tracing::info!(listen = %config.listen, advertised = %format!("{host}:{port}"), namespace = %config.namespace, "serving Kafka clients");
+    server::run(
+        ctx,
+        listener,
+        shutdown_rx,
+        Duration::from_secs(config.shutdown_timeout_secs),
+    )
+    .await;
+    store.close().await;
+    let _ = http_task.await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = ctrl_c.await;
+}
+
+async fn ledger(config: GatewayConfig, command: LedgerCommand) -> anyhow::Result<()> {
+    let client = SmqClient::connect(smq_config(&config)).await?;
+    let store = LedgerStore::open(client).await?;
+    let ledgers = store.recover(Duration::from_secs(30)).await?;
+    store.close().await;
+    let prefix = format!("{}/", config.namespace);
+    let out = match command {
+        LedgerCommand::Validate => {
+            let mut partitions = Vec::new();
+            let mut total = 0;
+            let mut keys: Vec<_> = ledgers
+                .keys()
+                .filter(|(t, _)| t.starts_with(&prefix))
+                .cloned()
+                .collect();
+            keys.sort();
+            for key in keys {
+                let l = &ledgers[&key];
+                let problems = l.validate();
+                total += problems.len();
+                partitions.push(serde_json::json!({
+                    "topic": key.0.trim_start_matches(&prefix),
+                    "partition": key.1,
+                    "entries": l.len(),
+                    "high_water_mark": l.next_offset(),
+                    "problems": problems,
+                }));
+            }
+            serde_json::json!({"problems": total, "partitions": partitions})
+        }
+        LedgerCommand::Info {
+            topic,
+            partition,
+            offset,
+        } => {
+            let key = (format!("{prefix}{topic}"), partition);
+            let l = ledgers.get(&key).cloned().unwrap_or_default();
+            ledger_tools::describe_offset(&topic, partition, offset, &l)
+        }
+    };
+    println!("{out:#}");
+    Ok(())
+}

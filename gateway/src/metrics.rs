@@ -1,0 +1,148 @@
+//! Prometheus metrics of the gateway.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::error::GatewayError;
+
+type Labels = Vec<(String, String)>;
+
+fn latency() -> Histogram {
+    Histogram::new(exponential_buckets(0.0001, 2.0, 18))
+}
+
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<Labels, Counter>,
+    request_seconds: Family<Labels, Histogram, fn() -> Histogram>,
+    produce_errors: Family<Labels, Counter>,
+    records_in: Family<Labels, Counter>,
+    bytes_in: Family<Labels, Counter>,
+    records_out: Family<Labels, Counter>,
+    bytes_out: Family<Labels, Counter>,
+    pub connections: Gauge,
+    pub bad_frames: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("kafka_gateway");
+        let requests = Family::<Labels, Counter>::default();
+        let request_seconds =
+            Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(latency);
+        let produce_errors = Family::<Labels, Counter>::default();
+        let records_in = Family::<Labels, Counter>::default();
+        let bytes_in = Family::<Labels, Counter>::default();
+        let records_out = Family::<Labels, Counter>::default();
+        let bytes_out = Family::<Labels, Counter>::default();
+        let connections = Gauge::default();
+        let bad_frames = Counter::default();
+        registry.register(
+            "requests",
+            "Kafka requests by API and error code",
+            requests.clone(),
+        );
+        registry.register(
+            "request_seconds",
+            "Kafka request latency by API",
+            request_seconds.clone(),
+        );
+        registry.register(
+            "produce_errors",
+            "Failed partition produces by reason",
+            produce_errors.clone(),
+        );
+        registry.register(
+            "produced_records",
+            "Records stored, by topic",
+            records_in.clone(),
+        );
+        registry.register(
+            "produced_bytes",
+            "Record batch bytes received, by topic",
+            bytes_in.clone(),
+        );
+        registry.register(
+            "fetched_records",
+            "Records served, by topic",
+            records_out.clone(),
+        );
+        registry.register(
+            "fetched_bytes",
+            "Record batch bytes served, by topic",
+            bytes_out.clone(),
+        );
+        registry.register(
+            "connections",
+            "Open client connections",
+            connections.clone(),
+        );
+        registry.register(
+            "bad_frames",
+            "Connections closed for malformed requests",
+            bad_frames.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            request_seconds,
+            produce_errors,
+            records_in,
+            bytes_in,
+            records_out,
+            bytes_out,
+            connections,
+            bad_frames,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn request(&self, api: &str, error_code: i16, elapsed: Duration) {
+        self.requests
+            .get_or_create(&vec![
+                ("api".into(), api.into()),
+                ("error_code".into(), error_code.to_string()),
+            ])
+            .inc();
+        self.request_seconds
+            .get_or_create(&vec![("api".into(), api.into())])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn produce_error(&self, e: &GatewayError) {
+        self.produce_errors
+            .get_or_create(&vec![("reason".into(), e.metric_label().into())])
+            .inc();
+    }
+
+    pub fn produced(&self, topic: &str, records: u64, bytes: u64) {
+        let l = vec![("topic".into(), topic.into())];
+        self.records_in.get_or_create(&l).inc_by(records);
+        self.bytes_in.get_or_create(&l).inc_by(bytes);
+    }
+
+    pub fn fetched(&self, topic: &str, records: u64, bytes: u64) {
+        if records == 0 {
+            return;
+        }
+        let l = vec![("topic".into(), topic.into())];
+        self.records_out.get_or_create(&l).inc_by(records);
+        self.bytes_out.get_or_create(&l).inc_by(bytes);
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

@@ -1,0 +1,144 @@
+use std::time::Duration;
+
+use bytes::BytesMut;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, RequestHeader};
+use tokio::time::Instant;
+
+use super::Context;
+use crate::error::{GatewayError, GatewayResult};
+use crate::records::{Record, StoredRecord, encode_batch};
+
+pub async fn handle(
+    ctx: &Context,
+    _header: &RequestHeader,
+    req: FetchRequest,
+) -> GatewayResult<FetchResponse> {
+    let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.clamp(0, 60_000) as u64);
+    let min_bytes = req.min_bytes.max(0) as usize;
+    loop {
+        let mut watchers = Vec::new();
+        let (response, bytes) = fetch_once(ctx, &req, &mut watchers).await;
+        if bytes >= min_bytes.max(1) || Instant::now() >= deadline || watchers.is_empty() {
+            return Ok(response);
+        }
+        // Long-poll here: SMQ ignores max_wait_ms. Wake on any partition's new high water mark.
+        let changed = watchers.iter_mut().map(|w| Box::pin(w.changed()));
+        let _ = tokio::time::timeout_at(deadline, futures::future::select_all(changed)).await;
+        if Instant::now() >= deadline && bytes > 0 {
+            return Ok(response);
+        }
+    }
+}
+
+async fn fetch_once(
+    ctx: &Context,
+    req: &FetchRequest,
+    watchers: &mut Vec<tokio::sync::watch::Receiver<i64>>,
+) -> (FetchResponse, usize) {
+    let mut total = 0usize;
+    let max_total = if req.max_bytes > 0 {
+        req.max_bytes as usize
+    } else {
+        usize::MAX
+    };
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for topic in &req.topics {
+        let name = topic.topic.0.to_string();
+        let mut partitions = Vec::with_capacity(topic.partitions.len());
+        for p in &topic.partitions {
+            let budget =
+                (p.partition_max_bytes.max(0) as usize).min(max_total.saturating_sub(total));
+            // Kafka returns at least one record batch even past the limits (KIP-74).
+            let budget = if total == 0 { budget.max(1) } else { budget };
+            let data = PartitionData::default().with_partition_index(p.partition);
+            let part = match ctx.store.partition(&name, p.partition).await {
+                Ok(part) => part,
+                Err(e) => {
+                    partitions.push(data.with_error_code(e.code()).with_high_watermark(-1));
+                    continue;
+                }
+            };
+            if budget == 0 {
+                partitions.push(
+                    data.with_high_watermark(part.high_water_mark())
+                        .with_last_stable_offset(part.high_water_mark())
+                        .with_log_start_offset(part.log_start()),
+                );
+                continue;
+            }
+            match part.read(p.fetch_offset, budget).await {
+                Ok(r) => {
+                    if r.records.is_empty() {
+                        watchers.push(part.subscribe_hwm());
+                    }
+                    let encoded = encode_records(&r.records);
+                    total += encoded.as_ref().map_or(0, |b| b.len());
+                    ctx.metrics.fetched(
+                        &name,
+                        r.records.len() as u64,
+                        encoded.as_ref().map_or(0, |b| b.len()) as u64,
+                    );
+                    partitions.push(
+                        data.with_high_watermark(r.high_water_mark)
+                            .with_last_stable_offset(r.high_water_mark)
+                            .with_log_start_offset(r.log_start)
+                            .with_records(encoded),
+                    );
+                }
+                Err(e) => {
+                    if !matches!(e, GatewayError::OffsetOutOfRange { .. }) {
+                        tracing::warn!(topic = %name, partition = p.partition, offset = p.fetch_offset, error = %e, "fetch failed");
+                    }
+                    partitions.push(
+                        data.with_error_code(e.code())
+                            .with_high_watermark(part.high_water_mark())
+                            .with_last_stable_offset(part.high_water_mark())
+                            .with_log_start_offset(part.log_start()),
+                    );
+                }
+            }
+        }
+        topics.push(
+            FetchableTopicResponse::default()
+                .with_topic(topic.topic.clone())
+                .with_partitions(partitions),
+        );
+    }
+    // session_id 0: fetch sessions are declined, clients keep sending full fetches (KIP-227).
+    (
+        FetchResponse::default()
+            .with_session_id(0)
+            .with_responses(topics),
+        total,
+    )
+}
+
+/// One uncompressed v2 batch per run of records with the same timestamp type.
+/// Empty results are empty bytes, not null: clients reject a null record set.
+fn encode_records(records: &[StoredRecord]) -> Option<bytes::Bytes> {
+    if records.is_empty() {
+        return Some(bytes::Bytes::new());
+    }
+    let mut out = BytesMut::new();
+    let mut start = 0;
+    for i in 1..=records.len() {
+        if i == records.len() || records[i].timestamp_type != records[start].timestamp_type {
+            let run = &records[start..i];
+            let base = run[0].offset;
+            let converted: Vec<Record> = run
+                .iter()
+                .map(|r| Record {
+                    offset_delta: (r.offset - base) as i32,
+                    timestamp: r.timestamp,
+                    key: r.key.clone(),
+                    value: r.value.clone(),
+                    headers: r.headers.clone(),
+                })
+                .collect();
+            encode_batch(&mut out, base, run[0].timestamp_type, &converted);
+            start = i;
+        }
+    }
+    Some(out.freeze())
+}

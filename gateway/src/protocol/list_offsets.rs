@@ -1,0 +1,59 @@
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse, RequestHeader};
+
+use super::Context;
+use crate::error::GatewayResult;
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+
+pub async fn handle(
+    ctx: &Context,
+    _header: &RequestHeader,
+    req: ListOffsetsRequest,
+) -> GatewayResult<ListOffsetsResponse> {
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for topic in req.topics {
+        let name = topic.name.0.to_string();
+        let mut partitions = Vec::with_capacity(topic.partitions.len());
+        for p in topic.partitions {
+            let resp =
+                ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
+            let r = async {
+                let part = ctx.store.partition(&name, p.partition_index).await?;
+                Ok::<_, crate::error::GatewayError>(match p.timestamp {
+                    LATEST => (part.high_water_mark(), -1),
+                    EARLIEST => (part.log_start(), -1),
+                    MAX_TIMESTAMP => {
+                        let hwm = part.high_water_mark();
+                        match part.ledger_snapshot().max_timestamp() {
+                            Some(ts) => part
+                                .offset_for_timestamp(ts)
+                                .await?
+                                .map_or((hwm, -1), |(o, t)| (o, t)),
+                            None => (-1, -1),
+                        }
+                    }
+                    ts => part.offset_for_timestamp(ts).await?.unwrap_or((-1, -1)),
+                })
+            }
+            .await;
+            partitions.push(match r {
+                Ok((offset, ts)) => resp.with_offset(offset).with_timestamp(ts),
+                Err(e) => resp
+                    .with_error_code(e.code())
+                    .with_offset(-1)
+                    .with_timestamp(-1),
+            });
+        }
+        topics.push(
+            ListOffsetsTopicResponse::default()
+                .with_name(topic.name)
+                .with_partitions(partitions),
+        );
+    }
+    Ok(ListOffsetsResponse::default().with_topics(topics))
+}

@@ -1,0 +1,79 @@
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{
+    BrokerId, MetadataRequest, MetadataResponse, RequestHeader, TopicName,
+};
+
+use super::{Context, NODE_ID, sb};
+use crate::error::{GatewayError, GatewayResult};
+use crate::storage::validate_topic_name;
+
+pub async fn handle(
+    ctx: &Context,
+    header: &RequestHeader,
+    req: MetadataRequest,
+) -> GatewayResult<MetadataResponse> {
+    let version = header.request_api_version;
+    // v0: an empty list means every topic; v1+: null means every topic.
+    let wanted: Option<Vec<String>> = match req.topics {
+        None => None,
+        Some(t) if t.is_empty() && version == 0 => None,
+        Some(t) => Some(
+            t.into_iter()
+                .filter_map(|t| t.name.map(|n| n.0.to_string()))
+                .collect(),
+        ),
+    };
+    // Before v4 there is no flag and Kafka creates topics whenever the broker allows it.
+    let allow_create = version < 4 || req.allow_auto_topic_creation;
+    let names = match wanted {
+        Some(n) => n,
+        None => ctx.store.list_topics().await?,
+    };
+    let mut topics = Vec::with_capacity(names.len());
+    for name in names {
+        topics.push(describe(ctx, &name, allow_create).await);
+    }
+    let (host, port) = ctx.config.advertised();
+    Ok(MetadataResponse::default()
+        .with_brokers(vec![
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(NODE_ID))
+                .with_host(sb(host))
+                .with_port(port),
+        ])
+        .with_cluster_id(Some(sb(ctx.config.cluster_id())))
+        .with_controller_id(BrokerId(NODE_ID))
+        .with_topics(topics))
+}
+
+async fn describe(ctx: &Context, name: &str, allow_create: bool) -> MetadataResponseTopic {
+    let t = MetadataResponseTopic::default().with_name(Some(TopicName(sb(name))));
+    if let Err(e) = validate_topic_name(name) {
+        return t.with_error_code(e.code());
+    }
+    match ctx.store.topic_or_create(name, allow_create).await {
+        Ok(Some(topic)) => t.with_partitions(
+            topic
+                .partitions
+                .iter()
+                .map(|p| {
+                    MetadataResponsePartition::default()
+                        .with_partition_index(p.index())
+                        .with_leader_id(BrokerId(NODE_ID))
+                        .with_leader_epoch(0)
+                        .with_replica_nodes(vec![BrokerId(NODE_ID)])
+                        .with_isr_nodes(vec![BrokerId(NODE_ID)])
+                })
+                .collect(),
+        ),
+        Ok(None) => {
+            t.with_error_code(GatewayError::UnknownTopicOrPartition(name.to_string()).code())
+        }
+        Err(e) => {
+            tracing::warn!(topic = name, error = %e, "metadata lookup failed");
+            t.with_error_code(e.code())
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! Kafka's record batch format (magic v2): parsing what producers send, and building what fetches
+//! return. Our own codec rather than `kafka_protocol::records`, because Kafka allows repeated
+//! header keys, which that crate's header map would merge.
+
+mod batch;
+mod stored;
+mod varint;
+
+pub use batch::{
+    Batch, BatchHeader, Compression, Header, Record, TimestampType, encode_batch, parse_batch,
+    split_batches,
+};
+pub use stored::{StoredRecord, decode_stored, encode_stored, record_type};
+
+use thiserror::Error;
+
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum RecordError {
+    #[error("record data truncated while reading {0}")]
+    Truncated(&'static str),
+    #[error("invalid record data: {0}")]
+    Invalid(String),
+    #[error("record batch CRC mismatch: header says {expected:#010x}, data gives {actual:#010x}")]
+    Crc { expected: u32, actual: u32 },
+    #[error("unsupported record batch magic {0}: only v2 batches are accepted")]
+    UnsupportedMagic(i8),
+    #[error("unsupported compression codec {0}")]
+    UnsupportedCompression(i16),
+    #[error("record batch of {size} bytes exceeds the limit of {limit}")]
+    TooLarge { size: usize, limit: usize },
+}

@@ -1,0 +1,243 @@
+//! Kafka topics and partitions on SMQ: Kafka topic T is SMQ topic `<namespace>/T`, and Kafka
+//! partition p is the SMQ partition whose ring range is p's (matched by range, not position).
+
+mod partition;
+mod producers;
+mod topic_config;
+
+pub use partition::{Appended, PartitionLog, ReadResult};
+pub use topic_config::{KNOWN as TOPIC_CONFIGS, TopicConfigs, validate_topic_name};
+
+/// Every topic config the gateway knows, with its default.
+pub fn topic_config_known() -> &'static [(&'static str, &'static str)] {
+    TOPIC_CONFIGS
+}
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use smq_client::{SmqClient, SmqError, Topic, TopicSpec};
+use tokio::sync::RwLock;
+
+use crate::error::{GatewayError, GatewayResult};
+use crate::ledger::{LedgerStore, RecoveredLedgers};
+use crate::records::record_type;
+
+/// Settings that shape how topics are created and served.
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    pub namespace: String,
+    pub auto_create_topics: bool,
+    pub default_partitions: i32,
+    pub max_message_bytes: usize,
+}
+
+/// A Kafka topic as the gateway serves it.
+#[derive(Debug)]
+pub struct TopicLog {
+    pub name: String,
+    pub smq_topic: Topic,
+    pub configs: TopicConfigs,
+    pub partitions: Vec<Arc<PartitionLog>>,
+}
+
+impl TopicLog {
+    pub fn partition(&self, index: i32) -> GatewayResult<&Arc<PartitionLog>> {
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| self.partitions.get(i))
+            .ok_or_else(|| {
+                GatewayError::UnknownTopicOrPartition(format!("{} partition {index}", self.name))
+            })
+    }
+}
+
+pub struct Store {
+    client: SmqClient,
+    settings: StoreSettings,
+    ledger_store: Arc<LedgerStore>,
+    recovered: std::sync::Mutex<RecoveredLedgers>,
+    topics: RwLock<HashMap<String, Arc<TopicLog>>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("settings", &self.settings)
+            .finish()
+    }
+}
+
+impl Store {
+    /// Opens the ledger and recovers every partition's offsets from SMQ.
+    pub async fn open(client: SmqClient, settings: StoreSettings) -> GatewayResult<Self> {
+        let ledger_store = Arc::new(LedgerStore::open(client.clone()).await?);
+        let recovered = ledger_store.recover(Duration::from_secs(30)).await?;
+        Ok(Self {
+            client,
+            settings,
+            ledger_store,
+            recovered: std::sync::Mutex::new(recovered),
+            topics: RwLock::new(HashMap::new()),
+        })
+    }
+
+    pub fn settings(&self) -> &StoreSettings {
+        &self.settings
+    }
+
+    pub fn client(&self) -> &SmqClient {
+        &self.client
+    }
+
+    fn smq_topic(&self, name: &str) -> Topic {
+        smq_client::topic(&self.settings.namespace, name)
+    }
+
+    /// The topic, if it exists in SMQ.
+    pub async fn topic(&self, name: &str) -> GatewayResult<Option<Arc<TopicLog>>> {
+        if let Some(t) = self.topics.read().await.get(name) {
+            return Ok(Some(t.clone()));
+        }
+        if validate_topic_name(name).is_err() {
+            return Ok(None);
+        }
+        let smq_topic = self.smq_topic(name);
+        let config = match self.client.topic_configuration(&smq_topic).await {
+            Ok(c) => c,
+            Err(SmqError::TopicNotFound(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let layout = self.client.lookup(&smq_topic).await?;
+        let mut topics = self.topics.write().await;
+        if let Some(t) = topics.get(name) {
+            return Ok(Some(t.clone()));
+        }
+        let configs = TopicConfigs::from_smq(&config);
+        let key = format!("{}/{}", smq_topic.namespace, smq_topic.name);
+        let partitions = {
+            let mut recovered = self.recovered.lock().unwrap_or_else(|e| e.into_inner());
+            layout
+                .partitions
+                .iter()
+                .map(|a| {
+                    let ledger = recovered
+                        .remove(&(key.clone(), a.index))
+                        .unwrap_or_default();
+                    Arc::new(PartitionLog::new(
+                        self.client.clone(),
+                        smq_topic.clone(),
+                        a.index,
+                        a.partition.unix_time_ns,
+                        ledger,
+                        self.ledger_store.clone(),
+                    ))
+                })
+                .collect()
+        };
+        let t = Arc::new(TopicLog {
+            name: name.to_string(),
+            smq_topic,
+            configs,
+            partitions,
+        });
+        topics.insert(name.to_string(), t.clone());
+        Ok(Some(t))
+    }
+
+    /// The topic, creating it with the default partition count when auto-creation is on.
+    pub async fn topic_or_create(
+        &self,
+        name: &str,
+        allow_create: bool,
+    ) -> GatewayResult<Option<Arc<TopicLog>>> {
+        if let Some(t) = self.topic(name).await? {
+            return Ok(Some(t));
+        }
+        if !(allow_create && self.settings.auto_create_topics) {
+            return Ok(None);
+        }
+        match self
+            .create_topic(
+                name,
+                self.settings.default_partitions,
+                &TopicConfigs::default(),
+                false,
+            )
+            .await
+        {
+            Ok(()) | Err(GatewayError::TopicExists(_)) => self.topic(name).await,
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn partition(&self, topic: &str, index: i32) -> GatewayResult<Arc<PartitionLog>> {
+        let t = self
+            .topic(topic)
+            .await?
+            .ok_or_else(|| GatewayError::UnknownTopicOrPartition(topic.to_string()))?;
+        Ok(t.partition(index)?.clone())
+    }
+
+    /// Kafka topic names in this gateway's namespace.
+    pub async fn list_topics(&self) -> GatewayResult<Vec<String>> {
+        let topics = self.client.list_topics(&self.settings.namespace).await?;
+        Ok(topics
+            .into_iter()
+            .map(|t| t.name)
+            .filter(|n| validate_topic_name(n).is_ok())
+            .collect())
+    }
+
+    /// Creates a topic. Fails with `TopicExists` if it exists (whatever its partition count).
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        configs: &TopicConfigs,
+        validate_only: bool,
+    ) -> GatewayResult<()> {
+        validate_topic_name(name)?;
+        if !(1..=smq_client::RING_SIZE).contains(&partitions) {
+            return Err(GatewayError::InvalidPartitions(partitions));
+        }
+        let smq_topic = self.smq_topic(name);
+        if self.topic(name).await?.is_some() {
+            return Err(GatewayError::TopicExists(name.to_string()));
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let spec = TopicSpec {
+            topic: smq_topic,
+            partitions,
+            record_type: Some(record_type()),
+            retention_seconds: configs.retention_seconds(),
+        };
+        match self.client.ensure_topic(&spec).await {
+            Ok(_) => Ok(()),
+            Err(SmqError::PartitionCountMismatch { .. }) => {
+                Err(GatewayError::TopicExists(name.to_string()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Every open partition, for stats and shutdown.
+    pub async fn open_topics(&self) -> Vec<Arc<TopicLog>> {
+        let mut v: Vec<_> = self.topics.read().await.values().cloned().collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// Waits for in-flight acks and closes every SMQ stream.
+    pub async fn close(&self) {
+        for t in self.open_topics().await {
+            for p in &t.partitions {
+                p.close().await;
+            }
+        }
+        self.ledger_store.close().await;
+    }
+}

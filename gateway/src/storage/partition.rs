@@ -1,0 +1,489 @@
+//! One Kafka partition: its ledger, its SMQ publish stream, and the produce and read paths.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use smq_client::{DataMessage, PartitionPublisher, SmqClient, Subscription, Topic};
+use tokio::sync::{Mutex, watch};
+
+use super::producers::{ProducerStates, SequenceCheck};
+use crate::error::{GatewayError, GatewayResult};
+use crate::ledger::{LedgerEntry, LedgerRecord, LedgerStore, PartitionLedger};
+use crate::records::{Batch, StoredRecord, TimestampType, decode_stored, encode_stored};
+
+/// Records read from SMQ per FetchMessage call at most.
+const READ_CHUNK: i32 = 1000;
+
+/// The result of appending one produce request's batches to a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub base_offset: i64,
+    /// Set when the topic uses LogAppendTime.
+    pub log_append_time: Option<i64>,
+}
+
+pub struct PartitionLog {
+    client: SmqClient,
+    smq_topic: Topic,
+    smq_name: String,
+    index: i32,
+    generation: i64,
+    publisher: PartitionPublisher,
+    ledger_store: Arc<LedgerStore>,
+    ledger: RwLock<PartitionLedger>,
+    /// Serialises appends: offsets are assigned and the ledger grows in one order.
+    produce: Mutex<ProducerStates>,
+    hwm: watch::Sender<i64>,
+    /// The last subscription used to read, with the SMQ offset it will deliver next, so a
+    /// consumer reading sequentially through the slow path keeps one stream.
+    reader: Mutex<Option<(i64, Subscription)>>,
+}
+
+impl std::fmt::Debug for PartitionLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartitionLog")
+            .field("topic", &self.smq_name)
+            .field("partition", &self.index)
+            .finish()
+    }
+}
+
+/// What a fetch read from a partition.
+#[derive(Debug, Default)]
+pub struct ReadResult {
+    pub records: Vec<StoredRecord>,
+    pub high_water_mark: i64,
+    pub log_start: i64,
+}
+
+fn lock_read(l: &RwLock<PartitionLedger>) -> std::sync::RwLockReadGuard<'_, PartitionLedger> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+impl PartitionLog {
+    pub fn new(
+        client: SmqClient,
+        smq_topic: Topic,
+        index: i32,
+        generation: i64,
+        ledger: PartitionLedger,
+        ledger_store: Arc<LedgerStore>,
+    ) -> Self {
+        let smq_name = format!("{}/{}", smq_topic.namespace, smq_topic.name);
+        let (hwm, _) = watch::channel(ledger.next_offset());
+        Self {
+            publisher: PartitionPublisher::new(client.clone(), smq_topic.clone(), index),
+            client,
+            smq_topic,
+            smq_name,
+            index,
+            generation,
+            ledger_store,
+            ledger: RwLock::new(ledger),
+            produce: Mutex::new(ProducerStates::default()),
+            hwm,
+            reader: Mutex::new(None),
+        }
+    }
+
+    pub fn index(&self) -> i32 {
+        self.index
+    }
+
+    pub fn high_water_mark(&self) -> i64 {
+        *self.hwm.borrow()
+    }
+
+    pub fn log_start(&self) -> i64 {
+        lock_read(&self.ledger).log_start()
+    }
+
+    pub fn subscribe_hwm(&self) -> watch::Receiver<i64> {
+        self.hwm.subscribe()
+    }
+
+    /// A copy of the ledger, for inspection tools and stats.
+    pub fn ledger_snapshot(&self) -> PartitionLedger {
+        lock_read(&self.ledger).clone()
+    }
+
+    pub fn ledger_summary(&self) -> (usize, Option<i64>) {
+        let l = lock_read(&self.ledger);
+        (l.len(), l.max_timestamp())
+    }
+
+    /// Stores the batches of one produce request and returns the base offset of the first.
+    /// Data goes to SMQ first, then the ledger entry; the offsets become visible (and the produce
+    /// is acknowledged) only after both are acknowledged by SMQ. On any failure no offset is
+    /// handed out: the next append reuses them, and records already written for them are never
+    /// served, because the ledger points elsewhere.
+    pub async fn append(
+        &self,
+        batches: &[Batch],
+        timestamp_type: TimestampType,
+        now_ms: i64,
+    ) -> GatewayResult<Appended> {
+        let mut producers = self.produce.lock().await;
+        let mut idempotent = Vec::new();
+        let mut to_store: Vec<&Batch> = Vec::with_capacity(batches.len());
+        let mut duplicate_base = None;
+        for b in batches {
+            let h = &b.header;
+            if h.producer_id >= 0 && h.base_sequence >= 0 {
+                match producers.check(
+                    h.producer_id,
+                    h.producer_epoch,
+                    h.base_sequence,
+                    h.record_count,
+                )? {
+                    SequenceCheck::Duplicate { base_offset } => {
+                        duplicate_base.get_or_insert(base_offset);
+                        continue;
+                    }
+                    SequenceCheck::Append => idempotent.push(b),
+                }
+            }
+            to_store.push(b);
+        }
+        if to_store.is_empty() {
+            return Ok(Appended {
+                base_offset: duplicate_base.unwrap_or(-1),
+                log_append_time: (timestamp_type == TimestampType::LogAppendTime).then_some(now_ms),
+            });
+        }
+
+        let base = lock_read(&self.ledger).next_offset();
+        let mut offset = base;
+        let mut pending = Vec::new();
+        let mut timestamps = Vec::new();
+        for b in &to_store {
+            for r in &b.records {
+                let ts = match timestamp_type {
+                    TimestampType::LogAppendTime => now_ms,
+                    TimestampType::CreateTime => r.timestamp,
+                };
+                let stored = StoredRecord {
+                    offset,
+                    partition: self.index,
+                    timestamp: ts,
+                    timestamp_type,
+                    key: r.key.clone(),
+                    value: r.value.clone(),
+                    headers: r.headers.clone(),
+                };
+                pending.push(
+                    self.publisher
+                        .send(DataMessage {
+                            key: r.key.as_ref().map(|k| k.to_vec()).unwrap_or_default(),
+                            value: encode_stored(&stored),
+                            ts_ns: 0,
+                            ctrl: None,
+                        })
+                        .await?,
+                );
+                timestamps.push(ts);
+                offset += 1;
+            }
+        }
+        let mut smq_offsets = Vec::with_capacity(pending.len());
+        for p in pending {
+            smq_offsets.push(p.wait().await?.offset);
+        }
+
+        // One ledger entry per run of consecutive SMQ offsets (a broken stream in between leaves
+        // a hole, and the retried records land further on).
+        let mut entries = Vec::new();
+        let mut start = 0;
+        for i in 1..=smq_offsets.len() {
+            if i == smq_offsets.len() || smq_offsets[i] != smq_offsets[i - 1] + 1 {
+                entries.push(LedgerEntry {
+                    kafka_offset: base + start as i64,
+                    count: (i - start) as u32,
+                    smq_offset: smq_offsets[start],
+                    max_timestamp: timestamps[start..i].iter().copied().max().unwrap_or(-1),
+                });
+                start = i;
+            }
+        }
+        for entry in &entries {
+            self.ledger_store
+                .append(&LedgerRecord {
+                    topic: self.smq_name.clone(),
+                    partition: self.index,
+                    generation: self.generation,
+                    entry: *entry,
+                })
+                .await?;
+        }
+        {
+            let mut ledger = self.ledger.write().unwrap_or_else(|e| e.into_inner());
+            for entry in entries {
+                ledger
+                    .append(entry)
+                    .map_err(|e| GatewayError::Internal(format!("ledger append: {e}")))?;
+            }
+            self.hwm.send_replace(ledger.next_offset());
+        }
+        // Offsets of the batches in request order, for the idempotence table.
+        let mut batch_base = base;
+        for b in &to_store {
+            if idempotent.iter().any(|i| std::ptr::eq(*i, *b)) {
+                let h = &b.header;
+                producers.record(
+                    h.producer_id,
+                    h.producer_epoch,
+                    h.base_sequence,
+                    h.record_count,
+                    batch_base,
+                );
+            }
+            batch_base += b.records.len() as i64;
+        }
+        Ok(Appended {
+            base_offset: duplicate_base.map_or(base, |d| d.min(base)),
+            log_append_time: (timestamp_type == TimestampType::LogAppendTime).then_some(now_ms),
+        })
+    }
+
+    /// Reads records from `offset` on, about `max_bytes` worth (at least one record if any).
+    pub async fn read(&self, offset: i64, max_bytes: usize) -> GatewayResult<ReadResult> {
+        let (hwm, log_start, runs) = {
+            let l = lock_read(&self.ledger);
+            (
+                l.next_offset(),
+                l.log_start(),
+                contiguous_runs(&l, offset, READ_CHUNK as i64 * 4),
+            )
+        };
+        let mut result = ReadResult {
+            records: Vec::new(),
+            high_water_mark: hwm,
+            log_start,
+        };
+        if offset == hwm {
+            return Ok(result);
+        }
+        if offset < log_start || offset > hwm {
+            return Err(GatewayError::OffsetOutOfRange {
+                offset,
+                start: log_start,
+                end: hwm,
+            });
+        }
+        let mut bytes = 0usize;
+        for run in runs {
+            let got = self.read_run(run, max_bytes.saturating_sub(bytes)).await?;
+            let complete = got.len() as i64 == run.count;
+            bytes += got.iter().map(record_size).sum::<usize>();
+            result.records.extend(got);
+            if !complete || bytes >= max_bytes {
+                break;
+            }
+        }
+        Ok(result)
+    }
+
+    /// Reads one run of records stored at consecutive SMQ offsets, checking each record's own
+    /// Kafka offset. FetchMessage first (fast, but positional and blind to first-window data
+    /// after a reload); an exact subscription when it disagrees.
+    async fn read_run(&self, run: Run, max_bytes: usize) -> GatewayResult<Vec<StoredRecord>> {
+        let want = run.count.min(READ_CHUNK as i64) as i32;
+        let fetched = self
+            .client
+            .fetch(
+                &self.smq_topic,
+                self.index,
+                run.smq_offset,
+                max_bytes.clamp(1, 64 << 20) as i32,
+                want,
+            )
+            .await;
+        if let Ok(f) = fetched {
+            let mut out = Vec::with_capacity(f.messages.len());
+            let mut ok = !f.messages.is_empty();
+            for (i, m) in f.messages.iter().enumerate().take(want as usize) {
+                match decode_stored(&m.value) {
+                    Ok(r) if r.offset == run.kafka_offset + i as i64 => out.push(r),
+                    _ => {
+                        ok = false;
+                        break;
+                    }
+                }
+            }
+            if ok {
+                return Ok(out);
+            }
+            tracing::debug!(topic = %self.smq_name, partition = self.index, smq_offset = run.smq_offset, "FetchMessage disagrees with the ledger; reading exactly");
+        }
+        self.read_run_exact(run, max_bytes).await
+    }
+
+    async fn read_run_exact(&self, run: Run, max_bytes: usize) -> GatewayResult<Vec<StoredRecord>> {
+        let mut slot = self.reader.lock().await;
+        let mut sub = match slot.take() {
+            Some((next, sub)) if next == run.smq_offset => sub,
+            _ => {
+                self.client
+                    .subscribe_exact(&self.smq_topic, self.index, run.smq_offset, "kafka-gateway")
+                    .await?
+            }
+        };
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        let mut next_smq = run.smq_offset;
+        while (out.len() as i64) < run.count && (out.is_empty() || bytes < max_bytes) {
+            let msg = tokio::time::timeout(Duration::from_secs(10), sub.next())
+                .await
+                .map_err(|_| GatewayError::Corrupt(format!(
+                    "{} partition {}: SMQ has no record at offset {} that the ledger maps to Kafka offset {}",
+                    self.smq_name,
+                    self.index,
+                    next_smq,
+                    run.kafka_offset + out.len() as i64
+                )))??
+                .ok_or_else(|| GatewayError::Internal("subscription ended".to_string()))?;
+            let expected = run.kafka_offset + out.len() as i64;
+            let r = decode_stored(&msg.value)?;
+            if r.offset != expected {
+                return Err(GatewayError::Corrupt(format!(
+                    "{} partition {}: SMQ offset {next_smq} holds Kafka offset {} but the ledger expects {expected}",
+                    self.smq_name, self.index, r.offset
+                )));
+            }
+            bytes += record_size(&r);
+            out.push(r);
+            next_smq += 1;
+        }
+        *slot = Some((next_smq, sub));
+        Ok(out)
+    }
+
+    /// The first offset whose record timestamp is ≥ `ts`, with that timestamp.
+    pub async fn offset_for_timestamp(&self, ts: i64) -> GatewayResult<Option<(i64, i64)>> {
+        let entry = {
+            let l = lock_read(&self.ledger);
+            match l.first_entry_at_or_after(ts) {
+                Some(i) => l.entries()[i],
+                None => return Ok(None),
+            }
+        };
+        let mut offset = entry.kafka_offset;
+        while offset < entry.end() {
+            let r = self.read(offset, 1 << 20).await?;
+            if r.records.is_empty() {
+                break;
+            }
+            for rec in &r.records {
+                if rec.timestamp >= ts {
+                    return Ok(Some((rec.offset, rec.timestamp)));
+                }
+            }
+            offset = r
+                .records
+                .last()
+                .map(|r| r.offset + 1)
+                .unwrap_or(entry.end());
+        }
+        Err(GatewayError::Corrupt(format!(
+            "{} partition {}: ledger entry at {} claims a timestamp ≥ {ts} that its records lack",
+            self.smq_name, self.index, entry.kafka_offset
+        )))
+    }
+
+    pub async fn close(&self) {
+        self.publisher.close().await;
+    }
+}
+
+fn record_size(r: &StoredRecord) -> usize {
+    24 + r.key.as_ref().map_or(0, |k| k.len())
+        + r.value.as_ref().map_or(0, |v| v.len())
+        + r.headers
+            .iter()
+            .map(|h| h.key.len() + h.value.as_ref().map_or(0, |v| v.len()) + 4)
+            .sum::<usize>()
+}
+
+/// Kafka offsets `[kafka_offset, kafka_offset + count)` at consecutive SMQ offsets from
+/// `smq_offset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Run {
+    kafka_offset: i64,
+    smq_offset: i64,
+    count: i64,
+}
+
+/// Splits the ledger from `offset` into runs of consecutive SMQ offsets, covering at most
+/// `limit` records.
+fn contiguous_runs(l: &PartitionLedger, offset: i64, limit: i64) -> Vec<Run> {
+    let Some(loc) = l.locate(offset) else {
+        return Vec::new();
+    };
+    let mut runs: Vec<Run> = Vec::new();
+    let mut left = limit;
+    for (i, e) in l.entries()[loc.entry_index..].iter().enumerate() {
+        if left <= 0 {
+            break;
+        }
+        let (k, s, n) = if i == 0 {
+            (offset, loc.smq_offset, e.end() - offset)
+        } else {
+            (e.kafka_offset, e.smq_offset, i64::from(e.count))
+        };
+        let n = n.min(left);
+        left -= n;
+        match runs.last_mut() {
+            Some(r) if r.smq_offset + r.count == s && r.kafka_offset + r.count == k => r.count += n,
+            _ => runs.push(Run {
+                kafka_offset: k,
+                smq_offset: s,
+                count: n,
+            }),
+        }
+    }
+    runs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_merge_contiguous_entries_and_split_at_holes() {
+        let mut l = PartitionLedger::new();
+        let e = |k, n, s| LedgerEntry {
+            kafka_offset: k,
+            count: n,
+            smq_offset: s,
+            max_timestamp: 0,
+        };
+        l.append(e(0, 2, 0)).unwrap();
+        l.append(e(2, 3, 2)).unwrap();
+        l.append(e(5, 2, 9)).unwrap(); // orphans at SMQ 5..8
+        let runs = contiguous_runs(&l, 1, 100);
+        assert_eq!(
+            runs,
+            [
+                Run {
+                    kafka_offset: 1,
+                    smq_offset: 1,
+                    count: 4
+                },
+                Run {
+                    kafka_offset: 5,
+                    smq_offset: 9,
+                    count: 2
+                }
+            ]
+        );
+        assert_eq!(
+            contiguous_runs(&l, 1, 2),
+            [Run {
+                kafka_offset: 1,
+                smq_offset: 1,
+                count: 2
+            }]
+        );
+        assert!(contiguous_runs(&l, 7, 10).is_empty());
+    }
+}

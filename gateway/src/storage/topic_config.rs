@@ -1,0 +1,153 @@
+//! Kafka topic configuration: what the gateway honours and what DescribeConfigs reports.
+
+use std::collections::BTreeMap;
+
+use smq_client::TopicConfig;
+
+use crate::error::{GatewayError, GatewayResult};
+use crate::records::TimestampType;
+
+/// Configs a topic may set, with Kafka's defaults as the gateway applies them.
+pub const KNOWN: &[(&str, &str)] = &[
+    ("cleanup.policy", "delete"),
+    ("compression.type", "producer"),
+    ("max.message.bytes", "1048588"),
+    ("message.timestamp.type", "CreateTime"),
+    ("retention.ms", "-1"),
+    ("smq.storage.format", "record"),
+];
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TopicConfigs {
+    /// Only explicitly set values; defaults come from [`KNOWN`].
+    pub set: BTreeMap<String, String>,
+}
+
+impl TopicConfigs {
+    /// Validates configs from CreateTopics. Unknown keys and unsupported values are refused with
+    /// a message naming them, as Kafka does.
+    pub fn parse<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
+    ) -> GatewayResult<Self> {
+        let mut set = BTreeMap::new();
+        for (k, v) in pairs {
+            let Some(v) = v else { continue };
+            if !KNOWN.iter().any(|(name, _)| *name == k) {
+                return Err(GatewayError::InvalidConfig(format!(
+                    "unknown topic config {k}"
+                )));
+            }
+            match k {
+                "cleanup.policy" if v != "delete" => {
+                    return Err(GatewayError::InvalidConfig(format!(
+                        "cleanup.policy={v} is not supported (only delete)"
+                    )));
+                }
+                "message.timestamp.type" if v != "CreateTime" && v != "LogAppendTime" => {
+                    return Err(GatewayError::InvalidConfig(format!(
+                        "message.timestamp.type={v}"
+                    )));
+                }
+                "smq.storage.format" if v != "record" => {
+                    return Err(GatewayError::InvalidConfig(format!(
+                        "smq.storage.format={v} is not supported yet (only record)"
+                    )));
+                }
+                "retention.ms" | "max.message.bytes" if v.parse::<i64>().is_err() => {
+                    return Err(GatewayError::InvalidConfig(format!(
+                        "{k}={v} is not a number"
+                    )));
+                }
+                _ => {}
+            }
+            set.insert(k.to_string(), v.to_string());
+        }
+        Ok(Self { set })
+    }
+
+    pub fn from_smq(c: &TopicConfig) -> Self {
+        let mut set = BTreeMap::new();
+        if let Some(s) = c.retention_seconds {
+            set.insert("retention.ms".to_string(), (s * 1000).to_string());
+        }
+        Self { set }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.set
+            .get(key)
+            .map(String::as_str)
+            .or_else(|| KNOWN.iter().find(|(k, _)| *k == key).map(|(_, v)| *v))
+    }
+
+    pub fn is_default(&self, key: &str) -> bool {
+        !self.set.contains_key(key)
+    }
+
+    pub fn retention_seconds(&self) -> Option<i64> {
+        let ms: i64 = self.set.get("retention.ms")?.parse().ok()?;
+        (ms > 0).then(|| (ms / 1000).max(1))
+    }
+
+    pub fn timestamp_type(&self) -> TimestampType {
+        match self.get("message.timestamp.type") {
+            Some("LogAppendTime") => TimestampType::LogAppendTime,
+            _ => TimestampType::CreateTime,
+        }
+    }
+}
+
+/// Kafka's topic-name rules: 1..=249 characters of `[a-zA-Z0-9._-]`, not "." or "..".
+pub fn validate_topic_name(name: &str) -> GatewayResult<()> {
+    let bad = |why: &str| {
+        Err(GatewayError::InvalidTopic(
+            name.to_string(),
+            why.to_string(),
+        ))
+    };
+    if name.is_empty() {
+        return bad("empty");
+    }
+    if name.len() > 249 {
+        return bad("longer than 249 characters");
+    }
+    if name == "." || name == ".." {
+        return bad("not allowed");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+    {
+        return bad("only ASCII letters, digits, '.', '_' and '-' are allowed");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_kafka_rules() {
+        assert!(validate_topic_name("orders.v1_x-2").is_ok());
+        for bad in ["", ".", "..", "a b", "ä", &"x".repeat(250)] {
+            assert!(validate_topic_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn configs_are_validated_and_defaulted() {
+        let c = TopicConfigs::parse([
+            ("retention.ms", Some("60000")),
+            ("message.timestamp.type", Some("LogAppendTime")),
+        ])
+        .unwrap();
+        assert_eq!(c.retention_seconds(), Some(60));
+        assert_eq!(c.timestamp_type(), TimestampType::LogAppendTime);
+        assert_eq!(c.get("cleanup.policy"), Some("delete"));
+        assert!(c.is_default("cleanup.policy"));
+        let err = TopicConfigs::parse([("segment.bogus", Some("1"))]).unwrap_err();
+        assert!(err.to_string().contains("segment.bogus"));
+        assert!(TopicConfigs::parse([("cleanup.policy", Some("compact"))]).is_err());
+    }
+}
