@@ -1,0 +1,5 @@
+//! The KafkaGateway reconciler.
+
+pub mod reconcile;
+pub mod resources;
+pub mod status;

@@ -1,0 +1,122 @@
+//! The KafkaGateway reconcile: server-side apply of the owned objects, status from the workload.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use kafka_crds::KafkaGateway;
+use kafka_crds::annotations;
+use kafka_crds::conditions::types;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use super::{resources, status};
+use crate::context::{Context, FIELD_MANAGER, jittered};
+use crate::{Error, Result};
+
+const KIND: &str = "KafkaGateway";
+
+async fn apply<K>(ctx: &Context, ns: &str, obj: &K) -> Result<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Serialize
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
+    // Server-side apply needs apiVersion and kind in the body, which the typed structs leave out.
+    let mut body = serde_json::to_value(obj)?;
+    body["apiVersion"] = json!(K::api_version(&()));
+    body["kind"] = json!(K::kind(&()));
+    let name = obj
+        .meta()
+        .name
+        .clone()
+        .ok_or(Error::MissingObjectKey("name"))?;
+    Ok(api
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await?)
+}
+
+pub async fn reconcile(gw: Arc<KafkaGateway>, ctx: Arc<Context>) -> Result<Action> {
+    let _timer = ctx.metrics.start(KIND);
+    let ns = gw.namespace().ok_or(Error::MissingObjectKey("namespace"))?;
+    if gw.meta().deletion_timestamp.is_some() {
+        // Owned objects go with the gateway through their owner references.
+        return Ok(Action::await_change());
+    }
+    let paused = annotations::is_set(Some(gw.annotations()), annotations::PAUSED, "true");
+    let sts = if paused {
+        Api::<StatefulSet>::namespaced(ctx.client.clone(), &ns)
+            .get_opt(&gw.name_any())
+            .await?
+    } else {
+        let owned = resources::build(&gw)?;
+        apply(&ctx, &ns, &owned.service_account).await?;
+        apply(&ctx, &ns, &owned.role).await?;
+        apply(&ctx, &ns, &owned.role_binding).await?;
+        apply(&ctx, &ns, &owned.config_map).await?;
+        apply(&ctx, &ns, &owned.headless).await?;
+        apply(&ctx, &ns, &owned.bootstrap).await?;
+        apply(&ctx, &ns, &owned.pdb).await?;
+        Some(apply(&ctx, &ns, &owned.stateful_set).await?)
+    };
+    let new = status::status(
+        &gw,
+        status::workload_state(sts.as_ref()),
+        paused,
+        &crate::conditions::now(),
+    );
+    let write = gw.status.as_ref() != Some(&new);
+    ctx.metrics.status_write(KIND, write);
+    if write {
+        let api: Api<KafkaGateway> = Api::namespaced(ctx.client.clone(), &ns);
+        let body = json!({
+            "apiVersion": KafkaGateway::api_version(&()),
+            "kind": KafkaGateway::kind(&()),
+            "metadata": {"name": gw.name_any()},
+            "status": new,
+        });
+        api.patch_status(
+            &gw.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await?;
+        let old = gw
+            .status
+            .as_ref()
+            .and_then(|s| crate::conditions::reason_of(&s.conditions, types::READY));
+        let now_reason = crate::conditions::reason_of(&new.conditions, types::READY);
+        if old != now_reason
+            && let Some(reason) = now_reason
+        {
+            let msg = format!("{} of {} pods ready", new.ready_replicas, gw.spec.replicas);
+            ctx.event(gw.as_ref(), false, reason, &msg, "Reconcile")
+                .await;
+        }
+    }
+    // StatefulSet changes wake this reconcile (it owns the StatefulSet); the timer only catches
+    // drift of the other owned objects.
+    Ok(Action::requeue(jittered(Duration::from_secs(600))))
+}
+
+pub fn error_policy(_gw: Arc<KafkaGateway>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.error(KIND, error);
+    tracing::warn!(%error, "KafkaGateway reconcile failed");
+    let base = if error.is_transient() {
+        Duration::from_secs(15)
+    } else {
+        Duration::from_secs(300)
+    };
+    Action::requeue(jittered(base))
+}

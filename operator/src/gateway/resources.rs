@@ -1,0 +1,527 @@
+//! The objects a KafkaGateway owns, built as plain values (no I/O) and applied server-side.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMap, ConfigMapEnvSource, Container, ContainerPort, EnvFromSource, EnvVar,
+    EnvVarSource, HTTPGetAction, ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec,
+    Probe, SeccompProfile, SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kafka_crds::KafkaGateway;
+use kafka_crds::gateway::{AdvertisedScheme, StatsMode};
+use kube::{Resource, ResourceExt};
+
+use crate::{Error, Result};
+
+/// Everything one KafkaGateway owns.
+#[derive(Debug, Clone)]
+pub struct Owned {
+    pub service_account: ServiceAccount,
+    pub role: Role,
+    pub role_binding: RoleBinding,
+    pub config_map: ConfigMap,
+    pub headless: Service,
+    pub bootstrap: Service,
+    pub stateful_set: StatefulSet,
+    pub pdb: PodDisruptionBudget,
+}
+
+pub fn selector_labels(gw: &KafkaGateway) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (
+            "app.kubernetes.io/name".to_string(),
+            "kafka-gateway".to_string(),
+        ),
+        ("app.kubernetes.io/instance".to_string(), gw.name_any()),
+    ])
+}
+
+/// `key=value,...` form of the pod selector, for the scale subresource.
+pub fn selector_string(gw: &KafkaGateway) -> String {
+    selector_labels(gw)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn labels(gw: &KafkaGateway) -> BTreeMap<String, String> {
+    let mut l = selector_labels(gw);
+    l.insert(
+        "app.kubernetes.io/managed-by".into(),
+        "kafka-operator".into(),
+    );
+    l.insert("app.kubernetes.io/component".into(), "gateway".into());
+    l
+}
+
+pub fn headless_name(gw: &KafkaGateway) -> String {
+    format!("{}-brokers", gw.name_any())
+}
+
+fn account_name(gw: &KafkaGateway) -> String {
+    format!("{}-gateway", gw.name_any())
+}
+
+/// `host:port` clients bootstrap from: the bootstrap Service.
+pub fn bootstrap_servers(gw: &KafkaGateway) -> String {
+    format!(
+        "{}.{}.svc:{}",
+        gw.name_any(),
+        gw.namespace().unwrap_or_default(),
+        gw.spec.listener.port
+    )
+}
+
+fn meta(gw: &KafkaGateway, name: String, owner: &OwnerReference) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: gw.namespace(),
+        labels: Some(labels(gw)),
+        owner_references: Some(vec![owner.clone()]),
+        ..Default::default()
+    }
+}
+
+/// The settings every pod shares, kept in the ConfigMap; the gateway reads them as
+/// `KAFKA_GATEWAY_*` environment variables (its flags' env names).
+pub fn gateway_settings(gw: &KafkaGateway) -> BTreeMap<String, String> {
+    let s = &gw.spec;
+    let mode = match s.stats_reporting.mode {
+        StatsMode::Disabled => "Disabled",
+        StatsMode::Summary => "Summary",
+        StatsMode::Full => "Full",
+    };
+    BTreeMap::from([
+        (
+            "KAFKA_GATEWAY_LISTEN".into(),
+            format!("0.0.0.0:{}", s.listener.port),
+        ),
+        (
+            "KAFKA_GATEWAY_HTTP".into(),
+            format!("0.0.0.0:{}", s.http_port),
+        ),
+        ("KAFKA_GATEWAY_SMQ_MASTER".into(), s.smq.master.clone()),
+        ("KAFKA_GATEWAY_NAMESPACE".into(), s.smq.namespace.clone()),
+        (
+            "KAFKA_GATEWAY_AUTO_CREATE_TOPICS".into(),
+            s.kafka.auto_create_topics.to_string(),
+        ),
+        (
+            "KAFKA_GATEWAY_DEFAULT_PARTITIONS".into(),
+            s.kafka.default_partitions.to_string(),
+        ),
+        // For the statistics reporter (issue 5, gateway side): which object it reports for and how.
+        ("KAFKA_GATEWAY_KUBE_GATEWAY".into(), gw.name_any()),
+        ("KAFKA_GATEWAY_STATS_MODE".into(), mode.into()),
+        (
+            "KAFKA_GATEWAY_STATS_INTERVAL_SECONDS".into(),
+            s.stats_reporting.interval_seconds.to_string(),
+        ),
+        (
+            "KAFKA_GATEWAY_STATS_MAX_WRITES_PER_SECOND".into(),
+            s.stats_reporting.max_writes_per_second.to_string(),
+        ),
+    ])
+}
+
+/// A short stable hash of the settings, put on the pod template so a settings change rolls the
+/// pods (env from a ConfigMap is read only at start). FNV-1a: stable across Rust versions,
+/// unlike `DefaultHasher`.
+fn settings_hash(settings: &BTreeMap<String, String>) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (k, v) in settings {
+        for b in k.bytes().chain([0]).chain(v.bytes()).chain([0]) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    format!("{h:016x}")
+}
+
+fn env(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value: Some(value.into()),
+        ..Default::default()
+    }
+}
+
+fn field_env(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Probes use the named `http` port, so changing `httpPort` needs no probe change.
+fn probe(path: &str) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String("http".into()),
+            ..Default::default()
+        }),
+        period_seconds: Some(10),
+        failure_threshold: Some(3),
+        timeout_seconds: Some(2),
+        ..Default::default()
+    }
+}
+
+pub fn build(gw: &KafkaGateway) -> Result<Owned> {
+    let ns = gw.namespace().ok_or(Error::MissingObjectKey("namespace"))?;
+    let owner = gw
+        .controller_owner_ref(&())
+        .ok_or(Error::MissingObjectKey("uid"))?;
+    let name = gw.name_any();
+    let s = &gw.spec;
+    let settings = gateway_settings(gw);
+    let config_name = format!("{name}-config");
+
+    let service_account = ServiceAccount {
+        metadata: meta(gw, account_name(gw), &owner),
+        ..Default::default()
+    };
+    // Gateways read KafkaTopics and write only their status (the statistics), and elect their
+    // statistics reporter through a Lease.
+    let role = Role {
+        metadata: meta(gw, account_name(gw), &owner),
+        rules: Some(vec![
+            PolicyRule {
+                api_groups: Some(vec![kafka_crds::GROUP.into()]),
+                resources: Some(vec!["kafkatopics".into()]),
+                verbs: vec!["get".into(), "list".into(), "watch".into()],
+                ..Default::default()
+            },
+            PolicyRule {
+                api_groups: Some(vec![kafka_crds::GROUP.into()]),
+                resources: Some(vec!["kafkatopics/status".into()]),
+                verbs: vec!["patch".into()],
+                ..Default::default()
+            },
+            PolicyRule {
+                api_groups: Some(vec!["coordination.k8s.io".into()]),
+                resources: Some(vec!["leases".into()]),
+                verbs: vec!["get".into(), "create".into(), "update".into()],
+                ..Default::default()
+            },
+        ]),
+    };
+    let role_binding = RoleBinding {
+        metadata: meta(gw, account_name(gw), &owner),
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "Role".into(),
+            name: account_name(gw),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".into(),
+            name: account_name(gw),
+            namespace: Some(ns.clone()),
+            ..Default::default()
+        }]),
+    };
+    let config_map = ConfigMap {
+        metadata: meta(gw, config_name.clone(), &owner),
+        data: Some(settings.clone()),
+        ..Default::default()
+    };
+    let kafka_port = ServicePort {
+        name: Some("kafka".into()),
+        port: s.listener.port,
+        target_port: Some(IntOrString::String("kafka".into())),
+        ..Default::default()
+    };
+    let headless = Service {
+        metadata: meta(gw, headless_name(gw), &owner),
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".into()),
+            selector: Some(selector_labels(gw)),
+            ports: Some(vec![kafka_port.clone()]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    // Until gateways share partitions, only pod 0 serves: the bootstrap Service selects it alone,
+    // so clients never reach a pod whose view of the topics is not authoritative.
+    let mut serving = selector_labels(gw);
+    serving.insert(
+        "statefulset.kubernetes.io/pod-name".into(),
+        format!("{name}-0"),
+    );
+    let bootstrap = Service {
+        metadata: meta(gw, name.clone(), &owner),
+        spec: Some(ServiceSpec {
+            selector: Some(serving),
+            ports: Some(vec![kafka_port]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+
+    let advertised = match s.listener.advertised {
+        AdvertisedScheme::PodDns => format!(
+            "$(POD_NAME).{}.{ns}.svc:{}",
+            headless_name(gw),
+            s.listener.port
+        ),
+        AdvertisedScheme::ServiceDns => bootstrap_servers(gw),
+    };
+    let overrides = s.template.clone().unwrap_or_default();
+    let mut container_env = vec![
+        field_env("POD_NAME", "metadata.name"),
+        field_env("POD_NAMESPACE", "metadata.namespace"),
+        env("KAFKA_GATEWAY_ADVERTISED_LISTENER", advertised),
+    ];
+    container_env.extend(overrides.env.iter().cloned());
+    let container = Container {
+        name: "gateway".into(),
+        image: Some(s.image.clone()),
+        image_pull_policy: s.image_pull_policy.clone(),
+        env: Some(container_env),
+        env_from: Some(vec![EnvFromSource {
+            config_map_ref: Some(ConfigMapEnvSource {
+                name: config_name,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }]),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some("kafka".into()),
+                container_port: s.listener.port,
+                ..Default::default()
+            },
+            ContainerPort {
+                name: Some("http".into()),
+                container_port: s.http_port,
+                ..Default::default()
+            },
+        ]),
+        readiness_probe: Some(probe("/readyz")),
+        liveness_probe: Some(probe("/healthz")),
+        resources: s.resources.clone(),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mut pod_labels = overrides.labels.clone();
+    pod_labels.extend(labels(gw));
+    let mut pod_annotations = overrides.annotations.clone();
+    pod_annotations.insert(
+        "kafka.seaweedfs.com/config-hash".into(),
+        settings_hash(&settings),
+    );
+    let stateful_set = StatefulSet {
+        metadata: meta(gw, name.clone(), &owner),
+        spec: Some(StatefulSetSpec {
+            replicas: Some(s.replicas),
+            service_name: Some(headless_name(gw)),
+            // Pods are independent of each other; starting them one by one only slows rollouts.
+            pod_management_policy: Some("Parallel".into()),
+            selector: LabelSelector {
+                match_labels: Some(selector_labels(gw)),
+                ..Default::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    annotations: Some(pod_annotations),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    service_account_name: Some(account_name(gw)),
+                    containers: vec![container],
+                    node_selector: (!overrides.node_selector.is_empty())
+                        .then(|| overrides.node_selector.clone()),
+                    tolerations: (!overrides.tolerations.is_empty())
+                        .then(|| overrides.tolerations.clone()),
+                    affinity: overrides.affinity.clone(),
+                    priority_class_name: overrides.priority_class_name.clone(),
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".into(),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let pdb = PodDisruptionBudget {
+        metadata: meta(gw, name, &owner),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(s.pod_disruption_budget_max_unavailable)),
+            selector: Some(LabelSelector {
+                match_labels: Some(selector_labels(gw)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    Ok(Owned {
+        service_account,
+        role,
+        role_binding,
+        config_map,
+        headless,
+        bootstrap,
+        stateful_set,
+        pdb,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_crds::gateway::{
+        KafkaGatewaySpec, KafkaPolicy, ListenerSpec, SmqSpec, StatsReporting,
+    };
+
+    fn gateway(replicas: i32) -> KafkaGateway {
+        let mut gw = KafkaGateway::new(
+            "gw",
+            KafkaGatewaySpec {
+                replicas,
+                image: "kafka-gateway:test".into(),
+                image_pull_policy: None,
+                smq: SmqSpec {
+                    master: "seaweedfs-master:9333".into(),
+                    namespace: "kafka".into(),
+                },
+                listener: ListenerSpec::default(),
+                http_port: 8080,
+                kafka: KafkaPolicy::default(),
+                stats_reporting: StatsReporting::default(),
+                resources: None,
+                template: None,
+                pod_disruption_budget_max_unavailable: 1,
+            },
+        );
+        gw.metadata.namespace = Some("apps".into());
+        gw.metadata.uid = Some("uid-1".into());
+        gw
+    }
+
+    fn env_value(sts: &StatefulSet, name: &str) -> Option<String> {
+        let c = &sts.spec.as_ref()?.template.spec.as_ref()?.containers[0];
+        c.env
+            .as_ref()?
+            .iter()
+            .find(|e| e.name == name)?
+            .value
+            .clone()
+    }
+
+    #[test]
+    fn every_object_is_owned_by_the_gateway() {
+        let o = build(&gateway(1)).unwrap();
+        for meta in [
+            &o.service_account.metadata,
+            &o.role.metadata,
+            &o.role_binding.metadata,
+            &o.config_map.metadata,
+            &o.headless.metadata,
+            &o.bootstrap.metadata,
+            &o.stateful_set.metadata,
+            &o.pdb.metadata,
+        ] {
+            let owners = meta.owner_references.as_ref().unwrap();
+            assert_eq!(owners[0].uid, "uid-1");
+            assert_eq!(owners[0].controller, Some(true));
+            assert_eq!(meta.namespace.as_deref(), Some("apps"));
+        }
+    }
+
+    #[test]
+    fn pods_advertise_their_own_dns_name_and_only_pod_0_is_behind_bootstrap() {
+        let o = build(&gateway(3)).unwrap();
+        assert_eq!(
+            env_value(&o.stateful_set, "KAFKA_GATEWAY_ADVERTISED_LISTENER").as_deref(),
+            Some("$(POD_NAME).gw-brokers.apps.svc:9092")
+        );
+        let sel = o
+            .bootstrap
+            .spec
+            .as_ref()
+            .unwrap()
+            .selector
+            .as_ref()
+            .unwrap();
+        assert_eq!(
+            sel.get("statefulset.kubernetes.io/pod-name")
+                .map(String::as_str),
+            Some("gw-0")
+        );
+        assert_eq!(o.stateful_set.spec.as_ref().unwrap().replicas, Some(3));
+        let data = o.config_map.data.unwrap();
+        assert_eq!(data["KAFKA_GATEWAY_SMQ_MASTER"], "seaweedfs-master:9333");
+        assert_eq!(data["KAFKA_GATEWAY_AUTO_CREATE_TOPICS"], "false");
+    }
+
+    #[test]
+    fn gateway_role_can_only_patch_topic_status() {
+        let o = build(&gateway(1)).unwrap();
+        let rules = o.role.rules.unwrap();
+        let topic_writes: Vec<_> = rules
+            .iter()
+            .filter(|r| {
+                r.verbs
+                    .iter()
+                    .any(|v| v == "patch" || v == "update" || v == "create")
+            })
+            .flat_map(|r| r.resources.clone().unwrap_or_default())
+            .collect();
+        assert_eq!(topic_writes, ["kafkatopics/status", "leases"]);
+    }
+
+    #[test]
+    fn a_settings_change_changes_the_pod_template_hash() {
+        let a = build(&gateway(1)).unwrap();
+        let mut g = gateway(1);
+        g.spec.kafka.auto_create_topics = true;
+        let b = build(&g).unwrap();
+        let hash = |o: &Owned| {
+            o.stateful_set
+                .spec
+                .as_ref()
+                .unwrap()
+                .template
+                .metadata
+                .as_ref()
+                .unwrap()
+                .annotations
+                .as_ref()
+                .unwrap()["kafka.seaweedfs.com/config-hash"]
+                .clone()
+        };
+        assert_ne!(hash(&a), hash(&b));
+        assert_eq!(hash(&a), hash(&build(&gateway(1)).unwrap()));
+    }
+}

@@ -1,0 +1,7 @@
+//! The KafkaTopic reconciler.
+
+pub mod decide;
+pub mod reconcile;
+
+#[cfg(test)]
+mod decide_tests;

@@ -1,0 +1,384 @@
+//! The KafkaTopic reconcile: gathers facts, asks [`super::decide`], carries out the answer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_crds::annotations::{self, TOPIC_FINALIZER};
+use kafka_crds::conditions::{reasons, types};
+use kafka_crds::{KafkaGateway, KafkaTopic, KafkaTopicStatus};
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use smq_client::{SmqError, TopicSpec};
+
+use super::decide::{
+    self, FinalizerStep, GatewayFacts, Observed, Plan, Recorded, TopicFacts, Verdict,
+};
+use crate::context::{Context, FIELD_MANAGER, jittered};
+use crate::{Error, Result};
+
+const KIND: &str = "KafkaTopic";
+
+pub fn facts_of(obj: &KafkaTopic) -> TopicFacts {
+    let a = Some(obj.annotations());
+    TopicFacts {
+        generation: obj.meta().generation,
+        desired_name: obj.desired_topic_name(),
+        recorded_name: obj.status.as_ref().and_then(|s| s.topic_name.clone()),
+        recorded_partitions: obj.status.as_ref().and_then(|s| s.partition_count),
+        partitions: obj.spec.partitions,
+        config: obj.spec.config.clone(),
+        paused: annotations::is_set(a, annotations::PAUSED, "true"),
+        unmanaged: annotations::is_set(a, annotations::MANAGED, "false"),
+        adopt: annotations::is_set(a, annotations::ADOPT, "true"),
+    }
+}
+
+pub fn gateway_facts(gw: &KafkaGateway) -> GatewayFacts {
+    GatewayFacts {
+        master: gw.spec.smq.master.clone(),
+        smq_namespace: gw.spec.smq.namespace.clone(),
+        default_partitions: gw.spec.kafka.default_partitions,
+    }
+}
+
+fn gateway_of(ctx: &Context, obj: &KafkaTopic, ns: &str) -> Option<GatewayFacts> {
+    ctx.gateways
+        .get(&ObjectRef::new(&obj.spec.gateway_ref.name).within(ns))
+        .map(|g| gateway_facts(&g))
+}
+
+fn key(obj: &KafkaTopic) -> String {
+    format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
+}
+
+/// The older object, if any, that wants the same SMQ topic (same SMQ cluster and namespace, same
+/// name) and is still managed.
+fn conflict_winner(ctx: &Context, obj: &KafkaTopic, gateway: &GatewayFacts) -> Option<String> {
+    let desired = obj.desired_topic_name();
+    let contenders: Vec<(String, Option<k8s_openapi::jiff::Timestamp>)> = ctx
+        .topics
+        .state()
+        .iter()
+        .filter(|t| t.desired_topic_name() == desired)
+        .filter(|t| !annotations::is_set(Some(t.annotations()), annotations::MANAGED, "false"))
+        .filter(|t| {
+            let ns = t.namespace().unwrap_or_default();
+            gateway_of(ctx, t, &ns).as_ref().is_some_and(|g| {
+                g.master == gateway.master && g.smq_namespace == gateway.smq_namespace
+            })
+        })
+        .map(|t| (key(t), t.meta().creation_timestamp.as_ref().map(|c| c.0)))
+        .collect();
+    let me = key(obj);
+    let mine = (
+        me.clone(),
+        obj.meta().creation_timestamp.as_ref().map(|c| c.0),
+    );
+    let all = contenders.iter().chain(std::iter::once(&mine));
+    decide::conflict_winner(&me, all.map(|(k, t)| (k.as_str(), t.as_ref())))
+}
+
+pub async fn reconcile(obj: Arc<KafkaTopic>, ctx: Arc<Context>) -> Result<Action> {
+    let _timer = ctx.metrics.start(KIND);
+    let ns = obj
+        .namespace()
+        .ok_or(Error::MissingObjectKey("namespace"))?;
+    let api: Api<KafkaTopic> = Api::namespaced(ctx.client.clone(), &ns);
+    let facts = facts_of(&obj);
+    let gateway = gateway_of(&ctx, &obj, &ns);
+
+    let deleting = obj.meta().deletion_timestamp.is_some();
+    let has_finalizer = obj.finalizers().iter().any(|f| f == TOPIC_FINALIZER);
+    let force = annotations::is_set(Some(obj.annotations()), annotations::FORCE_DELETE, "true");
+    let smq_topic = obj.status.as_ref().and_then(|s| s.smq_topic.as_deref());
+    match decide::finalizer_step(
+        has_finalizer,
+        deleting,
+        &facts,
+        force,
+        obj.spec.deletion_policy,
+        smq_topic,
+    ) {
+        FinalizerStep::Add => set_finalizer(&api, &obj, true).await?,
+        FinalizerStep::Remove(event) => {
+            if let Some(e) = event {
+                ctx.event(obj.as_ref(), e.warning, e.reason, &e.message, "Delete")
+                    .await;
+            }
+            set_finalizer(&api, &obj, false).await?;
+        }
+        FinalizerStep::None => {}
+    }
+    if deleting {
+        return Ok(Action::await_change());
+    }
+
+    let winner = gateway
+        .as_ref()
+        .and_then(|g| conflict_winner(&ctx, &obj, g));
+    let config = match decide::precheck(&facts, gateway.as_ref(), winner.as_deref()) {
+        Ok(config) => config,
+        Err(verdict) => {
+            let unsupported = decide::analyze_config(&facts.config)
+                .map(|c| c.unsupported)
+                .unwrap_or_default();
+            return finish(&ctx, &api, &obj, &facts, verdict, &unsupported, None).await;
+        }
+    };
+    let gateway = gateway.ok_or(Error::MissingObjectKey("gateway"))?;
+    let smq = ctx.smq.get(&gateway.master);
+    let topic = smq_client::topic(&gateway.smq_namespace, &facts.desired_name);
+    let smq_name = format!("{}/{}", gateway.smq_namespace, facts.desired_name);
+    let recorded = |partitions: Option<i32>, retention_seconds: Option<i64>| Recorded {
+        topic_name: facts.desired_name.clone(),
+        smq_topic: smq_name.clone(),
+        partitions,
+        retention_seconds,
+    };
+
+    let observed = match smq.topic_configuration(&topic).await {
+        Ok(c) => Some(Observed {
+            partitions: c.partition_count,
+            retention_seconds: c.retention_seconds,
+        }),
+        Err(SmqError::TopicNotFound(_)) => None,
+        Err(e) => return backend_failed(&ctx, &api, &obj, &facts, &config.unsupported, e).await,
+    };
+
+    let (verdict, seen) = match decide::plan(&facts, &config, &gateway, observed) {
+        Plan::Create {
+            partitions,
+            retention_seconds,
+            claim_first,
+        } => {
+            if claim_first {
+                let creating = Verdict::Progressing {
+                    reason: reasons::CREATING,
+                    message: format!("creating SMQ topic {smq_name}"),
+                };
+                write_status(
+                    &ctx,
+                    &api,
+                    &obj,
+                    &facts,
+                    &creating,
+                    &config.unsupported,
+                    Some(&recorded(None, None)),
+                )
+                .await?;
+            }
+            let spec = TopicSpec {
+                topic: topic.clone(),
+                partitions,
+                record_type: None,
+                retention_seconds,
+            };
+            if let Err(e) = smq.ensure_topic(&spec).await {
+                return backend_failed(&ctx, &api, &obj, &facts, &config.unsupported, e).await;
+            }
+            let msg = format!("created SMQ topic {smq_name} with {partitions} partitions");
+            ctx.event(obj.as_ref(), false, "Created", &msg, "Create")
+                .await;
+            (
+                Verdict::Ready,
+                Some(recorded(
+                    Some(partitions),
+                    retention_seconds.filter(|s| *s > 0),
+                )),
+            )
+        }
+        Plan::UpdateRetention {
+            partitions,
+            retention_seconds,
+        } => {
+            let spec = TopicSpec {
+                topic: topic.clone(),
+                partitions,
+                record_type: None,
+                retention_seconds,
+            };
+            if let Err(e) = smq.configure_topic(&spec).await {
+                return backend_failed(&ctx, &api, &obj, &facts, &config.unsupported, e).await;
+            }
+            let msg = format!(
+                "retention of {smq_name} set to {:?} seconds",
+                retention_seconds.filter(|s| *s > 0)
+            );
+            ctx.event(obj.as_ref(), false, "ConfigUpdated", &msg, "Configure")
+                .await;
+            (
+                Verdict::Ready,
+                Some(recorded(
+                    Some(partitions),
+                    retention_seconds.filter(|s| *s > 0),
+                )),
+            )
+        }
+        Plan::InSync => {
+            let o = observed.ok_or(Error::MissingObjectKey("observed topic"))?;
+            if !facts.claimed() {
+                let msg = format!(
+                    "adopted existing SMQ topic {smq_name} ({} partitions)",
+                    o.partitions
+                );
+                ctx.event(obj.as_ref(), false, "Adopted", &msg, "Adopt")
+                    .await;
+            }
+            (
+                Verdict::Ready,
+                Some(recorded(Some(o.partitions), o.retention_seconds)),
+            )
+        }
+        // What SMQ holds is still worth showing when refusing to change it; an unclaimed topic
+        // is someone else's and stays out of this object's status.
+        Plan::Refuse(v) => (
+            v,
+            observed
+                .filter(|_| facts.claimed())
+                .map(|o| recorded(Some(o.partitions), o.retention_seconds)),
+        ),
+    };
+    finish(
+        &ctx,
+        &api,
+        &obj,
+        &facts,
+        verdict,
+        &config.unsupported,
+        seen.as_ref(),
+    )
+    .await
+}
+
+/// Reports an SMQ failure in the status, then returns it so the error policy counts it and backs
+/// off.
+async fn backend_failed(
+    ctx: &Context,
+    api: &Api<KafkaTopic>,
+    obj: &KafkaTopic,
+    facts: &TopicFacts,
+    unsupported: &[String],
+    e: SmqError,
+) -> Result<Action> {
+    let reason = if e.is_retriable() {
+        reasons::BACKEND_UNAVAILABLE
+    } else {
+        reasons::BACKEND_ERROR
+    };
+    let verdict = Verdict::Progressing {
+        reason,
+        message: e.to_string(),
+    };
+    write_status(ctx, api, obj, facts, &verdict, unsupported, None).await?;
+    Err(e.into())
+}
+
+async fn finish(
+    ctx: &Context,
+    api: &Api<KafkaTopic>,
+    obj: &KafkaTopic,
+    facts: &TopicFacts,
+    verdict: Verdict,
+    unsupported: &[String],
+    recorded: Option<&Recorded>,
+) -> Result<Action> {
+    write_status(ctx, api, obj, facts, &verdict, unsupported, recorded).await?;
+    Ok(Action::requeue(jittered(decide::requeue_after(&verdict))))
+}
+
+/// Writes the operator's part of the status if it changed, and records an Event when the Ready
+/// reason changed.
+async fn write_status(
+    ctx: &Context,
+    api: &Api<KafkaTopic>,
+    obj: &KafkaTopic,
+    facts: &TopicFacts,
+    verdict: &Verdict,
+    unsupported: &[String],
+    recorded: Option<&Recorded>,
+) -> Result<()> {
+    let stored = obj.status.as_ref();
+    let new = decide::status(
+        stored,
+        verdict,
+        unsupported,
+        recorded,
+        facts.generation,
+        &crate::conditions::now(),
+    );
+    let write = decide::status_needs_write(stored, &new);
+    ctx.metrics.status_write(KIND, write);
+    if !write {
+        return Ok(());
+    }
+    patch_status(api, &obj.name_any(), &new).await?;
+    let previous = stored.and_then(|s| crate::conditions::reason_of(&s.conditions, types::READY));
+    if let Some(e) = decide::transition_event(previous, verdict) {
+        ctx.event(obj, e.warning, e.reason, &e.message, "Reconcile")
+            .await;
+    }
+    Ok(())
+}
+
+/// Server-side apply of the status under the operator's field manager. Fields the operator no
+/// longer sends (a condition that went away) are removed; the gateway's `stats` and `partitions`
+/// belong to another manager and are left alone.
+async fn patch_status(api: &Api<KafkaTopic>, name: &str, status: &KafkaTopicStatus) -> Result<()> {
+    let body = json!({
+        "apiVersion": KafkaTopic::api_version(&()),
+        "kind": KafkaTopic::kind(&()),
+        "metadata": {"name": name},
+        "status": status,
+    });
+    api.patch_status(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Adds or removes the finalizer with a merge patch that carries the resourceVersion, so a
+/// concurrent change of the list makes the patch fail (409) instead of overwriting it.
+async fn set_finalizer(api: &Api<KafkaTopic>, obj: &KafkaTopic, present: bool) -> Result<()> {
+    let mut finalizers: Vec<String> = obj
+        .finalizers()
+        .iter()
+        .filter(|f| *f != TOPIC_FINALIZER)
+        .cloned()
+        .collect();
+    if present {
+        finalizers.push(TOPIC_FINALIZER.to_string());
+    }
+    let body =
+        json!({"metadata": {"finalizers": finalizers, "resourceVersion": obj.resource_version()}});
+    match api
+        .patch(
+            &obj.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&body),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        // Already gone: nothing left to release.
+        Err(kube::Error::Api(s)) if s.code == 404 && !present => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Error policy: count the failure by its label and retry, sooner for transient failures.
+pub fn error_policy(_obj: Arc<KafkaTopic>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.error(KIND, error);
+    tracing::warn!(%error, "KafkaTopic reconcile failed");
+    let base = if error.is_transient() {
+        Duration::from_secs(15)
+    } else {
+        Duration::from_secs(300)
+    };
+    Action::requeue(jittered(base))
+}
