@@ -263,3 +263,45 @@ async fn broker_killed_mid_stream_gives_retriable_errors_then_recovers() {
         ack.offset
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filer_lock_fences_a_second_owner() {
+    use smq_client::LockOutcome;
+    init_tracing();
+    let smq = SmqCluster::start();
+    let client = smq.client().await;
+    let ttl = Duration::from_secs(10);
+    let a = match client
+        .lock("it/partition-0", "gateway-a", ttl, None)
+        .await
+        .unwrap()
+    {
+        LockOutcome::Acquired(l) => l,
+        other => panic!("first owner must get the lock: {other:?}"),
+    };
+    match client
+        .lock("it/partition-0", "gateway-b", ttl, None)
+        .await
+        .unwrap()
+    {
+        LockOutcome::HeldBy(owner) => assert_eq!(owner, "gateway-a"),
+        other => panic!("second owner must be refused: {other:?}"),
+    }
+    let renewed = match client
+        .lock("it/partition-0", "gateway-a", ttl, Some(&a))
+        .await
+        .unwrap()
+    {
+        LockOutcome::Acquired(l) => l,
+        other => panic!("the owner renews: {other:?}"),
+    };
+    client.unlock(&renewed).await.unwrap();
+    match client
+        .lock("it/partition-0", "gateway-b", ttl, None)
+        .await
+        .unwrap()
+    {
+        LockOutcome::Acquired(b) => assert!(b.generation >= a.generation),
+        other => panic!("released lock is free: {other:?}"),
+    }
+}

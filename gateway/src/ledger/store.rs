@@ -191,23 +191,15 @@ impl LedgerStore {
 
     /// Reads every persisted entry and rebuilds each partition's ledger.
     pub async fn recover(&self, read_timeout: Duration) -> GatewayResult<RecoveredLedgers> {
-        let marker = format!("recover-{}-{}", std::process::id(), rand::random::<u64>());
+        let marker = self.new_marker();
         let mut tasks = Vec::new();
-        for (p, publisher) in self.publishers.iter().enumerate() {
-            let rec = HashMap::from([("marker".to_string(), string(&marker))]);
-            publisher
-                .publish(DataMessage {
-                    key: b"marker".to_vec(),
-                    value: RecordValue { fields: rec }.encode_to_vec(),
-                    ts_ns: 0,
-                    ctrl: None,
-                })
-                .await?;
+        for p in 0..MAPPING_PARTITIONS {
+            self.write_marker(p, &marker).await?;
             let client = self.client.clone();
             let topic = self.topic.clone();
             let marker = marker.clone();
             tasks.push(tokio::spawn(async move {
-                read_partition(client, topic, p as i32, marker, read_timeout).await
+                read_partition(client, topic, p, marker, read_timeout).await
             }));
         }
         let mut ledgers = RecoveredLedgers::new();
@@ -216,15 +208,7 @@ impl LedgerStore {
             let records = t
                 .await
                 .map_err(|e| GatewayError::Internal(format!("ledger reader panicked: {e}")))??;
-            for rec in records {
-                let ledger = ledgers
-                    .entry((rec.topic.clone(), rec.partition))
-                    .or_default();
-                if let Err(e) = ledger.replay(rec.entry) {
-                    problems += 1;
-                    tracing::error!(topic = %rec.topic, partition = rec.partition, error = %e, "ledger entry refused during recovery");
-                }
-            }
+            problems += replay_into(&mut ledgers, records);
         }
         tracing::info!(
             partitions = ledgers.len(),
@@ -235,11 +219,72 @@ impl LedgerStore {
         Ok(ledgers)
     }
 
+    /// Rebuilds one data partition's ledger from what is persisted now: what a gateway must do
+    /// when it takes a partition over, since another gateway may have written since it started.
+    pub async fn recover_partition(
+        &self,
+        topic: &str,
+        partition: i32,
+        read_timeout: Duration,
+    ) -> GatewayResult<PartitionLedger> {
+        let slot = slot(topic, partition);
+        let marker = self.new_marker();
+        self.write_marker(slot, &marker).await?;
+        let records = read_partition(
+            self.client.clone(),
+            self.topic.clone(),
+            slot,
+            marker,
+            read_timeout,
+        )
+        .await?
+        .into_iter()
+        .filter(|r| r.topic == topic && r.partition == partition)
+        .collect();
+        let mut ledgers = RecoveredLedgers::new();
+        replay_into(&mut ledgers, records);
+        Ok(ledgers
+            .remove(&(topic.to_string(), partition))
+            .unwrap_or_default())
+    }
+
+    fn new_marker(&self) -> String {
+        format!("recover-{}-{}", std::process::id(), rand::random::<u64>())
+    }
+
+    async fn write_marker(&self, slot: i32, marker: &str) -> GatewayResult<()> {
+        let rec = HashMap::from([("marker".to_string(), string(marker))]);
+        self.publishers[slot as usize]
+            .publish(DataMessage {
+                key: b"marker".to_vec(),
+                value: RecordValue { fields: rec }.encode_to_vec(),
+                ts_ns: 0,
+                ctrl: None,
+            })
+            .await?;
+        Ok(())
+    }
+
     pub async fn close(&self) {
         for p in &self.publishers {
             p.close().await;
         }
     }
+}
+
+/// Replays records in order; returns how many were refused.
+fn replay_into(ledgers: &mut RecoveredLedgers, records: Vec<LedgerRecord>) -> usize {
+    let mut problems = 0;
+    for rec in records {
+        let ledger = ledgers
+            .entry((rec.topic.clone(), rec.partition))
+            .or_default();
+        if let Err(e) = ledger.replay(rec.entry) {
+            problems += 1;
+            tracing::error!(topic = %rec.topic, partition = rec.partition, error = %e, "ledger entry refused during recovery");
+        }
+    }
+    problems
 }
 
 async fn read_partition(

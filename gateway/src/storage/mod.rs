@@ -59,6 +59,8 @@ pub struct Store {
     ledger_store: Arc<LedgerStore>,
     recovered: std::sync::Mutex<RecoveredLedgers>,
     topics: RwLock<HashMap<String, Arc<TopicLog>>>,
+    /// This gateway's identity in partition locks.
+    owner: Arc<str>,
 }
 
 impl std::fmt::Debug for Store {
@@ -80,6 +82,7 @@ impl Store {
             ledger_store,
             recovered: std::sync::Mutex::new(recovered),
             topics: RwLock::new(HashMap::new()),
+            owner: Arc::from(gateway_identity()),
         })
     }
 
@@ -132,6 +135,7 @@ impl Store {
                         a.partition.unix_time_ns,
                         ledger,
                         self.ledger_store.clone(),
+                        self.owner.clone(),
                     ))
                 })
                 .collect()
@@ -240,4 +244,19 @@ impl Store {
         }
         self.ledger_store.close().await;
     }
+}
+
+/// `host-pid-random`: unique per process, readable in lock listings.
+fn gateway_identity() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "gateway".to_string());
+    format!(
+        "{host}-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    )
 }

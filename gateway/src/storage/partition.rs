@@ -3,7 +3,9 @@
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use smq_client::{DataMessage, PartitionPublisher, SmqClient, Subscription, Topic};
+use smq_client::{
+    DataMessage, LockLease, LockOutcome, PartitionPublisher, SmqClient, Subscription, Topic,
+};
 use tokio::sync::{Mutex, watch};
 
 use super::producers::{ProducerStates, SequenceCheck};
@@ -13,6 +15,17 @@ use crate::records::{Batch, StoredRecord, TimestampType, decode_stored, encode_s
 
 /// Records read from SMQ per FetchMessage call at most.
 const READ_CHUNK: i32 = 1000;
+/// How long a partition's write lock lasts without renewal. It is also how long a gateway killed
+/// with SIGKILL keeps its partitions from a successor (a clean stop releases them). Renewed on writes after a third of
+/// it; after two thirds the ledger is reloaded before writing, as if taking the partition over.
+const LOCK_TTL: Duration = Duration::from_secs(10);
+
+/// The single writer's state: idempotence table and the partition's lock.
+#[derive(Default)]
+struct Writer {
+    producers: ProducerStates,
+    lease: Option<(LockLease, std::time::Instant)>,
+}
 
 /// The result of appending one produce request's batches to a partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,7 +45,9 @@ pub struct PartitionLog {
     ledger_store: Arc<LedgerStore>,
     ledger: RwLock<PartitionLedger>,
     /// Serialises appends: offsets are assigned and the ledger grows in one order.
-    produce: Mutex<ProducerStates>,
+    writer: Mutex<Writer>,
+    /// This gateway's identity in the partition locks.
+    owner: Arc<str>,
     hwm: watch::Sender<i64>,
     /// The last subscription used to read, with the SMQ offset it will deliver next, so a
     /// consumer reading sequentially through the slow path keeps one stream.
@@ -68,6 +83,7 @@ impl PartitionLog {
         generation: i64,
         ledger: PartitionLedger,
         ledger_store: Arc<LedgerStore>,
+        owner: Arc<str>,
     ) -> Self {
         let smq_name = format!("{}/{}", smq_topic.namespace, smq_topic.name);
         let (hwm, _) = watch::channel(ledger.next_offset());
@@ -80,7 +96,8 @@ impl PartitionLog {
             generation,
             ledger_store,
             ledger: RwLock::new(ledger),
-            produce: Mutex::new(ProducerStates::default()),
+            writer: Mutex::new(Writer::default()),
+            owner,
             hwm,
             reader: Mutex::new(None),
         }
@@ -123,7 +140,9 @@ impl PartitionLog {
         timestamp_type: TimestampType,
         now_ms: i64,
     ) -> GatewayResult<Appended> {
-        let mut producers = self.produce.lock().await;
+        let mut writer = self.writer.lock().await;
+        self.ensure_owner(&mut writer).await?;
+        let producers = &mut writer.producers;
         let mut idempotent = Vec::new();
         let mut to_store: Vec<&Batch> = Vec::with_capacity(batches.len());
         let mut duplicate_base = None;
@@ -243,6 +262,64 @@ impl PartitionLog {
             base_offset: duplicate_base.map_or(base, |d| d.min(base)),
             log_append_time: (timestamp_type == TimestampType::LogAppendTime).then_some(now_ms),
         })
+    }
+
+    fn lock_name(&self) -> String {
+        format!("kafka-gateway/{}/{}", self.smq_name, self.index)
+    }
+
+    /// Makes sure this gateway holds the partition's write lock, so two gateways never write one
+    /// ledger. Taking the lock (first write, or after it lapsed) reloads the ledger from SMQ,
+    /// since another gateway may have written in between.
+    async fn ensure_owner(&self, writer: &mut Writer) -> GatewayResult<()> {
+        let name = self.lock_name();
+        if let Some((lease, at)) = &writer.lease {
+            let age = at.elapsed();
+            if age < LOCK_TTL / 3 {
+                return Ok(());
+            }
+            if age < LOCK_TTL * 2 / 3 {
+                match self
+                    .client
+                    .lock(&name, &self.owner, LOCK_TTL, Some(lease))
+                    .await?
+                {
+                    LockOutcome::Acquired(l) => {
+                        writer.lease = Some((l, std::time::Instant::now()));
+                        return Ok(());
+                    }
+                    LockOutcome::HeldBy(other) => {
+                        writer.lease = None;
+                        tracing::warn!(lock = %name, %other, "lost the partition lock");
+                        return Err(GatewayError::NotLeader);
+                    }
+                }
+            }
+            writer.lease = None;
+        }
+        match self.client.lock(&name, &self.owner, LOCK_TTL, None).await? {
+            LockOutcome::Acquired(lease) => {
+                let fresh = self
+                    .ledger_store
+                    .recover_partition(&self.smq_name, self.index, Duration::from_secs(30))
+                    .await?;
+                {
+                    let mut ledger = self.ledger.write().unwrap_or_else(|e| e.into_inner());
+                    if fresh.next_offset() != ledger.next_offset() {
+                        tracing::info!(lock = %name, before = ledger.next_offset(), after = fresh.next_offset(), "ledger reloaded on taking the partition");
+                    }
+                    *ledger = fresh;
+                    self.hwm.send_replace(ledger.next_offset());
+                }
+                writer.producers = ProducerStates::default();
+                writer.lease = Some((lease, std::time::Instant::now()));
+                Ok(())
+            }
+            LockOutcome::HeldBy(other) => {
+                tracing::debug!(lock = %name, %other, "partition owned by another gateway");
+                Err(GatewayError::NotLeader)
+            }
+        }
     }
 
     /// Reads records from `offset` on, about `max_bytes` worth (at least one record if any).
@@ -392,6 +469,11 @@ impl PartitionLog {
 
     pub async fn close(&self) {
         self.publisher.close().await;
+        if let Some((lease, _)) = self.writer.lock().await.lease.take()
+            && let Err(e) = self.client.unlock(&lease).await
+        {
+            tracing::debug!(error = %e, "releasing a partition lock failed; it will expire");
+        }
     }
 }
 
