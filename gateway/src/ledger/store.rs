@@ -2,23 +2,21 @@
 //!
 //! Every entry is one SMQ record on the mapping partition chosen by a stable hash of the data
 //! topic and partition, so one data partition's entries stay in write order. Recovery reads every
-//! mapping partition from its start with SubscribeMessage (FetchMessage is positional and loses
-//! first-window data after a reload), up to a marker record this gateway wrote just before: SMQ
-//! reports no offsets on subscriptions, so the marker is how the reader knows it has seen all.
+//! mapping partition completely (see [`SystemTopic::read_all`]) and replays it.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use prost::Message;
-use smq_client::{DataMessage, PartitionPublisher, SmqClient, SmqError, Topic, TopicSpec};
+use smq_client::SmqClient;
 use smq_proto::schema_pb::{
     Field, RecordType, RecordValue, ScalarType, Type, Value, r#type, value,
 };
 
 use super::{LedgerEntry, PartitionLedger};
-use crate::error::{GatewayError, GatewayResult};
+use crate::error::GatewayResult;
+use crate::system_topic::{SYSTEM_NAMESPACE, SystemTopic};
 
-pub const SYSTEM_NAMESPACE: &str = "kafka-system";
 pub const MAPPINGS_TOPIC: &str = "offset-mappings";
 const MAPPING_PARTITIONS: i32 = 16;
 
@@ -37,15 +35,13 @@ pub struct LedgerRecord {
 pub type RecoveredLedgers = HashMap<(String, i32), PartitionLedger>;
 
 pub struct LedgerStore {
-    client: SmqClient,
-    topic: Topic,
-    publishers: Vec<PartitionPublisher>,
+    log: SystemTopic,
 }
 
 impl std::fmt::Debug for LedgerStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LedgerStore")
-            .field("topic", &self.topic)
+            .field("log", &self.log)
             .finish()
     }
 }
@@ -73,7 +69,6 @@ fn mapping_record_type() -> RecordType {
             scalar("smq_offset", 5, ScalarType::Int64),
             scalar("generation", 6, ScalarType::Int64),
             scalar("max_timestamp", 7, ScalarType::Int64),
-            scalar("marker", 8, ScalarType::String),
         ],
     }
 }
@@ -122,12 +117,7 @@ fn encode(rec: &LedgerRecord) -> Vec<u8> {
     RecordValue { fields }.encode_to_vec()
 }
 
-enum Decoded {
-    Entry(LedgerRecord),
-    Marker(String),
-}
-
-fn decode(data: &[u8]) -> Option<Decoded> {
+fn decode(data: &[u8]) -> Option<LedgerRecord> {
     let f = RecordValue::decode(data).ok()?.fields;
     let get_i = |k: &str| match f.get(k)?.kind.as_ref()? {
         value::Kind::Int64Value(v) => Some(*v),
@@ -138,10 +128,7 @@ fn decode(data: &[u8]) -> Option<Decoded> {
         value::Kind::StringValue(s) => Some(s.clone()),
         _ => None,
     };
-    if let Some(m) = get_s("marker") {
-        return Some(Decoded::Marker(m));
-    }
-    Some(Decoded::Entry(LedgerRecord {
+    Some(LedgerRecord {
         topic: get_s("topic")?,
         partition: get_i("partition")? as i32,
         generation: get_i("generation").unwrap_or(0),
@@ -151,64 +138,54 @@ fn decode(data: &[u8]) -> Option<Decoded> {
             smq_offset: get_i("smq_offset")?,
             max_timestamp: get_i("max_timestamp").unwrap_or(-1),
         },
-    }))
+    })
 }
 
 impl LedgerStore {
     /// Opens (creating if needed) the mapping topic.
     pub async fn open(client: SmqClient) -> GatewayResult<Self> {
-        let topic = smq_client::topic(SYSTEM_NAMESPACE, MAPPINGS_TOPIC);
-        client
-            .ensure_topic(&TopicSpec {
-                topic: topic.clone(),
-                partitions: MAPPING_PARTITIONS,
-                record_type: Some(mapping_record_type()),
-                retention_seconds: None,
-            })
-            .await?;
-        let publishers = (0..MAPPING_PARTITIONS)
-            .map(|p| PartitionPublisher::new(client.clone(), topic.clone(), p))
-            .collect();
         Ok(Self {
-            client,
-            topic,
-            publishers,
+            log: SystemTopic::open(
+                client,
+                MAPPINGS_TOPIC,
+                MAPPING_PARTITIONS,
+                mapping_record_type(),
+            )
+            .await?,
         })
     }
 
     /// Persists one entry; returns once SMQ has acknowledged it.
-    pub async fn append(&self, rec: &LedgerRecord) -> Result<(), SmqError> {
-        let p = &self.publishers[slot(&rec.topic, rec.partition) as usize];
-        p.publish(DataMessage {
-            key: format!("{}/{}", rec.topic, rec.partition).into_bytes(),
-            value: encode(rec),
-            ts_ns: 0,
-            ctrl: None,
-        })
-        .await?;
-        Ok(())
+    pub async fn append(&self, rec: &LedgerRecord) -> GatewayResult<()> {
+        let key = format!("{}/{}", rec.topic, rec.partition).into_bytes();
+        self.log
+            .append(slot(&rec.topic, rec.partition), key, encode(rec))
+            .await
+    }
+
+    async fn read_slot(
+        &self,
+        slot: i32,
+        read_timeout: Duration,
+    ) -> GatewayResult<Vec<LedgerRecord>> {
+        let messages = self.log.read_all(slot, read_timeout).await?;
+        let mut out = Vec::with_capacity(messages.len());
+        for m in messages {
+            match decode(&m.value) {
+                Some(r) => out.push(r),
+                None => tracing::warn!(slot, "skipping an undecodable ledger record"),
+            }
+        }
+        Ok(out)
     }
 
     /// Reads every persisted entry and rebuilds each partition's ledger.
     pub async fn recover(&self, read_timeout: Duration) -> GatewayResult<RecoveredLedgers> {
-        let marker = self.new_marker();
-        let mut tasks = Vec::new();
-        for p in 0..MAPPING_PARTITIONS {
-            self.write_marker(p, &marker).await?;
-            let client = self.client.clone();
-            let topic = self.topic.clone();
-            let marker = marker.clone();
-            tasks.push(tokio::spawn(async move {
-                read_partition(client, topic, p, marker, read_timeout).await
-            }));
-        }
+        let reads = (0..MAPPING_PARTITIONS).map(|p| self.read_slot(p, read_timeout));
         let mut ledgers = RecoveredLedgers::new();
         let mut problems = 0usize;
-        for t in tasks {
-            let records = t
-                .await
-                .map_err(|e| GatewayError::Internal(format!("ledger reader panicked: {e}")))??;
-            problems += replay_into(&mut ledgers, records);
+        for records in futures::future::join_all(reads).await {
+            problems += replay_into(&mut ledgers, records?);
         }
         tracing::info!(
             partitions = ledgers.len(),
@@ -227,20 +204,12 @@ impl LedgerStore {
         partition: i32,
         read_timeout: Duration,
     ) -> GatewayResult<PartitionLedger> {
-        let slot = slot(topic, partition);
-        let marker = self.new_marker();
-        self.write_marker(slot, &marker).await?;
-        let records = read_partition(
-            self.client.clone(),
-            self.topic.clone(),
-            slot,
-            marker,
-            read_timeout,
-        )
-        .await?
-        .into_iter()
-        .filter(|r| r.topic == topic && r.partition == partition)
-        .collect();
+        let records = self
+            .read_slot(slot(topic, partition), read_timeout)
+            .await?
+            .into_iter()
+            .filter(|r| r.topic == topic && r.partition == partition)
+            .collect();
         let mut ledgers = RecoveredLedgers::new();
         replay_into(&mut ledgers, records);
         Ok(ledgers
@@ -248,27 +217,8 @@ impl LedgerStore {
             .unwrap_or_default())
     }
 
-    fn new_marker(&self) -> String {
-        format!("recover-{}-{}", std::process::id(), rand::random::<u64>())
-    }
-
-    async fn write_marker(&self, slot: i32, marker: &str) -> GatewayResult<()> {
-        let rec = HashMap::from([("marker".to_string(), string(marker))]);
-        self.publishers[slot as usize]
-            .publish(DataMessage {
-                key: b"marker".to_vec(),
-                value: RecordValue { fields: rec }.encode_to_vec(),
-                ts_ns: 0,
-                ctrl: None,
-            })
-            .await?;
-        Ok(())
-    }
-
     pub async fn close(&self) {
-        for p in &self.publishers {
-            p.close().await;
-        }
+        self.log.close().await;
     }
 }
 
@@ -285,39 +235,6 @@ fn replay_into(ledgers: &mut RecoveredLedgers, records: Vec<LedgerRecord>) -> us
         }
     }
     problems
-}
-
-async fn read_partition(
-    client: SmqClient,
-    topic: Topic,
-    partition: i32,
-    marker: String,
-    read_timeout: Duration,
-) -> GatewayResult<Vec<LedgerRecord>> {
-    let mut sub = client
-        .subscribe_exact(&topic, partition, 0, "kafka-gateway-ledger-recovery")
-        .await?;
-    let mut out = Vec::new();
-    loop {
-        let msg = tokio::time::timeout(read_timeout, sub.next())
-            .await
-            .map_err(|_| {
-                GatewayError::Internal(format!(
-                    "ledger recovery: no record from mapping partition {partition} for {read_timeout:?}"
-                ))
-            })??;
-        let Some(msg) = msg else {
-            return Err(GatewayError::Internal(format!(
-                "ledger recovery: mapping partition {partition} ended before the marker"
-            )));
-        };
-        match decode(&msg.value) {
-            Some(Decoded::Marker(m)) if m == marker => return Ok(out),
-            Some(Decoded::Marker(_)) => {}
-            Some(Decoded::Entry(e)) => out.push(e),
-            None => tracing::warn!(partition, "skipping an undecodable ledger record"),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -337,10 +254,7 @@ mod tests {
                 max_timestamp: 5,
             },
         };
-        match decode(&encode(&rec)) {
-            Some(Decoded::Entry(r)) => assert_eq!(r, rec),
-            _ => panic!("not decoded as an entry"),
-        }
+        assert_eq!(decode(&encode(&rec)), Some(rec));
         assert_eq!(slot("kafka/orders", 2), slot("kafka/orders", 2));
         let spread: std::collections::HashSet<_> =
             (0..64).map(|p| slot("kafka/orders", p)).collect();

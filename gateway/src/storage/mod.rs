@@ -3,6 +3,7 @@
 
 mod partition;
 mod producers;
+mod registry;
 mod topic_config;
 
 pub use partition::{Appended, PartitionLog, ReadResult};
@@ -23,6 +24,7 @@ use tokio::sync::RwLock;
 use crate::error::{GatewayError, GatewayResult};
 use crate::ledger::{LedgerStore, RecoveredLedgers};
 use crate::records::record_type;
+use registry::TopicRegistry;
 
 /// Settings that shape how topics are created and served.
 #[derive(Debug, Clone)]
@@ -57,6 +59,7 @@ pub struct Store {
     client: SmqClient,
     settings: StoreSettings,
     ledger_store: Arc<LedgerStore>,
+    registry: TopicRegistry,
     recovered: std::sync::Mutex<RecoveredLedgers>,
     topics: RwLock<HashMap<String, Arc<TopicLog>>>,
     /// This gateway's identity in partition locks.
@@ -76,10 +79,12 @@ impl Store {
     pub async fn open(client: SmqClient, settings: StoreSettings) -> GatewayResult<Self> {
         let ledger_store = Arc::new(LedgerStore::open(client.clone()).await?);
         let recovered = ledger_store.recover(Duration::from_secs(30)).await?;
+        let registry = TopicRegistry::open(client.clone()).await?;
         Ok(Self {
             client,
             settings,
             ledger_store,
+            registry,
             recovered: std::sync::Mutex::new(recovered),
             topics: RwLock::new(HashMap::new()),
             owner: Arc::from(gateway_identity()),
@@ -117,8 +122,10 @@ impl Store {
         if let Some(t) = topics.get(name) {
             return Ok(Some(t.clone()));
         }
-        let configs = TopicConfigs::from_smq(&config);
         let key = format!("{}/{}", smq_topic.namespace, smq_topic.name);
+        let mut configs = self.registry.get(&key).unwrap_or_default();
+        // Retention lives in SMQ's own topic.conf, where SMQ's purger reads it.
+        configs.set.extend(TopicConfigs::from_smq(&config).set);
         let partitions = {
             let mut recovered = self.recovered.lock().unwrap_or_else(|e| e.into_inner());
             layout
@@ -213,6 +220,15 @@ impl Store {
         if validate_only {
             return Ok(());
         }
+        // Configs first: a crash before the topic exists leaves only an unused record.
+        if !configs.set.is_empty() {
+            self.registry
+                .put(
+                    &format!("{}/{}", smq_topic.namespace, smq_topic.name),
+                    configs,
+                )
+                .await?;
+        }
         let spec = TopicSpec {
             topic: smq_topic,
             partitions,
@@ -243,6 +259,7 @@ impl Store {
             }
         }
         self.ledger_store.close().await;
+        self.registry.close().await;
     }
 }
 

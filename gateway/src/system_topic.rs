@@ -1,0 +1,119 @@
+//! Topics the gateway keeps its own state in (`kafka-system/...`): append a record, and read a
+//! partition back completely.
+//!
+//! Reading back uses SubscribeMessage from offset 0 (FetchMessage is positional and, in SMQ 4.48,
+//! cannot see first-window data after a partition reload). Subscriptions report no offsets and
+//! never end, so the reader first appends a marker record with a unique key and reads until it
+//! sees that marker: then it has seen everything written before.
+
+use std::time::Duration;
+
+use smq_client::{DataMessage, PartitionPublisher, RecordType, SmqClient, Topic, TopicSpec};
+
+use crate::error::{GatewayError, GatewayResult};
+
+pub const SYSTEM_NAMESPACE: &str = "kafka-system";
+const MARKER_PREFIX: &[u8] = b"__marker__:";
+
+pub struct SystemTopic {
+    client: SmqClient,
+    topic: Topic,
+    publishers: Vec<PartitionPublisher>,
+}
+
+impl std::fmt::Debug for SystemTopic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SystemTopic")
+            .field("topic", &self.topic)
+            .finish()
+    }
+}
+
+impl SystemTopic {
+    /// Opens `kafka-system/<name>`, creating it with `partitions` partitions if needed.
+    pub async fn open(
+        client: SmqClient,
+        name: &str,
+        partitions: i32,
+        record_type: RecordType,
+    ) -> GatewayResult<Self> {
+        let topic = smq_client::topic(SYSTEM_NAMESPACE, name);
+        client
+            .ensure_topic(&TopicSpec {
+                topic: topic.clone(),
+                partitions,
+                record_type: Some(record_type),
+                retention_seconds: None,
+            })
+            .await?;
+        let publishers = (0..partitions)
+            .map(|p| PartitionPublisher::new(client.clone(), topic.clone(), p))
+            .collect();
+        Ok(Self {
+            client,
+            topic,
+            publishers,
+        })
+    }
+
+    pub fn partitions(&self) -> i32 {
+        self.publishers.len() as i32
+    }
+
+    /// Appends one record; returns once SMQ acknowledged it.
+    pub async fn append(&self, partition: i32, key: Vec<u8>, value: Vec<u8>) -> GatewayResult<()> {
+        self.publishers[partition as usize]
+            .publish(DataMessage {
+                key,
+                value,
+                ts_ns: 0,
+                ctrl: None,
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Every record of `partition` written before this call, in order (markers left out).
+    pub async fn read_all(
+        &self,
+        partition: i32,
+        read_timeout: Duration,
+    ) -> GatewayResult<Vec<DataMessage>> {
+        let mut marker = MARKER_PREFIX.to_vec();
+        marker.extend(format!("{}-{}", std::process::id(), rand::random::<u64>()).into_bytes());
+        self.append(partition, marker.clone(), Vec::new()).await?;
+        let mut sub = self
+            .client
+            .subscribe_exact(&self.topic, partition, 0, "kafka-gateway-system-reader")
+            .await?;
+        let mut out = Vec::new();
+        loop {
+            let msg = tokio::time::timeout(read_timeout, sub.next())
+                .await
+                .map_err(|_| {
+                    GatewayError::Internal(format!(
+                        "reading {}/{} partition {partition}: nothing for {read_timeout:?} before the marker",
+                        self.topic.namespace, self.topic.name
+                    ))
+                })??
+                .ok_or_else(|| {
+                    GatewayError::Internal(format!(
+                        "reading {}/{} partition {partition}: stream ended before the marker",
+                        self.topic.namespace, self.topic.name
+                    ))
+                })?;
+            if msg.key == marker {
+                return Ok(out);
+            }
+            if !msg.key.starts_with(MARKER_PREFIX) {
+                out.push(msg);
+            }
+        }
+    }
+
+    pub async fn close(&self) {
+        for p in &self.publishers {
+            p.close().await;
+        }
+    }
+}
