@@ -63,12 +63,9 @@ pub struct GatewayConfig {
     /// Partitions of auto-created topics and of CreateTopics with num_partitions -1.
     #[arg(long, env = "KAFKA_GATEWAY_DEFAULT_PARTITIONS", default_value_t = 1)]
     pub default_partitions: i32,
-    /// Largest record batch accepted (Kafka's message.max.bytes).
-    #[arg(
-        long,
-        env = "KAFKA_GATEWAY_MAX_MESSAGE_BYTES",
-        default_value_t = 1_048_588
-    )]
+    /// Largest record batch accepted (Kafka's message.max.bytes). Larger than Kafka's 1 MiB
+    /// default so that a 1 MiB record with its batch overhead fits.
+    #[arg(long, env = "KAFKA_GATEWAY_MAX_MESSAGE_BYTES", default_value_t = 8 * 1024 * 1024)]
     pub max_message_bytes: usize,
     /// Largest request frame accepted; larger frames close the connection.
     #[arg(long, env = "KAFKA_GATEWAY_MAX_REQUEST_BYTES", default_value_t = 100 * 1024 * 1024)]

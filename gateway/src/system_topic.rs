@@ -87,12 +87,14 @@ impl SystemTopic {
             .subscribe_exact(&self.topic, partition, 0, "kafka-gateway-system-reader")
             .await?;
         let mut out = Vec::new();
+        // One deadline for the whole read: a trickle of records must not keep it alive forever.
+        let deadline = tokio::time::Instant::now() + read_timeout;
         loop {
-            let msg = tokio::time::timeout(read_timeout, sub.next())
+            let msg = tokio::time::timeout_at(deadline, sub.next())
                 .await
                 .map_err(|_| {
                     GatewayError::Internal(format!(
-                        "reading {}/{} partition {partition}: nothing for {read_timeout:?} before the marker",
+                        "reading {}/{} partition {partition}: marker not reached within {read_timeout:?}",
                         self.topic.namespace, self.topic.name
                     ))
                 })??

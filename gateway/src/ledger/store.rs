@@ -157,7 +157,9 @@ impl LedgerStore {
 
     /// Persists one entry; returns once SMQ has acknowledged it.
     pub async fn append(&self, rec: &LedgerRecord) -> GatewayResult<()> {
-        let key = format!("{}/{}", rec.topic, rec.partition).into_bytes();
+        // Unique keys: SMQ holds back a subscriber's next record with a key still unacknowledged.
+        let key =
+            format!("{}/{}@{}", rec.topic, rec.partition, rec.entry.kafka_offset).into_bytes();
         self.log
             .append(slot(&rec.topic, rec.partition), key, encode(rec))
             .await

@@ -78,7 +78,7 @@ impl Store {
     /// Opens the ledger and recovers every partition's offsets from SMQ.
     pub async fn open(client: SmqClient, settings: StoreSettings) -> GatewayResult<Self> {
         let ledger_store = Arc::new(LedgerStore::open(client.clone()).await?);
-        let recovered = ledger_store.recover(Duration::from_secs(30)).await?;
+        let recovered = ledger_store.recover(Duration::from_secs(120)).await?;
         let registry = TopicRegistry::open(client.clone()).await?;
         Ok(Self {
             client,

@@ -193,7 +193,7 @@ impl PartitionLog {
                 pending.push(
                     self.publisher
                         .send(DataMessage {
-                            key: r.key.as_ref().map(|k| k.to_vec()).unwrap_or_default(),
+                            key: smq_key(offset),
                             value: encode_stored(&stored),
                             ts_ns: 0,
                             ctrl: None,
@@ -301,7 +301,7 @@ impl PartitionLog {
             LockOutcome::Acquired(lease) => {
                 let fresh = self
                     .ledger_store
-                    .recover_partition(&self.smq_name, self.index, Duration::from_secs(30))
+                    .recover_partition(&self.smq_name, self.index, Duration::from_secs(60))
                     .await?;
                 {
                     let mut ledger = self.ledger.write().unwrap_or_else(|e| e.into_inner());
@@ -469,12 +469,23 @@ impl PartitionLog {
 
     pub async fn close(&self) {
         self.publisher.close().await;
-        if let Some((lease, _)) = self.writer.lock().await.lease.take()
+        // An append stuck on a dead SMQ must not keep the gateway from stopping.
+        let writer = tokio::time::timeout(Duration::from_secs(5), self.writer.lock()).await;
+        if let Ok(mut writer) = writer
+            && let Some((lease, _)) = writer.lease.take()
             && let Err(e) = self.client.unlock(&lease).await
         {
             tracing::debug!(error = %e, "releasing a partition lock failed; it will expire");
         }
     }
+}
+
+/// The SMQ key of a stored record: its Kafka offset, unique within the partition. SMQ delivers a
+/// record to a subscriber only after the previous record with the same key was acknowledged, and
+/// ignores acknowledgements of empty keys (waiting 30 s instead), so Kafka's own keys (often
+/// repeated or null) must not be used here; they are inside the stored value.
+fn smq_key(offset: i64) -> Vec<u8> {
+    offset.to_string().into_bytes()
 }
 
 fn record_size(r: &StoredRecord) -> usize {

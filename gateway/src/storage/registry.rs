@@ -105,7 +105,7 @@ impl TopicRegistry {
         self.log
             .append(
                 0,
-                smq_name.as_bytes().to_vec(),
+                format!("{smq_name}@{}", rand::random::<u64>()).into_bytes(),
                 RecordValue { fields }.encode_to_vec(),
             )
             .await?;

@@ -11,7 +11,7 @@ use crate::records::TimestampType;
 pub const KNOWN: &[(&str, &str)] = &[
     ("cleanup.policy", "delete"),
     ("compression.type", "producer"),
-    ("max.message.bytes", "1048588"),
+    ("max.message.bytes", "8388608"),
     ("message.timestamp.type", "CreateTime"),
     ("retention.ms", "-1"),
     ("smq.storage.format", "record"),

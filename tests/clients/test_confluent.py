@@ -1,0 +1,303 @@
+"""confluent-kafka (librdkafka) against the gateway: exact round trip, codecs, large records,
+idempotent producer, ListOffsets, unknown topic/partition errors."""
+
+import os
+import time
+
+import pytest
+from confluent_kafka import (KafkaError, KafkaException, TIMESTAMP_CREATE_TIME, TopicPartition,
+                             OFFSET_BEGINNING)
+
+import kgw
+
+BASE_TS = 1_700_000_000_000  # explicit CreateTime timestamps (ms)
+
+
+def sample_records(partition, n=8):
+    """Records covering keys, null key, null value, empty value/key, headers incl. null values and
+    repeated keys, explicit timestamps (not monotonic on purpose)."""
+    recs = []
+    for i in range(n):
+        recs.append({"partition": partition, "key": b"key-%d-%d" % (partition, i),
+                     "value": b"value-%d-%d-" % (partition, i) + bytes(range(256)) * (i % 3),
+                     "timestamp": BASE_TS + partition * 100_000 + i * 1000,
+                     "headers": [("trace", b"t-%d" % i), ("dup", b"first"), ("dup", b"second"),
+                                 ("nullh", None), ("emptyh", b"")]})
+    recs += [
+        {"partition": partition, "key": None, "value": b"null-key", "timestamp": BASE_TS + 5},
+        {"partition": partition, "key": b"null-value", "value": None, "timestamp": BASE_TS + 4},
+        {"partition": partition, "key": b"empty-value", "value": b"", "timestamp": BASE_TS + 3},
+        {"partition": partition, "key": b"", "value": b"empty-key", "timestamp": BASE_TS + 2},
+        {"partition": partition, "key": None, "value": None, "timestamp": BASE_TS + 1,
+         "headers": [("only-null", None)]},
+        {"partition": partition, "key": b"\x00\xff binary", "value": b"\x00" * 100,
+         "timestamp": BASE_TS + 999_999, "headers": [("bin", b"\x00\x01\xff")]},
+    ]
+    return recs
+
+
+def assert_same(msg, rec, offset):
+    where = "p%d@%d" % (msg.partition(), msg.offset())
+    assert msg.partition() == rec["partition"], where
+    assert msg.offset() == offset, where
+    assert msg.key() == rec.get("key"), where
+    assert msg.value() == rec.get("value"), where
+    assert msg.timestamp() == (TIMESTAMP_CREATE_TIME, rec["timestamp"]), where
+    # librdkafka returns None for a record without headers.
+    assert msg.headers() == (rec.get("headers") or None), where
+
+
+def test_round_trip_three_partitions(bootstrap):
+    topic = kgw.unique_topic("ck-roundtrip")
+    kgw.create_topic(bootstrap, topic, partitions=3)
+    per_part = {p: sample_records(p) for p in range(3)}
+    records = [r for p in range(3) for r in per_part[p]]
+    delivered = kgw.produce_all(kgw.producer(bootstrap), topic, records)
+    for p in range(3):
+        offs = [m.offset() for m, r in zip(delivered, records) if r["partition"] == p]
+        assert offs == list(range(len(per_part[p]))), "acknowledged offsets p%d: %s" % (p, offs)
+        assert all(m.partition() == r["partition"] for m, r in zip(delivered, records))
+
+    got = kgw.consume_partitions(bootstrap, topic, {p: len(per_part[p]) for p in range(3)})
+    for p in range(3):
+        assert len(got[p]) == len(per_part[p]), "partition %d: %d records" % (p, len(got[p]))
+        for i, (m, r) in enumerate(zip(got[p], per_part[p])):
+            assert_same(m, r, i)
+        assert kgw.watermarks(bootstrap, topic, p) == (0, len(per_part[p]))
+
+
+def test_round_trip_second_batch_continues_offsets(bootstrap):
+    """Two produce calls to one partition: offsets continue, reading from the middle works."""
+    topic = kgw.unique_topic("ck-continue")
+    kgw.create_topic(bootstrap, topic, partitions=1)
+    p = kgw.producer(bootstrap)
+    first = [{"partition": 0, "value": b"a%d" % i, "timestamp": BASE_TS + i} for i in range(10)]
+    second = [{"partition": 0, "value": b"b%d" % i, "timestamp": BASE_TS + 100 + i} for i in range(10)]
+    d1 = kgw.produce_all(p, topic, first)
+    d2 = kgw.produce_all(p, topic, second)
+    assert [m.offset() for m in d1 + d2] == list(range(20))
+    c = kgw.consumer(bootstrap)
+    try:
+        c.assign([TopicPartition(topic, 0, 13)])
+        seen = []
+        deadline = time.monotonic() + kgw.OP_TIMEOUT
+        while len(seen) < 7 and time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is None or m.error():
+                continue
+            seen.append((m.offset(), m.value()))
+        assert seen == [(13 + i, b"b%d" % (3 + i)) for i in range(7)]
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
+def test_compression_round_trip(bootstrap, codec):
+    topic = kgw.unique_topic("ck-" + codec)
+    kgw.create_topic(bootstrap, topic, partitions=1)
+    records = []
+    for i in range(200):
+        # compressible and incompressible values, in batches of many records
+        v = (b"compressible-%d " % i) * (i % 50) if i % 2 else os.urandom(i * 7)
+        records.append({"partition": 0, "key": b"k%d" % i, "value": v, "timestamp": BASE_TS + i,
+                        "headers": [("codec", codec.encode())]})
+    p = kgw.producer(bootstrap, **{"compression.type": codec, "linger.ms": 50,
+                                   "batch.num.messages": 50})
+    delivered = kgw.produce_all(p, topic, records)
+    assert [m.offset() for m in delivered] == list(range(len(records)))
+    got = kgw.consume_partitions(bootstrap, topic, {0: len(records)})[0]
+    assert len(got) == len(records)
+    for i, (m, r) in enumerate(zip(got, records)):
+        assert_same(m, r, i)
+
+
+def test_one_mib_record(bootstrap):
+    topic = kgw.unique_topic("ck-1mib")
+    kgw.create_topic(bootstrap, topic, partitions=1)
+    big = os.urandom(1024 * 1024)
+    records = [{"partition": 0, "key": b"small-before", "value": b"x", "timestamp": BASE_TS},
+               {"partition": 0, "key": b"big", "value": big, "timestamp": BASE_TS + 1,
+                "headers": [("size", b"1MiB")]},
+               {"partition": 0, "key": b"small-after", "value": b"y", "timestamp": BASE_TS + 2}]
+    p = kgw.producer(bootstrap, **{"message.max.bytes": 4 * 1024 * 1024, "linger.ms": 0})
+    delivered = kgw.produce_all(p, topic, records, flush_each=True)
+    assert [m.offset() for m in delivered] == [0, 1, 2]
+    got = kgw.consume_partitions(bootstrap, topic, {0: 3}, **{
+        "fetch.max.bytes": 8 * 1024 * 1024, "max.partition.fetch.bytes": 8 * 1024 * 1024,
+        "receive.message.max.bytes": 16 * 1024 * 1024})[0]
+    assert len(got) == 3
+    for i, (m, r) in enumerate(zip(got, records)):
+        assert_same(m, r, i)
+    assert len(got[1].value()) == 1024 * 1024
+
+
+def test_idempotent_producer_acks_all(bootstrap):
+    topic = kgw.unique_topic("ck-idem")
+    kgw.create_topic(bootstrap, topic, partitions=3)
+    fatal = []
+    p = kgw.producer(bootstrap, **{"enable.idempotence": True, "acks": "all",
+                                   "max.in.flight.requests.per.connection": 5, "linger.ms": 2,
+                                   "batch.num.messages": 100,
+                                   "error_cb": lambda e: fatal.append(str(e)) if e.fatal() else None})
+    n = 3000
+    records = [{"partition": i % 3, "key": b"k%d" % (i % 3), "value": b"seq-%06d" % i} for i in range(n)]
+    delivered = kgw.produce_all(p, topic, records)
+    assert not fatal, "fatal idempotent-producer errors: %s" % fatal
+    for part in range(3):
+        offs = [m.offset() for m, r in zip(delivered, records) if r["partition"] == part]
+        assert offs == list(range(n // 3)), "partition %d acknowledged offsets not dense" % part
+    got = kgw.consume_partitions(bootstrap, topic, {q: n // 3 for q in range(3)})
+    for part in range(3):
+        vals = [m.value() for m in got[part]]
+        assert vals == [b"seq-%06d" % i for i in range(part, n, 3)], "partition %d: order/dupes" % part
+        kgw.assert_dense(got[part])
+        assert kgw.watermarks(bootstrap, topic, part) == (0, n // 3)
+
+
+def test_list_offsets_by_timestamp_and_watermarks(bootstrap):
+    topic = kgw.unique_topic("ck-times")
+    kgw.create_topic(bootstrap, topic, partitions=2)
+    # Partition 0: offsets 0..4 one batch each, offsets 5..9 in one batch; ts = BASE + 1000*(i+1).
+    p = kgw.producer(bootstrap, **{"linger.ms": 0})
+    single = [{"partition": 0, "value": b"s%d" % i, "timestamp": BASE_TS + 1000 * (i + 1)} for i in range(5)]
+    kgw.produce_all(p, topic, single, flush_each=True)
+    p2 = kgw.producer(bootstrap, **{"linger.ms": 200, "batch.num.messages": 1000})
+    batch = [{"partition": 0, "value": b"b%d" % i, "timestamp": BASE_TS + 1000 * (i + 6)} for i in range(5)]
+    delivered = kgw.produce_all(p2, topic, batch)
+    assert [m.offset() for m in delivered] == [5, 6, 7, 8, 9]
+
+    c = kgw.consumer(bootstrap)
+    try:
+        def lookup(ts, part=0):
+            res = c.offsets_for_times([TopicPartition(topic, part, ts)], timeout=kgw.OP_TIMEOUT)
+            assert res[0].error is None, res[0].error
+            return res[0].offset
+
+        assert lookup(BASE_TS) == 0                # before everything: first offset
+        assert lookup(BASE_TS + 1000) == 0         # exact match
+        assert lookup(BASE_TS + 2500) == 2         # between: first with ts >= target
+        assert lookup(BASE_TS + 5000) == 4         # exact, last single batch
+        assert lookup(BASE_TS + 5001) == 5         # first record of the multi-record batch
+        assert lookup(BASE_TS + 8000) == 7         # inside the multi-record batch
+        assert lookup(BASE_TS + 8500) == 8
+        assert lookup(BASE_TS + 10_000) == 9       # last record
+        assert lookup(BASE_TS + 10_001) == -1      # after everything: no offset (Kafka: -1)
+        assert lookup(BASE_TS, part=1) == -1       # empty partition
+
+        assert c.get_watermark_offsets(TopicPartition(topic, 0), timeout=kgw.OP_TIMEOUT,
+                                       cached=False) == (0, 10)
+        assert c.get_watermark_offsets(TopicPartition(topic, 1), timeout=kgw.OP_TIMEOUT,
+                                       cached=False) == (0, 0)
+    finally:
+        c.close()
+
+
+def test_list_offsets_admin_api(bootstrap):
+    """AdminClient.list_offsets: earliest, latest, and by timestamp."""
+    from confluent_kafka.admin import OffsetSpec
+    topic = kgw.unique_topic("ck-admin-lo")
+    kgw.create_topic(bootstrap, topic, partitions=1)
+    records = [{"partition": 0, "value": b"v%d" % i, "timestamp": BASE_TS + 10 * i} for i in range(30)]
+    kgw.produce_all(kgw.producer(bootstrap), topic, records)
+    a = kgw.admin(bootstrap)
+    tp = TopicPartition(topic, 0)
+    for spec, want in [(OffsetSpec.earliest(), 0), (OffsetSpec.latest(), 30),
+                       (OffsetSpec.for_timestamp(BASE_TS + 95), 10)]:
+        res = a.list_offsets({tp: spec}, request_timeout=kgw.OP_TIMEOUT)[tp].result(timeout=kgw.OP_TIMEOUT)
+        assert res.offset == want, (spec, res.offset)
+    res = a.list_offsets({tp: OffsetSpec.for_timestamp(BASE_TS + 100)},
+                         request_timeout=kgw.OP_TIMEOUT)[tp].result(timeout=kgw.OP_TIMEOUT)
+    assert (res.offset, res.timestamp) == (10, BASE_TS + 100)
+
+
+UNKNOWN_TOPIC_CODES = (KafkaError._UNKNOWN_TOPIC, KafkaError.UNKNOWN_TOPIC_OR_PART)
+UNKNOWN_PARTITION_CODES = (KafkaError._UNKNOWN_PARTITION, KafkaError.UNKNOWN_TOPIC_OR_PART)
+
+
+def test_unknown_topic_metadata(bootstrap):
+    topic = kgw.unique_topic("ck-missing")
+    md = kgw.admin(bootstrap).list_topics(topic=topic, timeout=kgw.OP_TIMEOUT)
+    t = md.topics.get(topic)
+    assert t is not None and t.error is not None, "metadata for a missing topic: %r" % t
+    assert t.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART, t.error
+    # Still not created by that request (auto-create is off).
+    md = kgw.admin(bootstrap).list_topics(timeout=kgw.OP_TIMEOUT)
+    assert topic not in md.topics or md.topics[topic].error is not None
+
+
+def _produce_expect_error(bootstrap, topic, partition, codes, **conf):
+    p = kgw.producer(bootstrap, **{"message.timeout.ms": 30000,
+                                   "topic.metadata.propagation.max.ms": 5000, **conf})
+    errs = []
+    t0 = time.monotonic()
+    try:
+        kw = {} if partition is None else {"partition": partition}
+        p.produce(topic, value=b"x", on_delivery=lambda err, msg: errs.append(err), **kw)
+        left = p.flush(60)
+        assert left == 0, "produce to %s[%s] neither failed nor succeeded within 60s" % (topic, partition)
+    except KafkaException as e:
+        errs.append(e.args[0])
+    elapsed = time.monotonic() - t0
+    assert len(errs) == 1 and errs[0] is not None, "produce to %s[%s] succeeded" % (topic, partition)
+    assert errs[0].code() in codes, "unexpected error %s" % errs[0]
+    assert elapsed < 45, "error took %.1fs" % elapsed
+    return errs[0]
+
+
+def test_unknown_topic_produce(bootstrap):
+    _produce_expect_error(bootstrap, kgw.unique_topic("ck-missing-p"), None, UNKNOWN_TOPIC_CODES)
+
+
+def test_unknown_topic_consume(bootstrap):
+    """An assigned missing topic yields no records and no hang; asking for its offsets fails fast with
+    an unknown topic/partition error (librdkafka reports it as _UNKNOWN_PARTITION after the metadata
+    lookup answered UNKNOWN_TOPIC_OR_PARTITION)."""
+    topic = kgw.unique_topic("ck-missing-c")
+    c = kgw.consumer(bootstrap, **{"topic.metadata.propagation.max.ms": 5000})
+    try:
+        c.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            m = c.poll(0.5)
+            assert m is None or m.error() is not None, "got a record from a missing topic: %r" % m.value()
+        for call in (lambda: c.get_watermark_offsets(TopicPartition(topic, 0), timeout=30, cached=False),
+                     lambda: c.offsets_for_times([TopicPartition(topic, 0, BASE_TS)], timeout=30)):
+            t0 = time.monotonic()
+            with pytest.raises(KafkaException) as ei:
+                call()
+            assert ei.value.args[0].code() in UNKNOWN_PARTITION_CODES + UNKNOWN_TOPIC_CODES, ei.value
+            assert time.monotonic() - t0 < 31
+    finally:
+        c.close()
+
+
+def test_unknown_partition(bootstrap):
+    topic = kgw.unique_topic("ck-badpart")
+    kgw.create_topic(bootstrap, topic, partitions=3)
+    _produce_expect_error(bootstrap, topic, 7, UNKNOWN_PARTITION_CODES)
+    c = kgw.consumer(bootstrap)
+    try:
+        with pytest.raises(KafkaException) as ei:
+            c.get_watermark_offsets(TopicPartition(topic, 7), timeout=kgw.OP_TIMEOUT, cached=False)
+        assert ei.value.args[0].code() in UNKNOWN_PARTITION_CODES + (KafkaError._UNKNOWN_TOPIC,), ei.value
+    finally:
+        c.close()
+
+
+def test_unknown_topic_and_partition_raw_list_offsets(gateway):
+    """What the gateway itself answers (no client-side metadata checks): ListOffsets v1 for a missing
+    topic and for a missing partition of an existing topic -> UNKNOWN_TOPIC_OR_PARTITION (3)."""
+    import socket
+    topic = kgw.unique_topic("raw-lo")
+    kgw.create_topic(gateway.bootstrap, topic, partitions=2)
+    missing = kgw.unique_topic("raw-missing")
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=30) as s:
+        s.settimeout(30)
+        cases = [(missing, 0, 3), (topic, 2, 3), (topic, 99, 3), (topic, 1, 0)]
+        for i, (t, part, want) in enumerate(cases):
+            s.sendall(kgw.list_offsets_v1_request(100 + i, t, part, -1))
+            corr, res = kgw.parse_list_offsets_v1(kgw.recv_frame(s))
+            assert corr == 100 + i
+            assert [(r[0], r[1], r[2]) for r in res] == [(t, part, want)], res
+            if want == 0:
+                assert res[0][4] == 0  # latest of an empty partition
