@@ -76,6 +76,14 @@ pub struct GatewayConfig {
     /// Close connections idle for this many seconds.
     #[arg(long, env = "KAFKA_GATEWAY_IDLE_TIMEOUT_SECS", default_value_t = 600)]
     pub idle_timeout_secs: u64,
+    /// How long a new consumer group waits for more members before its first generation
+    /// (Kafka's group.initial.rebalance.delay.ms).
+    #[arg(
+        long,
+        env = "KAFKA_GATEWAY_GROUP_INITIAL_REBALANCE_DELAY_MS",
+        default_value_t = 1000
+    )]
+    pub group_initial_rebalance_delay_ms: u64,
     /// On SIGTERM, wait this long for in-flight requests before closing.
     #[arg(
         long,

@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod error;
+pub mod groups;
 pub mod http;
 pub mod ledger;
 pub mod ledger_tools;

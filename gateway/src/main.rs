@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use kafka_gateway::config::{Cli, Command, GatewayConfig, LedgerCommand};
+use kafka_gateway::groups::{Coordinator, OffsetStore};
 use kafka_gateway::http::{self, HttpState};
 use kafka_gateway::ledger::LedgerStore;
 use kafka_gateway::metrics::Metrics;
@@ -117,21 +118,38 @@ async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
         max_message_bytes: config.max_message_bytes,
     };
     // Recover the ledger before accepting clients, so nobody ever sees a partial one.
-    let store = until_ready(
+    let (store, offsets) = until_ready(
         "opening SMQ and recovering the offset ledger",
         &shutdown_rx,
         || async {
             let client = SmqClient::connect(smq_config(&config)).await?;
-            Ok(Store::open(client, settings.clone()).await?)
+            let store = Store::open(client.clone(), settings.clone()).await?;
+            let offsets = OffsetStore::open(client).await?;
+            Ok((store, offsets))
         },
     )
     .await?;
     let store = Arc::new(store);
+    let groups = Arc::new(Coordinator::new(
+        offsets,
+        Duration::from_millis(config.group_initial_rebalance_delay_ms),
+    ));
+    let ticker = {
+        let groups = groups.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(200));
+            loop {
+                tick.tick().await;
+                groups.tick();
+            }
+        })
+    };
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let ctx = Arc::new(Context {
         store: store.clone(),
         config: Arc::new(config.clone()),
         metrics,
+        groups: groups.clone(),
         next_producer_id: AtomicI64::new(rand::random_range(0..1i64 << 47)),
     });
     let _ = ready.set(ctx.clone());
@@ -144,7 +162,9 @@ async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
         Duration::from_secs(config.shutdown_timeout_secs),
     )
     .await;
+    ticker.abort();
     store.close().await;
+    groups.offsets.close().await;
     let _ = http_task.await;
     tracing::info!("stopped");
     Ok(())

@@ -3,14 +3,25 @@
 
 mod api_versions;
 mod create_topics;
+mod delete_groups;
 mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
+mod describe_groups;
 mod fetch;
+mod find_coordinator;
+mod heartbeat;
 mod init_producer_id;
+mod join_group;
+mod leave_group;
+mod list_groups;
 mod list_offsets;
 mod metadata;
+mod offset_commit;
+mod offset_delete;
+mod offset_fetch;
 mod produce;
+mod sync_group;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicI64;
@@ -19,6 +30,7 @@ use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind}
 
 use crate::config::GatewayConfig;
 use crate::error::{GatewayError, GatewayResult};
+use crate::groups::Coordinator;
 use crate::metrics::Metrics;
 use crate::storage::Store;
 
@@ -30,6 +42,7 @@ pub struct Context {
     pub store: Arc<Store>,
     pub config: Arc<GatewayConfig>,
     pub metrics: Arc<Metrics>,
+    pub groups: Arc<Coordinator>,
     /// Source of producer ids for InitProducerId; seeded randomly so ids do not repeat across
     /// restarts.
     pub next_producer_id: AtomicI64,
@@ -83,6 +96,19 @@ handlers! {
     InitProducerId => init_producer_id, 0, 5;
     DescribeConfigs => describe_configs, 1, 4;
     DescribeCluster => describe_cluster, 0, 1;
+    FindCoordinator => find_coordinator, 0, 4;
+    // JoinGroup from v0: librdkafka before 2.11 turns its balanced consumer off otherwise.
+    JoinGroup => join_group, 0, 9;
+    SyncGroup => sync_group, 0, 5;
+    Heartbeat => heartbeat, 0, 4;
+    LeaveGroup => leave_group, 0, 5;
+    // v9+ of the offset APIs belong to KIP-848's member epochs.
+    OffsetCommit => offset_commit, 2, 8;
+    OffsetFetch => offset_fetch, 1, 8;
+    DescribeGroups => describe_groups, 0, 5;
+    ListGroups => list_groups, 0, 4;
+    DeleteGroups => delete_groups, 0, 2;
+    OffsetDelete => offset_delete, 0, 0;
 }
 
 /// The version range of an implemented API.

@@ -1,0 +1,210 @@
+//! Committed offsets, stored in the SMQ topic `kafka-system/consumer-offsets` before a commit is
+//! answered, and reloaded on start. A deleted offset is a record with offset -1.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prost::Message;
+use smq_client::SmqClient;
+use smq_proto::schema_pb::{
+    Field, RecordType, RecordValue, ScalarType, Type, Value, r#type, value,
+};
+
+use crate::error::GatewayResult;
+use crate::system_topic::SystemTopic;
+
+const OFFSETS_TOPIC: &str = "consumer-offsets";
+const PARTITIONS: i32 = 8;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    pub offset: i64,
+    pub metadata: String,
+    pub commit_time_ms: i64,
+}
+
+/// (topic, partition) → committed offset, for one group.
+pub type GroupOffsets = BTreeMap<(String, i32), Committed>;
+
+pub struct OffsetStore {
+    log: SystemTopic,
+    groups: Mutex<HashMap<String, GroupOffsets>>,
+}
+
+impl std::fmt::Debug for OffsetStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OffsetStore")
+            .field("log", &self.log)
+            .finish()
+    }
+}
+
+fn field(name: &str, index: i32, t: ScalarType) -> Field {
+    Field {
+        name: name.to_string(),
+        field_index: index,
+        r#type: Some(Type {
+            kind: Some(r#type::Kind::ScalarType(t as i32)),
+        }),
+        is_repeated: false,
+        is_required: false,
+    }
+}
+
+fn slot(group: &str) -> i32 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in group.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (h % PARTITIONS as u64) as i32
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+struct Row {
+    group: String,
+    topic: String,
+    partition: i32,
+    committed: Committed,
+}
+
+fn encode(r: &Row) -> Vec<u8> {
+    let s = |v: &str| Value {
+        kind: Some(value::Kind::StringValue(v.to_string())),
+    };
+    let i = |v: i64| Value {
+        kind: Some(value::Kind::Int64Value(v)),
+    };
+    let fields = HashMap::from([
+        ("group".to_string(), s(&r.group)),
+        ("topic".to_string(), s(&r.topic)),
+        ("partition".to_string(), i(r.partition.into())),
+        ("offset".to_string(), i(r.committed.offset)),
+        ("metadata".to_string(), s(&r.committed.metadata)),
+        ("commit_time_ms".to_string(), i(r.committed.commit_time_ms)),
+    ]);
+    RecordValue { fields }.encode_to_vec()
+}
+
+fn decode(data: &[u8]) -> Option<Row> {
+    let f = RecordValue::decode(data).ok()?.fields;
+    let s = |k: &str| match f.get(k)?.kind.as_ref()? {
+        value::Kind::StringValue(v) => Some(v.clone()),
+        _ => None,
+    };
+    let i = |k: &str| match f.get(k)?.kind.as_ref()? {
+        value::Kind::Int64Value(v) => Some(*v),
+        value::Kind::Int32Value(v) => Some(i64::from(*v)),
+        _ => None,
+    };
+    Some(Row {
+        group: s("group")?,
+        topic: s("topic")?,
+        partition: i("partition")? as i32,
+        committed: Committed {
+            offset: i("offset")?,
+            metadata: s("metadata").unwrap_or_default(),
+            commit_time_ms: i("commit_time_ms").unwrap_or(0),
+        },
+    })
+}
+
+impl OffsetStore {
+    pub async fn open(client: SmqClient) -> GatewayResult<Self> {
+        let record_type = RecordType {
+            fields: vec![
+                field("group", 0, ScalarType::String),
+                field("topic", 1, ScalarType::String),
+                field("partition", 2, ScalarType::Int64),
+                field("offset", 3, ScalarType::Int64),
+                field("metadata", 4, ScalarType::String),
+                field("commit_time_ms", 5, ScalarType::Int64),
+            ],
+        };
+        let log = SystemTopic::open(client, OFFSETS_TOPIC, PARTITIONS, record_type).await?;
+        let reads = (0..PARTITIONS).map(|p| log.read_all(p, Duration::from_secs(120)));
+        let mut groups: HashMap<String, GroupOffsets> = HashMap::new();
+        let mut rows = 0;
+        for messages in futures::future::join_all(reads).await {
+            for m in messages? {
+                let Some(r) = decode(&m.value) else { continue };
+                rows += 1;
+                let g = groups.entry(r.group).or_default();
+                if r.committed.offset < 0 {
+                    g.remove(&(r.topic, r.partition));
+                } else {
+                    g.insert((r.topic, r.partition), r.committed);
+                }
+            }
+        }
+        groups.retain(|_, g| !g.is_empty());
+        tracing::info!(groups = groups.len(), rows, "committed offsets recovered");
+        Ok(Self {
+            log,
+            groups: Mutex::new(groups),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, GroupOffsets>> {
+        self.groups.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Stores commits durably, then makes them visible. `offset < 0` deletes.
+    pub async fn commit(
+        &self,
+        group: &str,
+        commits: &[(String, i32, i64, String)],
+    ) -> GatewayResult<()> {
+        let now = now_ms();
+        for (topic, partition, offset, metadata) in commits {
+            let row = Row {
+                group: group.to_string(),
+                topic: topic.clone(),
+                partition: *partition,
+                committed: Committed {
+                    offset: *offset,
+                    metadata: metadata.clone(),
+                    commit_time_ms: now,
+                },
+            };
+            let key = format!(
+                "{group}/{topic}/{partition}@{now}-{}",
+                rand::random::<u32>()
+            )
+            .into_bytes();
+            self.log.append(slot(group), key, encode(&row)).await?;
+            let mut groups = self.lock();
+            let g = groups.entry(group.to_string()).or_default();
+            if *offset < 0 {
+                g.remove(&(topic.clone(), *partition));
+            } else {
+                g.insert((topic.clone(), *partition), row.committed);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn get(&self, group: &str) -> GroupOffsets {
+        self.lock().get(group).cloned().unwrap_or_default()
+    }
+
+    /// Groups that have committed offsets.
+    pub fn groups(&self) -> Vec<String> {
+        self.lock()
+            .iter()
+            .filter(|(_, g)| !g.is_empty())
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    pub async fn close(&self) {
+        self.log.close().await;
+    }
+}

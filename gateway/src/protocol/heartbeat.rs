@@ -1,0 +1,15 @@
+use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse, RequestHeader};
+
+use super::Context;
+use crate::error::GatewayResult;
+
+pub async fn handle(
+    ctx: &Context,
+    _header: &RequestHeader,
+    req: HeartbeatRequest,
+) -> GatewayResult<HeartbeatResponse> {
+    let error = ctx
+        .groups
+        .heartbeat(&req.group_id.0, req.generation_id, &req.member_id);
+    Ok(HeartbeatResponse::default().with_error_code(error))
+}

@@ -1,0 +1,84 @@
+use kafka_protocol::error::ResponseError as E;
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse, RequestHeader};
+
+use super::Context;
+use crate::error::GatewayResult;
+
+/// Stores commits in SMQ before answering. A commit past the partition's high water mark, or
+/// for an unknown partition, is refused; a failed write is a retriable error, never a silent
+/// success.
+pub async fn handle(
+    ctx: &Context,
+    _header: &RequestHeader,
+    req: OffsetCommitRequest,
+) -> GatewayResult<OffsetCommitResponse> {
+    let group = req.group_id.0.to_string();
+    let membership =
+        ctx.groups
+            .check_commit(&group, req.generation_id_or_member_epoch, &req.member_id);
+    let mut codes: Vec<Vec<i16>> = Vec::with_capacity(req.topics.len());
+    let mut valid = Vec::new();
+    for t in &req.topics {
+        let mut row = Vec::with_capacity(t.partitions.len());
+        for p in &t.partitions {
+            let code = if membership != 0 {
+                membership
+            } else {
+                match ctx.store.partition(&t.name.0, p.partition_index).await {
+                    Err(e) => e.code(),
+                    Ok(part)
+                        if p.committed_offset < 0
+                            || p.committed_offset > part.high_water_mark() =>
+                    {
+                        E::OffsetOutOfRange.code()
+                    }
+                    Ok(_) => {
+                        valid.push((
+                            t.name.0.to_string(),
+                            p.partition_index,
+                            p.committed_offset,
+                            p.committed_metadata
+                                .as_ref()
+                                .map(|m| m.to_string())
+                                .unwrap_or_default(),
+                        ));
+                        0
+                    }
+                }
+            };
+            row.push(code);
+        }
+        codes.push(row);
+    }
+    let write_error = match ctx.groups.offsets.commit(&group, &valid).await {
+        Ok(()) => 0,
+        Err(e) => {
+            tracing::warn!(%group, error = %e, "storing committed offsets failed");
+            E::CoordinatorNotAvailable.code()
+        }
+    };
+    let topics = req
+        .topics
+        .into_iter()
+        .zip(codes)
+        .map(|(t, row)| {
+            let partitions = t
+                .partitions
+                .iter()
+                .zip(row)
+                .map(|(p, code)| {
+                    OffsetCommitResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(if code == 0 { write_error } else { code })
+                })
+                .collect();
+            OffsetCommitResponseTopic::default()
+                .with_name(t.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    Ok(OffsetCommitResponse::default().with_topics(topics))
+}
