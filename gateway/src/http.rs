@@ -64,6 +64,22 @@ async fn readyz(State(s): State<HttpState>) -> Response {
 }
 
 async fn metrics(State(s): State<HttpState>) -> Response {
+    if let Some(ctx) = s.ready.get() {
+        let mut lags = Vec::new();
+        for (group, _, _) in ctx.groups.list() {
+            for ((topic, partition), c) in ctx.groups.offsets.get(&group) {
+                if let Ok(p) = ctx.store.partition(&topic, partition).await {
+                    lags.push((
+                        group.clone(),
+                        topic,
+                        partition,
+                        (p.high_water_mark() - c.offset).max(0),
+                    ));
+                }
+            }
+        }
+        s.metrics.set_group_lag(&lags);
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -101,7 +117,28 @@ async fn stats(State(s): State<HttpState>) -> Response {
             "partitions": partitions,
         }));
     }
-    json_response(StatusCode::OK, json!({"ready": true, "topics": topics}))
+    let mut groups = Vec::new();
+    for (group, state, _) in ctx.groups.list() {
+        let mut partitions = Vec::new();
+        for ((topic, partition), c) in ctx.groups.offsets.get(&group) {
+            let hwm = match ctx.store.partition(&topic, partition).await {
+                Ok(p) => Some(p.high_water_mark()),
+                Err(_) => None,
+            };
+            partitions.push(json!({
+                "topic": topic,
+                "partition": partition,
+                "committed_offset": c.offset,
+                "high_water_mark": hwm,
+                "lag": hwm.map(|h| (h - c.offset).max(0)),
+            }));
+        }
+        groups.push(json!({"group": group, "state": state.name(), "offsets": partitions}));
+    }
+    json_response(
+        StatusCode::OK,
+        json!({"ready": true, "topics": topics, "groups": groups}),
+    )
 }
 
 async fn validate(State(s): State<HttpState>) -> Response {

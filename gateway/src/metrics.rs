@@ -29,6 +29,7 @@ pub struct Metrics {
     bytes_out: Family<Labels, Counter>,
     pub connections: Gauge,
     pub bad_frames: Counter,
+    group_lag: Family<Labels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -44,6 +45,7 @@ impl Default for Metrics {
         let bytes_out = Family::<Labels, Counter>::default();
         let connections = Gauge::default();
         let bad_frames = Counter::default();
+        let group_lag = Family::<Labels, Gauge>::default();
         registry.register(
             "requests",
             "Kafka requests by API and error code",
@@ -100,6 +102,7 @@ impl Default for Metrics {
             bytes_out,
             connections,
             bad_frames,
+            group_lag,
         }
     }
 }
@@ -136,6 +139,20 @@ impl Metrics {
         let l = vec![("topic".into(), topic.into())];
         self.records_out.get_or_create(&l).inc_by(records);
         self.bytes_out.get_or_create(&l).inc_by(bytes);
+    }
+
+    /// Replaces the consumer-group lag gauges: (group, topic, partition, lag).
+    pub fn set_group_lag(&self, lags: &[(String, String, i32, i64)]) {
+        self.group_lag.clear();
+        for (g, t, p, lag) in lags {
+            self.group_lag
+                .get_or_create(&vec![
+                    ("group".into(), g.clone()),
+                    ("topic".into(), t.clone()),
+                    ("partition".into(), p.to_string()),
+                ])
+                .set(*lag);
+        }
     }
 
     pub fn render(&self) -> String {
