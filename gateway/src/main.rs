@@ -134,6 +134,10 @@ async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
         offsets,
         Duration::from_millis(config.group_initial_rebalance_delay_ms),
     ));
+    let renewer = {
+        let store = store.clone();
+        tokio::spawn(async move { store.renew_locks().await })
+    };
     let ticker = {
         let groups = groups.clone();
         tokio::spawn(async move {
@@ -163,6 +167,7 @@ async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
     )
     .await;
     ticker.abort();
+    renewer.abort();
     store.close().await;
     groups.offsets.close().await;
     let _ = http_task.await;

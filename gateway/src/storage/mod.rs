@@ -244,6 +244,19 @@ impl Store {
         }
     }
 
+    /// Keeps this gateway's partition locks alive; runs until the task is dropped.
+    pub async fn renew_locks(&self) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            for t in self.open_topics().await {
+                for p in &t.partitions {
+                    p.renew_lock_if_due().await;
+                }
+            }
+        }
+    }
+
     /// Every open partition, for stats and shutdown.
     pub async fn open_topics(&self) -> Vec<Arc<TopicLog>> {
         let mut v: Vec<_> = self.topics.read().await.values().cloned().collect();

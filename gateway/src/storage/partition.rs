@@ -322,6 +322,34 @@ impl PartitionLog {
         }
     }
 
+    /// Renews this partition's lock when due, so a live gateway keeps its partitions even while
+    /// they are idle. Skipped while an append runs (appends renew for themselves).
+    pub async fn renew_lock_if_due(&self) {
+        let Ok(mut writer) = self.writer.try_lock() else {
+            return;
+        };
+        let Some((lease, at)) = writer.lease.clone() else {
+            return;
+        };
+        if at.elapsed() < LOCK_TTL / 3 || at.elapsed() >= LOCK_TTL * 2 / 3 {
+            return;
+        }
+        match self
+            .client
+            .lock(&self.lock_name(), &self.owner, LOCK_TTL, Some(&lease))
+            .await
+        {
+            Ok(LockOutcome::Acquired(l)) => writer.lease = Some((l, std::time::Instant::now())),
+            Ok(LockOutcome::HeldBy(other)) => {
+                tracing::warn!(lock = %self.lock_name(), %other, "lost the partition lock");
+                writer.lease = None;
+            }
+            Err(e) => {
+                tracing::debug!(lock = %self.lock_name(), error = %e, "renewing the partition lock failed")
+            }
+        }
+    }
+
     /// Reads records from `offset` on, about `max_bytes` worth (at least one record if any).
     pub async fn read(&self, offset: i64, max_bytes: usize) -> GatewayResult<ReadResult> {
         let (hwm, log_start, runs) = {
