@@ -372,8 +372,10 @@ impl Coordinator {
                 g.prepare_rebalance(self.initial_delay);
             }
             g.members.get_mut(&member_id).expect("inserted").joined = true;
+            // Read before completing: this very join may end the phase and bump the generation.
+            let generation = g.generation;
             g.maybe_complete_join(now);
-            (member_id, g.generation, g.version.subscribe())
+            (member_id, generation, g.version.subscribe())
         };
         let give_up = Instant::now() + a.rebalance_timeout + Duration::from_secs(5);
         loop {

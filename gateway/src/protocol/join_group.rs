@@ -31,7 +31,10 @@ pub async fn handle(
                 .as_ref()
                 .map(|s| s.to_string())
                 .unwrap_or_default(),
-            client_host: String::new(),
+            // Kafka reports hosts as "/<ip>".
+            client_host: crate::server::PEER
+                .try_with(|p| format!("/{}", p.ip()))
+                .unwrap_or_default(),
             session_timeout: session,
             rebalance_timeout: rebalance,
             protocol_type: req.protocol_type.to_string(),

@@ -15,6 +15,11 @@ use tokio::sync::{mpsc, watch};
 use super::frame::{FrameError, read_frame};
 use crate::protocol::{self, Context, api_versions_response, decodable_min, dispatch};
 
+tokio::task_local! {
+    /// The client address of the request being handled (DescribeGroups reports member hosts).
+    pub static PEER: SocketAddr;
+}
+
 /// Requests read ahead of the one being handled.
 const READ_AHEAD: usize = 8;
 
@@ -57,7 +62,7 @@ pub async fn serve(
         }
     });
     while let Some(frame) = rx.recv().await {
-        match handle_frame(&ctx, frame).await {
+        match PEER.scope(peer, handle_frame(&ctx, frame)).await {
             Ok(Some(response)) => {
                 if wr.write_all(&response).await.is_err() || wr.flush().await.is_err() {
                     break;

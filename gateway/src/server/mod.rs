@@ -1,6 +1,8 @@
 //! The TCP side: accept loop with a connection limit, per-connection tasks, graceful shutdown.
 
 mod connection;
+
+pub use connection::PEER;
 mod frame;
 
 use std::sync::Arc;

@@ -8,9 +8,23 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Base64;
 import java.util.List;
+import java.util.Collection;
+import java.util.HashMap;
+import java.util.Map;
 import java.util.Properties;
+import java.util.Set;
+import java.util.TreeSet;
+import java.util.concurrent.ExecutionException;
 import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
+
+import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.admin.AdminClientConfig;
+import org.apache.kafka.clients.admin.ConsumerGroupDescription;
+import org.apache.kafka.clients.admin.ConsumerGroupListing;
+import org.apache.kafka.clients.admin.MemberDescription;
+import org.apache.kafka.clients.consumer.ConsumerRebalanceListener;
+import org.apache.kafka.clients.consumer.OffsetAndMetadata;
 
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
@@ -32,7 +46,25 @@ import org.apache.kafka.common.serialization.ByteArraySerializer;
  * <pre>
  * java -jar kafka-gateway-java-client.jar produce BOOTSTRAP TOPIC [key=value ...]   (records on stdin)
  * java -jar kafka-gateway-java-client.jar consume BOOTSTRAP TOPIC PARTITIONS COUNT TIMEOUT_MS [key=value ...]
+ * java -jar kafka-gateway-java-client.jar group BOOTSTRAP TOPIC GROUP MAX_MS [key=value ...]
+ * java -jar kafka-gateway-java-client.jar admin BOOTSTRAP OP [ARGS ...]
  * </pre>
+ *
+ * group: a long-running consumer group member (subscribe to TOPIC, group.id GROUP, no auto commit,
+ * auto.offset.reset=earliest unless overridden). It prints events, one per line, tab separated:
+ * "ASSIGNED parts", "REVOKED parts", "LOST parts" (rebalance callbacks; parts = comma separated
+ * partition numbers, possibly empty), "ASSIGNMENT parts" (the consumer's whole assignment whenever it
+ * changed after a poll), "RECORD " + the record line below for every record, then after each polled
+ * batch a synchronous commit of the offsets after it: "COMMITTED p:o,..." or "COMMIT_FAILED exception".
+ * A line "close" on stdin (or EOF on stdin, or MAX_MS elapsed) closes the consumer: "CLOSED", exit 0.
+ *
+ * admin OPs (output lines, tab separated; errors as "ERROR exceptionClass message", exit 0):
+ * list-groups -> "GROUP id state" per consumer group (listConsumerGroups);
+ * describe-group GROUP -> "DESCRIBE id state assignor simple coordinatorId" and per member
+ * "MEMBER memberId instanceId|- clientId host topic:p,...";
+ * list-offsets GROUP -> "OFFSET topic partition offset metadata" (listConsumerGroupOffsets);
+ * delete-groups GROUP -> "DELETED" (deleteConsumerGroups);
+ * delete-offsets GROUP TOPIC PARTS -> "DELETED" (deleteConsumerGroupOffsets, OffsetDelete).
  *
  * One record per line, tab separated: partition, offset, timestamp, timestampType, key, value, headers.
  * key/value: "-" for null, otherwise "b" followed by base64 (so "b" alone is the empty array).
@@ -57,6 +89,8 @@ public final class JavaClient {
             switch (args[0]) {
                 case "produce" -> System.exit(produce(args, out));
                 case "consume" -> System.exit(consume(args, out));
+                case "group" -> System.exit(group(args, out));
+                case "admin" -> System.exit(admin(args, out));
                 default -> {
                     System.err.println("unknown command " + args[0]);
                     System.exit(64);
@@ -163,6 +197,168 @@ public final class JavaClient {
         if (got < count) {
             System.err.println("TIMEOUT: consumed " + got + " of " + count + " records");
             return 3;
+        }
+        return 0;
+    }
+
+    private static String parts(Collection<TopicPartition> tps) {
+        TreeSet<Integer> ps = new TreeSet<>();
+        for (TopicPartition tp : tps) ps.add(tp.partition());
+        StringBuilder sb = new StringBuilder();
+        for (Integer p : ps) {
+            if (sb.length() > 0) sb.append(',');
+            sb.append(p);
+        }
+        return sb.toString();
+    }
+
+    private static int group(String[] args, PrintStream out) throws Exception {
+        if (args.length < 5) throw new IllegalArgumentException("group needs BOOTSTRAP TOPIC GROUP MAX_MS");
+        Properties p = new Properties();
+        p.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, args[1]);
+        p.put(ConsumerConfig.GROUP_ID_CONFIG, args[3]);
+        p.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
+        p.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
+        p.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
+        p.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
+        p.put(ConsumerConfig.REQUEST_TIMEOUT_MS_CONFIG, "30000");
+        p.put(ConsumerConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, "60000");
+        extraProps(p, args, 5);
+        String topic = args[2];
+        long deadline = System.currentTimeMillis() + Long.parseLong(args[4]);
+
+        final boolean[] stop = {false};
+        Thread reader = new Thread(() -> {
+            try {
+                BufferedReader in = new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8));
+                String l;
+                while ((l = in.readLine()) != null) {
+                    if (l.trim().equals("close")) break;
+                }
+            } catch (Exception e) {
+                // EOF or broken stdin: close as well
+            }
+            synchronized (stop) {
+                stop[0] = true;
+            }
+        });
+        reader.setDaemon(true);
+        reader.start();
+
+        try (KafkaConsumer<byte[], byte[]> consumer = new KafkaConsumer<>(p)) {
+            consumer.subscribe(List.of(topic), new ConsumerRebalanceListener() {
+                @Override
+                public void onPartitionsRevoked(Collection<TopicPartition> tps) {
+                    out.println("REVOKED\t" + parts(tps));
+                }
+
+                @Override
+                public void onPartitionsAssigned(Collection<TopicPartition> tps) {
+                    out.println("ASSIGNED\t" + parts(tps));
+                }
+
+                @Override
+                public void onPartitionsLost(Collection<TopicPartition> tps) {
+                    out.println("LOST\t" + parts(tps));
+                }
+            });
+            String lastAssignment = null;
+            while (System.currentTimeMillis() < deadline) {
+                synchronized (stop) {
+                    if (stop[0]) break;
+                }
+                ConsumerRecords<byte[], byte[]> recs = consumer.poll(Duration.ofMillis(200));
+                String a = parts(consumer.assignment());
+                if (!a.equals(lastAssignment)) {
+                    out.println("ASSIGNMENT\t" + a);
+                    lastAssignment = a;
+                }
+                if (recs.isEmpty()) continue;
+                Map<TopicPartition, OffsetAndMetadata> offs = new HashMap<>();
+                for (ConsumerRecord<byte[], byte[]> r : recs) {
+                    out.println("RECORD\t" + line(r.partition(), r.offset(), r.timestamp(), r.timestampType().name(),
+                            r.key(), r.value(), r.headers()));
+                    offs.put(new TopicPartition(r.topic(), r.partition()), new OffsetAndMetadata(r.offset() + 1));
+                }
+                try {
+                    consumer.commitSync(offs, Duration.ofSeconds(30));
+                    StringBuilder sb = new StringBuilder();
+                    for (Map.Entry<TopicPartition, OffsetAndMetadata> e : offs.entrySet()) {
+                        if (sb.length() > 0) sb.append(',');
+                        sb.append(e.getKey().partition()).append(':').append(e.getValue().offset());
+                    }
+                    out.println("COMMITTED\t" + sb);
+                } catch (Exception e) {
+                    out.println("COMMIT_FAILED\t" + e);
+                }
+            }
+        }
+        out.println("CLOSED");
+        return 0;
+    }
+
+    private static String errLine(Throwable e) {
+        Throwable c = e instanceof ExecutionException && e.getCause() != null ? e.getCause() : e;
+        return "ERROR\t" + c.getClass().getSimpleName() + "\t" + String.valueOf(c.getMessage()).replace('\n', ' ');
+    }
+
+    @SuppressWarnings("deprecation")
+    private static int admin(String[] args, PrintStream out) throws Exception {
+        if (args.length < 3) throw new IllegalArgumentException("admin needs BOOTSTRAP OP");
+        Properties p = new Properties();
+        p.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, args[1]);
+        p.put(AdminClientConfig.REQUEST_TIMEOUT_MS_CONFIG, "30000");
+        p.put(AdminClientConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, "60000");
+        String op = args[2];
+        try (Admin admin = Admin.create(p)) {
+            try {
+                switch (op) {
+                    case "list-groups" -> {
+                        for (ConsumerGroupListing g : admin.listConsumerGroups().all().get(60, TimeUnit.SECONDS)) {
+                            out.println("GROUP\t" + g.groupId() + "\t"
+                                    + g.groupState().map(Object::toString).orElse("-"));
+                        }
+                    }
+                    case "describe-group" -> {
+                        ConsumerGroupDescription d = admin.describeConsumerGroups(List.of(args[3]))
+                                .describedGroups().get(args[3]).get(60, TimeUnit.SECONDS);
+                        out.println("DESCRIBE\t" + d.groupId() + "\t" + d.groupState() + "\t" + d.partitionAssignor()
+                                + "\t" + d.isSimpleConsumerGroup() + "\t"
+                                + (d.coordinator() == null ? "-" : String.valueOf(d.coordinator().id())));
+                        for (MemberDescription m : d.members()) {
+                            StringBuilder tps = new StringBuilder();
+                            for (TopicPartition tp : m.assignment().topicPartitions()) {
+                                if (tps.length() > 0) tps.append(',');
+                                tps.append(tp.topic()).append(':').append(tp.partition());
+                            }
+                            out.println("MEMBER\t" + m.consumerId() + "\t" + m.groupInstanceId().orElse("-") + "\t"
+                                    + m.clientId() + "\t" + m.host() + "\t" + tps);
+                        }
+                    }
+                    case "list-offsets" -> {
+                        Map<TopicPartition, OffsetAndMetadata> offs = admin.listConsumerGroupOffsets(args[3])
+                                .partitionsToOffsetAndMetadata().get(60, TimeUnit.SECONDS);
+                        for (Map.Entry<TopicPartition, OffsetAndMetadata> e : offs.entrySet()) {
+                            OffsetAndMetadata o = e.getValue();
+                            out.println("OFFSET\t" + e.getKey().topic() + "\t" + e.getKey().partition() + "\t"
+                                    + (o == null ? "-" : o.offset() + "\t" + o.metadata()));
+                        }
+                    }
+                    case "delete-groups" -> {
+                        admin.deleteConsumerGroups(List.of(args[3])).all().get(60, TimeUnit.SECONDS);
+                        out.println("DELETED");
+                    }
+                    case "delete-offsets" -> {
+                        Set<TopicPartition> tps = new java.util.HashSet<>();
+                        for (String s : args[5].split(",")) tps.add(new TopicPartition(args[4], Integer.parseInt(s)));
+                        admin.deleteConsumerGroupOffsets(args[3], tps).all().get(60, TimeUnit.SECONDS);
+                        out.println("DELETED");
+                    }
+                    default -> throw new IllegalArgumentException("unknown admin op " + op);
+                }
+            } catch (ExecutionException e) {
+                out.println(errLine(e));
+            }
         }
         return 0;
     }
