@@ -896,3 +896,41 @@ def test_kafkajs_group_consume_commit_resume(bootstrap):
     assert_exactly_once(recs, second, "KafkaJS second run (nothing old)")
     assert comm == {p: 30 for p in range(3)}
     assert committed_offsets(bootstrap, group, topic, range(3)) == {p: 30 for p in range(3)}
+
+
+# ---------------------------------------------------------------------------------------------
+# 10. the gateway restarts while the group is consuming
+
+def test_active_group_resumes_after_gateway_restart(gateway):
+    """Two members consume and commit batch by batch; the gateway is stopped (SIGTERM) and
+    started again under them. They rejoin by themselves and, together, read every record; each
+    partition's first record after the restart is the one at its committed offset."""
+    bootstrap = gateway.bootstrap
+    topic, group = kgw.unique_topic("grp-live-restart"), unique_group("g-live-restart")
+    kgw.create_topic(bootstrap, topic, partitions=4)
+    first = produce_spread(bootstrap, topic, 4, 40)
+    members = [CkMember(n, bootstrap, group, topic) for n in ("a", "b")]
+    try:
+        poll_members(members, lambda: sorted(p for m in members for p in m.parts()) == [0, 1, 2, 3],
+                     JOIN_TIMEOUT, "two members own the 4 partitions")
+        poll_members(members, lambda: sum(len(m.records) for m in members) >= len(first), kgw.OP_TIMEOUT,
+                     "the members consume the first %d records" % len(first))
+        before = committed_offsets(bootstrap, group, topic, range(4))
+        assert before == {p: 40 for p in range(4)}, before
+        seen = sum(len(m.records) for m in members)
+
+        rc = gateway.terminate(timeout=30)
+        assert rc == 0, rc
+        gateway.start()
+        second = produce_spread(bootstrap, topic, 4, 20, start=40, tag=b"after-")
+        poll_members(members, lambda: sum(len(m.records) for m in members) >= seen + len(second),
+                     kgw.OP_TIMEOUT + 60, "the members rejoin and consume the %d new records" % len(second))
+        new = [(p, o, v) for m in members for p, o, v in m.records if o >= 40]
+        assert_exactly_once(new, second, "after the gateway restart")
+        for p in range(4):
+            firsts = sorted(o for q, o, _ in new if q == p)
+            assert firsts and firsts[0] == before[p], "partition %d resumed at %s, committed %d" % (
+                p, firsts[:3], before[p])
+    finally:
+        for m in members:
+            m.close()
