@@ -12,6 +12,7 @@ pub mod ledger;
 pub mod ledger_tools;
 pub mod metrics;
 pub mod protocol;
+pub mod record_value;
 pub mod records;
 pub mod server;
 pub mod storage;

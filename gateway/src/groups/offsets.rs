@@ -7,11 +7,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prost::Message;
 use smq_client::SmqClient;
-use smq_proto::schema_pb::{
-    Field, RecordType, RecordValue, ScalarType, Type, Value, r#type, value,
-};
+use smq_proto::schema_pb::{RecordType, RecordValue, ScalarType};
 
 use crate::error::GatewayResult;
+use crate::record_value::{get_int, get_string, int64, scalar_field, stable_slot, string};
 use crate::system_topic::SystemTopic;
 
 const OFFSETS_TOPIC: &str = "consumer-offsets";
@@ -40,25 +39,8 @@ impl std::fmt::Debug for OffsetStore {
     }
 }
 
-fn field(name: &str, index: i32, t: ScalarType) -> Field {
-    Field {
-        name: name.to_string(),
-        field_index: index,
-        r#type: Some(Type {
-            kind: Some(r#type::Kind::ScalarType(t as i32)),
-        }),
-        is_repeated: false,
-        is_required: false,
-    }
-}
-
 fn slot(group: &str) -> i32 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in group.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    (h % PARTITIONS as u64) as i32
+    stable_slot(group.as_bytes(), PARTITIONS)
 }
 
 fn now_ms() -> i64 {
@@ -76,12 +58,8 @@ struct Row {
 }
 
 fn encode(r: &Row) -> Vec<u8> {
-    let s = |v: &str| Value {
-        kind: Some(value::Kind::StringValue(v.to_string())),
-    };
-    let i = |v: i64| Value {
-        kind: Some(value::Kind::Int64Value(v)),
-    };
+    let s = |v: &str| string(v);
+    let i = int64;
     let fields = HashMap::from([
         ("group".to_string(), s(&r.group)),
         ("topic".to_string(), s(&r.topic)),
@@ -95,15 +73,8 @@ fn encode(r: &Row) -> Vec<u8> {
 
 fn decode(data: &[u8]) -> Option<Row> {
     let f = RecordValue::decode(data).ok()?.fields;
-    let s = |k: &str| match f.get(k)?.kind.as_ref()? {
-        value::Kind::StringValue(v) => Some(v.clone()),
-        _ => None,
-    };
-    let i = |k: &str| match f.get(k)?.kind.as_ref()? {
-        value::Kind::Int64Value(v) => Some(*v),
-        value::Kind::Int32Value(v) => Some(i64::from(*v)),
-        _ => None,
-    };
+    let s = |k: &str| get_string(&f, k);
+    let i = |k: &str| get_int(&f, k);
     Some(Row {
         group: s("group")?,
         topic: s("topic")?,
@@ -120,12 +91,12 @@ impl OffsetStore {
     pub async fn open(client: SmqClient) -> GatewayResult<Self> {
         let record_type = RecordType {
             fields: vec![
-                field("group", 0, ScalarType::String),
-                field("topic", 1, ScalarType::String),
-                field("partition", 2, ScalarType::Int64),
-                field("offset", 3, ScalarType::Int64),
-                field("metadata", 4, ScalarType::String),
-                field("commit_time_ms", 5, ScalarType::Int64),
+                scalar_field("group", 0, ScalarType::String),
+                scalar_field("topic", 1, ScalarType::String),
+                scalar_field("partition", 2, ScalarType::Int64),
+                scalar_field("offset", 3, ScalarType::Int64),
+                scalar_field("metadata", 4, ScalarType::String),
+                scalar_field("commit_time_ms", 5, ScalarType::Int64),
             ],
         };
         let log = SystemTopic::open(client, OFFSETS_TOPIC, PARTITIONS, record_type).await?;

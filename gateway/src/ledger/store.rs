@@ -9,12 +9,11 @@ use std::time::Duration;
 
 use prost::Message;
 use smq_client::SmqClient;
-use smq_proto::schema_pb::{
-    Field, RecordType, RecordValue, ScalarType, Type, Value, r#type, value,
-};
+use smq_proto::schema_pb::{RecordType, RecordValue, ScalarType};
 
 use super::{LedgerEntry, PartitionLedger};
 use crate::error::GatewayResult;
+use crate::record_value::{get_int, get_string, int32, int64, scalar_field, stable_slot, string};
 use crate::system_topic::{SYSTEM_NAMESPACE, SystemTopic};
 
 pub const MAPPINGS_TOPIC: &str = "offset-mappings";
@@ -46,57 +45,26 @@ impl std::fmt::Debug for LedgerStore {
     }
 }
 
-fn scalar(name: &str, index: i32, t: ScalarType) -> Field {
-    Field {
-        name: name.to_string(),
-        field_index: index,
-        r#type: Some(Type {
-            kind: Some(r#type::Kind::ScalarType(t as i32)),
-        }),
-        is_repeated: false,
-        is_required: false,
-    }
-}
-
 fn mapping_record_type() -> RecordType {
     RecordType {
         fields: vec![
-            scalar("topic_partition", 0, ScalarType::String),
-            scalar("topic", 1, ScalarType::String),
-            scalar("partition", 2, ScalarType::Int32),
-            scalar("kafka_offset", 3, ScalarType::Int64),
-            scalar("count", 4, ScalarType::Int32),
-            scalar("smq_offset", 5, ScalarType::Int64),
-            scalar("generation", 6, ScalarType::Int64),
-            scalar("max_timestamp", 7, ScalarType::Int64),
+            scalar_field("topic_partition", 0, ScalarType::String),
+            scalar_field("topic", 1, ScalarType::String),
+            scalar_field("partition", 2, ScalarType::Int32),
+            scalar_field("kafka_offset", 3, ScalarType::Int64),
+            scalar_field("count", 4, ScalarType::Int32),
+            scalar_field("smq_offset", 5, ScalarType::Int64),
+            scalar_field("generation", 6, ScalarType::Int64),
+            scalar_field("max_timestamp", 7, ScalarType::Int64),
         ],
     }
 }
 
-/// FNV-1a: stable across processes and versions, unlike std's hasher.
+/// The mapping partition of a data partition's entries.
 fn slot(topic: &str, partition: i32) -> i32 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in topic.bytes().chain(partition.to_be_bytes()) {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    (h % MAPPING_PARTITIONS as u64) as i32
-}
-
-fn int(v: i64) -> Value {
-    Value {
-        kind: Some(value::Kind::Int64Value(v)),
-    }
-}
-fn int32(v: i32) -> Value {
-    Value {
-        kind: Some(value::Kind::Int32Value(v)),
-    }
-}
-fn string(s: &str) -> Value {
-    Value {
-        kind: Some(value::Kind::StringValue(s.to_string())),
-    }
+    let mut key = topic.as_bytes().to_vec();
+    key.extend(partition.to_be_bytes());
+    stable_slot(&key, MAPPING_PARTITIONS)
 }
 
 fn encode(rec: &LedgerRecord) -> Vec<u8> {
@@ -104,30 +72,23 @@ fn encode(rec: &LedgerRecord) -> Vec<u8> {
     let fields = HashMap::from([
         (
             "topic_partition".to_string(),
-            string(&format!("{}/{}", rec.topic, rec.partition)),
+            string(format!("{}/{}", rec.topic, rec.partition)),
         ),
-        ("topic".to_string(), string(&rec.topic)),
+        ("topic".to_string(), string(rec.topic.as_str())),
         ("partition".to_string(), int32(rec.partition)),
-        ("kafka_offset".to_string(), int(e.kafka_offset)),
+        ("kafka_offset".to_string(), int64(e.kafka_offset)),
         ("count".to_string(), int32(e.count as i32)),
-        ("smq_offset".to_string(), int(e.smq_offset)),
-        ("generation".to_string(), int(rec.generation)),
-        ("max_timestamp".to_string(), int(e.max_timestamp)),
+        ("smq_offset".to_string(), int64(e.smq_offset)),
+        ("generation".to_string(), int64(rec.generation)),
+        ("max_timestamp".to_string(), int64(e.max_timestamp)),
     ]);
     RecordValue { fields }.encode_to_vec()
 }
 
 fn decode(data: &[u8]) -> Option<LedgerRecord> {
     let f = RecordValue::decode(data).ok()?.fields;
-    let get_i = |k: &str| match f.get(k)?.kind.as_ref()? {
-        value::Kind::Int64Value(v) => Some(*v),
-        value::Kind::Int32Value(v) => Some(i64::from(*v)),
-        _ => None,
-    };
-    let get_s = |k: &str| match f.get(k)?.kind.as_ref()? {
-        value::Kind::StringValue(s) => Some(s.clone()),
-        _ => None,
-    };
+    let get_i = |k: &str| get_int(&f, k);
+    let get_s = |k: &str| get_string(&f, k);
     Some(LedgerRecord {
         topic: get_s("topic")?,
         partition: get_i("partition")? as i32,

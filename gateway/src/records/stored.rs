@@ -12,6 +12,7 @@ use smq_proto::schema_pb::{
 
 use super::RecordError;
 use super::batch::{Header, TimestampType};
+use crate::record_value::scalar_field;
 
 pub const FIELD_OFFSET: &str = "_kafka_offset";
 pub const FIELD_PARTITION: &str = "_kafka_partition";
@@ -36,34 +37,22 @@ pub struct StoredRecord {
     pub headers: Vec<Header>,
 }
 
-fn scalar(name: &str, index: i32, t: ScalarType) -> Field {
-    Field {
-        name: name.to_string(),
-        field_index: index,
-        r#type: Some(Type {
-            kind: Some(r#type::Kind::ScalarType(t as i32)),
-        }),
-        is_repeated: false,
-        is_required: false,
-    }
-}
-
 /// The SMQ record type registered for Kafka topics in the `record` format.
 pub fn record_type() -> RecordType {
     let header = RecordType {
         fields: vec![
-            scalar(HEADER_KEY, 0, ScalarType::Bytes),
-            scalar(HEADER_VALUE, 1, ScalarType::Bytes),
+            scalar_field(HEADER_KEY, 0, ScalarType::Bytes),
+            scalar_field(HEADER_VALUE, 1, ScalarType::Bytes),
         ],
     };
     RecordType {
         fields: vec![
-            scalar(FIELD_OFFSET, 0, ScalarType::Int64),
-            scalar(FIELD_PARTITION, 1, ScalarType::Int32),
-            scalar(FIELD_TIMESTAMP, 2, ScalarType::Int64),
-            scalar(FIELD_TIMESTAMP_TYPE, 3, ScalarType::Int32),
-            scalar(FIELD_KEY, 4, ScalarType::Bytes),
-            scalar(FIELD_VALUE, 5, ScalarType::Bytes),
+            scalar_field(FIELD_OFFSET, 0, ScalarType::Int64),
+            scalar_field(FIELD_PARTITION, 1, ScalarType::Int32),
+            scalar_field(FIELD_TIMESTAMP, 2, ScalarType::Int64),
+            scalar_field(FIELD_TIMESTAMP_TYPE, 3, ScalarType::Int32),
+            scalar_field(FIELD_KEY, 4, ScalarType::Bytes),
+            scalar_field(FIELD_VALUE, 5, ScalarType::Bytes),
             Field {
                 name: FIELD_HEADERS.to_string(),
                 field_index: 6,

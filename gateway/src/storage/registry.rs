@@ -7,12 +7,11 @@ use std::time::Duration;
 
 use prost::Message;
 use smq_client::SmqClient;
-use smq_proto::schema_pb::{
-    Field, RecordType, RecordValue, ScalarType, Type, Value, r#type, value,
-};
+use smq_proto::schema_pb::{RecordType, RecordValue, ScalarType};
 
 use super::TopicConfigs;
 use crate::error::GatewayResult;
+use crate::record_value::{get_string, scalar_field, string};
 use crate::system_topic::SystemTopic;
 
 const CONFIGS_TOPIC: &str = "topic-configs";
@@ -30,35 +29,13 @@ impl std::fmt::Debug for TopicRegistry {
     }
 }
 
-fn field(name: &str, index: i32) -> Field {
-    Field {
-        name: name.to_string(),
-        field_index: index,
-        r#type: Some(Type {
-            kind: Some(r#type::Kind::ScalarType(ScalarType::String as i32)),
-        }),
-        is_repeated: false,
-        is_required: false,
-    }
-}
-
-fn string(s: String) -> Value {
-    Value {
-        kind: Some(value::Kind::StringValue(s)),
-    }
-}
-
-fn get_string(f: &HashMap<String, Value>, k: &str) -> Option<String> {
-    match f.get(k)?.kind.as_ref()? {
-        value::Kind::StringValue(s) => Some(s.clone()),
-        _ => None,
-    }
-}
-
 impl TopicRegistry {
     pub async fn open(client: SmqClient) -> GatewayResult<Self> {
         let record_type = RecordType {
-            fields: vec![field("topic", 0), field("configs", 1)],
+            fields: vec![
+                scalar_field("topic", 0, ScalarType::String),
+                scalar_field("configs", 1, ScalarType::String),
+            ],
         };
         let log = SystemTopic::open(client, CONFIGS_TOPIC, 1, record_type).await?;
         let mut configs = HashMap::new();
