@@ -36,49 +36,59 @@ async fn fetch_once(
     req: &FetchRequest,
     watchers: &mut Vec<tokio::sync::watch::Receiver<i64>>,
 ) -> (FetchResponse, usize) {
-    let mut total = 0usize;
     let max_total = if req.max_bytes > 0 {
         req.max_bytes as usize
     } else {
         usize::MAX
     };
-    let mut topics = Vec::with_capacity(req.topics.len());
+    let count = req
+        .topics
+        .iter()
+        .map(|t| t.partitions.len())
+        .sum::<usize>()
+        .max(1);
+    // Partitions are read concurrently, each within an even share of the response limit (and at
+    // least one record, as Kafka returns past the limits: KIP-74).
+    let share = (max_total / count).max(1);
+    let reads = req.topics.iter().flat_map(|topic| {
+        topic.partitions.iter().map(move |p| async move {
+            let name = topic.topic.0.to_string();
+            let budget = (p.partition_max_bytes.max(0) as usize).min(share).max(1);
+            let found = match ctx.store.partition(&name, p.partition).await {
+                Ok(part) => {
+                    let read = part.read(p.fetch_offset, budget).await;
+                    Ok((part, read))
+                }
+                Err(e) => Err(e),
+            };
+            (name, p, found)
+        })
+    });
+    let results = futures::future::join_all(reads).await;
+    let mut total = 0usize;
+    let mut topics: Vec<FetchableTopicResponse> = Vec::with_capacity(req.topics.len());
+    let mut results = results.into_iter();
     for topic in &req.topics {
-        let name = topic.topic.0.to_string();
         let mut partitions = Vec::with_capacity(topic.partitions.len());
-        for p in &topic.partitions {
-            let budget =
-                (p.partition_max_bytes.max(0) as usize).min(max_total.saturating_sub(total));
-            // Kafka returns at least one record batch even past the limits (KIP-74).
-            let budget = if total == 0 { budget.max(1) } else { budget };
+        for (name, p, found) in results.by_ref().take(topic.partitions.len()) {
             let data = PartitionData::default().with_partition_index(p.partition);
-            let part = match ctx.store.partition(&name, p.partition).await {
-                Ok(part) => part,
+            let (part, read) = match found {
+                Ok(found) => found,
                 Err(e) => {
                     partitions.push(data.with_error_code(e.code()).with_high_watermark(-1));
                     continue;
                 }
             };
-            if budget == 0 {
-                partitions.push(
-                    data.with_high_watermark(part.high_water_mark())
-                        .with_last_stable_offset(part.high_water_mark())
-                        .with_log_start_offset(part.log_start()),
-                );
-                continue;
-            }
-            match part.read(p.fetch_offset, budget).await {
+            match read {
                 Ok(r) => {
                     if r.records.is_empty() {
                         watchers.push(part.subscribe_hwm());
                     }
                     let encoded = encode_records(&r.records);
-                    total += encoded.as_ref().map_or(0, |b| b.len());
-                    ctx.metrics.fetched(
-                        &name,
-                        r.records.len() as u64,
-                        encoded.as_ref().map_or(0, |b| b.len()) as u64,
-                    );
+                    let len = encoded.as_ref().map_or(0, |b| b.len());
+                    total += len;
+                    ctx.metrics
+                        .fetched(&name, r.records.len() as u64, len as u64);
                     partitions.push(
                         data.with_high_watermark(r.high_water_mark)
                             .with_last_stable_offset(r.high_water_mark)

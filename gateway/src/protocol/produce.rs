@@ -15,29 +15,42 @@ pub async fn handle(
     if req.transactional_id.is_some() {
         return Err(GatewayError::NotSupported("transactions".to_string()));
     }
+    // Partitions are stored concurrently: each has its own SMQ stream and ledger order, and the
+    // broker works on them in parallel. Responses keep the request's order.
     let mut responses = Vec::with_capacity(req.topic_data.len());
     for topic in req.topic_data {
         let name = topic.name.0.to_string();
-        let mut partitions = Vec::with_capacity(topic.partition_data.len());
-        for pd in topic.partition_data {
-            let r = produce_partition(ctx, &name, pd.index, pd.records).await;
-            let resp = PartitionProduceResponse::default().with_index(pd.index);
-            partitions.push(match r {
-                Ok((base, append_time, log_start)) => resp
-                    .with_base_offset(base)
-                    .with_log_append_time_ms(append_time.unwrap_or(-1))
-                    .with_log_start_offset(log_start),
-                Err(e) => {
-                    ctx.metrics.produce_error(&e);
-                    tracing::debug!(topic = %name, partition = pd.index, error = %e, "produce failed");
-                    resp.with_error_code(e.code())
-                        .with_base_offset(-1)
-                        .with_log_append_time_ms(-1)
-                        .with_log_start_offset(-1)
-                        .with_error_message(Some(sb(e.to_string())))
+        let results = futures::future::join_all(topic.partition_data.into_iter().map(|pd| {
+            let name = &name;
+            async move {
+                (
+                    pd.index,
+                    produce_partition(ctx, name, pd.index, pd.records).await,
+                )
+            }
+        }))
+        .await;
+        let partitions = results
+            .into_iter()
+            .map(|(index, r)| {
+                let resp = PartitionProduceResponse::default().with_index(index);
+                match r {
+                    Ok((base, append_time, log_start)) => resp
+                        .with_base_offset(base)
+                        .with_log_append_time_ms(append_time.unwrap_or(-1))
+                        .with_log_start_offset(log_start),
+                    Err(e) => {
+                        ctx.metrics.produce_error(&e);
+                        tracing::debug!(topic = %name, partition = index, error = %e, "produce failed");
+                        resp.with_error_code(e.code())
+                            .with_base_offset(-1)
+                            .with_log_append_time_ms(-1)
+                            .with_log_start_offset(-1)
+                            .with_error_message(Some(sb(e.to_string())))
+                    }
                 }
-            });
-        }
+            })
+            .collect();
         responses.push(
             TopicProduceResponse::default()
                 .with_name(topic.name)
