@@ -330,16 +330,7 @@ impl Coordinator {
                         let m = g.members.get_mut(&member_id).expect("inserted");
                         m.last_seen = Instant::now();
                         m.session_timeout = a.session_timeout;
-                        let is_leader = g.leader.as_deref() == Some(member_id.as_str());
-                        return JoinOutcome {
-                            error: 0,
-                            generation: g.generation,
-                            protocol_type: g.protocol_type.clone(),
-                            protocol: g.protocol.clone(),
-                            leader: g.leader.clone().unwrap_or_default(),
-                            members: if is_leader { members_of(g) } else { Vec::new() },
-                            member_id,
-                        };
+                        return joined(g, member_id);
                     }
                 } else if a.require_known_member_id && a.instance_id.is_none() {
                     g.pending.insert(member_id.clone());
@@ -388,16 +379,7 @@ impl Coordinator {
                     return fail(E::UnknownMemberId, member_id);
                 }
                 if g.generation > start_generation && g.state != State::PreparingRebalance {
-                    let is_leader = g.leader.as_deref() == Some(member_id.as_str());
-                    return JoinOutcome {
-                        error: 0,
-                        generation: g.generation,
-                        protocol_type: g.protocol_type.clone(),
-                        protocol: g.protocol.clone(),
-                        leader: g.leader.clone().unwrap_or_default(),
-                        members: if is_leader { members_of(g) } else { Vec::new() },
-                        member_id,
-                    };
+                    return joined(g, member_id);
                 }
             }
             let left = give_up.saturating_duration_since(Instant::now());
@@ -636,6 +618,21 @@ impl Coordinator {
         if groups.get(group_id).is_some_and(|g| g.members.is_empty()) {
             groups.remove(group_id);
         }
+    }
+}
+
+/// The successful JoinGroup answer for a member of the group's current generation; only the
+/// leader gets the member list it must compute assignments from.
+fn joined(g: &Group, member_id: String) -> JoinOutcome {
+    let is_leader = g.leader.as_deref() == Some(member_id.as_str());
+    JoinOutcome {
+        error: 0,
+        generation: g.generation,
+        protocol_type: g.protocol_type.clone(),
+        protocol: g.protocol.clone(),
+        leader: g.leader.clone().unwrap_or_default(),
+        members: if is_leader { members_of(g) } else { Vec::new() },
+        member_id,
     }
 }
 
