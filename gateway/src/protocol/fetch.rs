@@ -31,6 +31,9 @@ pub async fn handle(
     }
 }
 
+/// Bytes of a v2 batch header.
+const BATCH_HEADER: usize = 61;
+
 async fn fetch_once(
     ctx: &Context,
     req: &FetchRequest,
@@ -53,7 +56,11 @@ async fn fetch_once(
     let reads = req.topics.iter().flat_map(|topic| {
         topic.partitions.iter().map(move |p| async move {
             let name = topic.topic.0.to_string();
-            let budget = (p.partition_max_bytes.max(0) as usize).min(share).max(1);
+            // Less the batch header this partition's records will be wrapped in.
+            let budget = (p.partition_max_bytes.max(0) as usize)
+                .min(share)
+                .saturating_sub(BATCH_HEADER)
+                .max(1);
             let found = match ctx.store.partition(&name, p.partition).await {
                 Ok(part) => {
                     let read = part.read(p.fetch_offset, budget).await;
