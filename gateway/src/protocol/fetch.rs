@@ -8,6 +8,7 @@ use tokio::time::Instant;
 use super::Context;
 use crate::error::{GatewayError, GatewayResult};
 use crate::records::{Record, StoredRecord, encode_batch};
+use crate::storage::record_size;
 
 pub async fn handle(
     ctx: &Context,
@@ -87,10 +88,23 @@ async fn fetch_once(
                 }
             };
             match read {
-                Ok(r) => {
+                Ok(mut r) => {
                     if r.records.is_empty() {
                         watchers.push(part.subscribe_hwm());
                     }
+                    // The whole response stays within max_bytes; only the first record of the
+                    // response may exceed it (KIP-74). Records left out are fetched next time.
+                    let mut keep = 0;
+                    let mut size = BATCH_HEADER;
+                    for rec in &r.records {
+                        let s = record_size(rec);
+                        if total + size + s > max_total && !(total == 0 && keep == 0) {
+                            break;
+                        }
+                        size += s;
+                        keep += 1;
+                    }
+                    r.records.truncate(keep);
                     let encoded = encode_records(&r.records);
                     let len = encoded.as_ref().map_or(0, |b| b.len());
                     total += len;

@@ -6,7 +6,7 @@ mod producers;
 mod registry;
 mod topic_config;
 
-pub use partition::{Appended, PartitionLog, ReadResult};
+pub use partition::{Appended, PartitionLog, ReadResult, record_size};
 pub use topic_config::{KNOWN as TOPIC_CONFIGS, TopicConfigs, validate_topic_name};
 
 /// Every topic config the gateway knows, with its default.

@@ -525,7 +525,7 @@ fn smq_key(offset: i64) -> Vec<u8> {
 }
 
 /// An upper bound of a record's size in an uncompressed v2 batch (fixed fields and varints).
-fn record_size(r: &StoredRecord) -> usize {
+pub fn record_size(r: &StoredRecord) -> usize {
     40 + r.key.as_ref().map_or(0, |k| k.len())
         + r.value.as_ref().map_or(0, |v| v.len())
         + r.headers
