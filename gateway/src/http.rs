@@ -100,14 +100,15 @@ async fn stats(State(s): State<HttpState>) -> Response {
             .partitions
             .iter()
             .map(|p| {
-                let l = p.ledger_snapshot();
+                // A summary, not a copy of the ledger: /stats is scraped often.
+                let (entries, first_ts, max_ts) = p.ledger_summary();
                 json!({
                     "partition": p.index(),
                     "high_water_mark": p.high_water_mark(),
                     "log_start_offset": p.log_start(),
-                    "ledger_entries": l.len(),
-                    "min_entry_timestamp": l.entries().first().map(|e| e.max_timestamp),
-                    "max_timestamp": l.max_timestamp(),
+                    "ledger_entries": entries,
+                    "min_entry_timestamp": first_ts,
+                    "max_timestamp": max_ts,
                 })
             })
             .collect();

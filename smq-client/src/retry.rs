@@ -1,7 +1,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use crate::error::{SmqError, SmqResult};
+use crate::error::SmqResult;
 
 /// Exponential backoff with full jitter.
 #[derive(Debug, Clone)]
@@ -92,18 +92,10 @@ impl Backoff {
     }
 }
 
-impl From<tokio::time::error::Elapsed> for SmqError {
-    fn from(_: tokio::time::error::Elapsed) -> Self {
-        SmqError::Timeout {
-            what: "SMQ call".to_string(),
-            after: Duration::ZERO,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::SmqError;
 
     #[test]
     fn delays_grow_stay_capped_and_end() {

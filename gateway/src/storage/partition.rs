@@ -124,9 +124,15 @@ impl PartitionLog {
         lock_read(&self.ledger).clone()
     }
 
-    pub fn ledger_summary(&self) -> (usize, Option<i64>) {
+    /// (entries, max timestamp of the first entry, max timestamp overall), without copying the
+    /// ledger.
+    pub fn ledger_summary(&self) -> (usize, Option<i64>, Option<i64>) {
         let l = lock_read(&self.ledger);
-        (l.len(), l.max_timestamp())
+        (
+            l.len(),
+            l.entries().first().map(|e| e.max_timestamp),
+            l.max_timestamp(),
+        )
     }
 
     /// Stores the batches of one produce request and returns the base offset of the first.
