@@ -63,6 +63,11 @@ pub struct GatewayConfig {
     /// Partitions of auto-created topics and of CreateTopics with num_partitions -1.
     #[arg(long, env = "KAFKA_GATEWAY_DEFAULT_PARTITIONS", default_value_t = 1)]
     pub default_partitions: i32,
+    /// Storage format of new topics that do not set `smq.storage.format`: `record` (one SMQ
+    /// record per Kafka record, readable by SMQ's tools) or `batch` (one per record batch, much
+    /// faster, Kafka clients only).
+    #[arg(long, env = "KAFKA_GATEWAY_DEFAULT_STORAGE_FORMAT", default_value = "record", value_parser = parse_format)]
+    pub default_storage_format: kafka_smq_format::StorageFormat,
     /// Largest record batch accepted (Kafka's message.max.bytes). Larger than Kafka's 1 MiB
     /// default so that a 1 MiB record with its batch overhead fits.
     #[arg(long, env = "KAFKA_GATEWAY_MAX_MESSAGE_BYTES", default_value_t = 8 * 1024 * 1024)]
@@ -139,4 +144,9 @@ impl GatewayConfig {
         }
         Ok(())
     }
+}
+
+fn parse_format(s: &str) -> Result<kafka_smq_format::StorageFormat, String> {
+    s.parse()
+        .map_err(|e: kafka_smq_format::UnknownFormat| e.to_string())
 }

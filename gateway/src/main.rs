@@ -115,6 +115,7 @@ async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
         namespace: config.namespace.clone(),
         auto_create_topics: config.auto_create_topics,
         default_partitions: config.default_partitions,
+        default_storage_format: config.default_storage_format,
         max_message_bytes: config.max_message_bytes,
     };
     // Recover the ledger before accepting clients, so nobody ever sees a partial one.

@@ -23,7 +23,7 @@ pub use config::SmqConfig;
 pub use error::{SmqError, SmqResult, codes};
 pub use lock::{LockLease, LockOutcome};
 pub use partition::{PartitionAssignment, RING_SIZE, TopicLayout, ring_range};
-pub use publisher::{PartitionPublisher, PublishAck};
+pub use publisher::{PartitionPublisher, PendingAck, PublishAck};
 pub use reader::{FetchResult, RangeInfo, Subscription};
 pub use retry::{Backoff, RetryPolicy};
 pub use topics::{TopicConfig, TopicSpec};

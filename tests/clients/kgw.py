@@ -149,7 +149,7 @@ class Gateway:
                 "--advertised-listener", self.bootstrap,
                 "--smq-master", self.smq_master,
                 "--namespace", self.namespace,
-                "--http", "127.0.0.1:%d" % self.http_port] + self.extra_args
+                "--http", "127.0.0.1:%d" % self.http_port] + storage_format_args() + self.extra_args
 
     def mark(self, text):
         """Write a harness marker line into the gateway log (helps reading failures)."""
@@ -282,6 +282,16 @@ class Gateway:
 # ---------------------------------------------------------------------------------------------
 # confluent-kafka helpers
 
+def storage_format():
+    """The storage format this run of the suite tests (KGW_STORAGE_FORMAT, default record): every
+    scenario runs against each format, as the gateway's default for new topics."""
+    return os.environ.get("KGW_STORAGE_FORMAT", "record")
+
+
+def storage_format_args():
+    return ["--default-storage-format", storage_format()]
+
+
 def ck():
     import confluent_kafka
     return confluent_kafka
@@ -311,6 +321,15 @@ def create_topic(bootstrap, name, partitions=1, config=None):
             raise AssertionError("topic %s not in metadata with %d partitions after CreateTopics: %r"
                                  % (name, partitions, t and (t.error, sorted(t.partitions))))
         time.sleep(0.2)
+
+
+def topic_config(bootstrap, topic, key):
+    """One config value of a topic, as DescribeConfigs reports it."""
+    from confluent_kafka.admin import ConfigResource, ResourceType
+    res = ConfigResource(ResourceType.TOPIC, topic)
+    a = admin(bootstrap)  # kept alive until the result arrives
+    configs = a.describe_configs([res], request_timeout=OP_TIMEOUT)[res].result(timeout=OP_TIMEOUT)
+    return configs[key].value
 
 
 def producer(bootstrap, **conf):

@@ -11,13 +11,19 @@ pub use store::{LedgerRecord, LedgerStore, RecoveredLedgers};
 
 use serde::Serialize;
 
-/// Kafka offsets `[kafka_offset, kafka_offset + count)` are stored at SMQ offsets
-/// `[smq_offset, smq_offset + count)` of the partition's current generation.
+/// Kafka offsets `[kafka_offset, kafka_offset + count)` are stored in the SMQ records
+/// `[smq_offset, smq_offset + smq_count)` of the partition's current generation.
+///
+/// In the `record` format every Kafka record is one SMQ record (`smq_count == count`), so the
+/// position of each offset is known exactly. In the `batch` format each SMQ record holds one
+/// batch (`smq_count` batches for `count` records): a read starts at the entry's first SMQ record
+/// and goes by the base offsets the batches carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct LedgerEntry {
     pub kafka_offset: i64,
     pub count: u32,
     pub smq_offset: i64,
+    pub smq_count: u32,
     /// Largest record timestamp in the entry (ms).
     pub max_timestamp: i64,
 }
@@ -25,6 +31,16 @@ pub struct LedgerEntry {
 impl LedgerEntry {
     pub fn end(&self) -> i64 {
         self.kafka_offset + i64::from(self.count)
+    }
+
+    /// The SMQ offset after the entry's last SMQ record.
+    pub fn smq_end(&self) -> i64 {
+        self.smq_offset + i64::from(self.smq_count)
+    }
+
+    /// Whether Kafka offset `k + i` is SMQ record `s + i` (one Kafka record per SMQ record).
+    pub fn is_exact(&self) -> bool {
+        self.smq_count == self.count
     }
 }
 
@@ -96,9 +112,7 @@ impl PartitionLedger {
 
     /// Appends an entry that continues the ledger exactly (dense offsets, never reused).
     pub fn append(&mut self, entry: LedgerEntry) -> Result<(), String> {
-        if entry.count == 0 {
-            return Err("empty ledger entry".to_string());
-        }
+        check_counts(&entry)?;
         let next = self.next_offset();
         if entry.kafka_offset != next {
             return Err(format!(
@@ -112,7 +126,7 @@ impl PartitionLedger {
 
     fn push(&mut self, entry: LedgerEntry) {
         if let Some(last) = self.entries.last()
-            && entry.smq_offset < last.smq_offset + i64::from(last.count)
+            && entry.smq_offset < last.smq_end()
         {
             self.smq_monotonic = false;
         }
@@ -128,9 +142,7 @@ impl PartitionLedger {
     /// everything from its start (a retried write whose first attempt also landed; the later one
     /// is what the gateway continued from). An entry beyond the end is a gap and is refused.
     pub fn replay(&mut self, entry: LedgerEntry) -> Result<(), String> {
-        if entry.count == 0 {
-            return Err("empty ledger entry".to_string());
-        }
+        check_counts(&entry)?;
         let next = self.next_offset();
         if entry.kafka_offset > next {
             return Err(format!(
@@ -158,7 +170,7 @@ impl PartitionLedger {
             self.smq_monotonic = self
                 .entries
                 .windows(2)
-                .all(|w| w[1].smq_offset >= w[0].smq_offset + i64::from(w[0].count));
+                .all(|w| w[1].smq_offset >= w[0].smq_end());
         }
         self.push(entry);
         Ok(())
@@ -171,27 +183,34 @@ impl PartitionLedger {
         }
         let i = self.entries.partition_point(|e| e.end() <= offset);
         let entry = *self.entries.get(i)?;
+        let smq_offset = if entry.is_exact() {
+            entry.smq_offset + (offset - entry.kafka_offset)
+        } else {
+            entry.smq_offset
+        };
         Some(Location {
             entry_index: i,
             entry,
-            smq_offset: entry.smq_offset + (offset - entry.kafka_offset),
+            smq_offset,
         })
     }
 
-    /// The Kafka offset stored at SMQ offset `smq`, if any.
+    /// The Kafka offset stored at SMQ offset `smq`, if any. For an entry of batches, whose
+    /// records the ledger does not place one by one, the entry's first offset.
     pub fn kafka_offset_of(&self, smq: i64) -> Option<i64> {
-        let holds =
-            |e: &LedgerEntry| smq >= e.smq_offset && smq < e.smq_offset + i64::from(e.count);
+        let holds = |e: &LedgerEntry| smq >= e.smq_offset && smq < e.smq_end();
         let e = if self.smq_monotonic {
-            let i = self
-                .entries
-                .partition_point(|e| e.smq_offset + i64::from(e.count) <= smq);
+            let i = self.entries.partition_point(|e| e.smq_end() <= smq);
             self.entries.get(i).filter(|e| holds(e))
         } else {
             // After SMQ reused offsets, the newest entry holding it is the live one.
             self.entries.iter().rev().find(|e| holds(e))
         }?;
-        Some(e.kafka_offset + (smq - e.smq_offset))
+        Some(if e.is_exact() {
+            e.kafka_offset + (smq - e.smq_offset)
+        } else {
+            e.kafka_offset
+        })
     }
 
     /// The first entry that may hold a record with timestamp ≥ `ts`: every earlier entry's
@@ -222,14 +241,14 @@ impl PartitionLedger {
                     ),
                 });
             }
-            if b.smq_offset < a.smq_offset + i64::from(a.count) {
+            if b.smq_offset < a.smq_end() {
                 problems.push(Problem {
                     entry_index: i + 1,
                     kind: "smq_offset_regression",
                     detail: format!(
                         "SMQ offset {} after an entry ending at {}",
                         b.smq_offset,
-                        a.smq_offset + i64::from(a.count)
+                        a.smq_end()
                     ),
                 });
             }
@@ -248,6 +267,16 @@ impl PartitionLedger {
     }
 }
 
+fn check_counts(entry: &LedgerEntry) -> Result<(), String> {
+    if entry.count == 0 || entry.smq_count == 0 || entry.smq_count > entry.count {
+        return Err(format!(
+            "ledger entry with {} offsets in {} SMQ records",
+            entry.count, entry.smq_count
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,8 +286,34 @@ mod tests {
             kafka_offset: k,
             count: n,
             smq_offset: s,
+            smq_count: n,
             max_timestamp: ts,
         }
+    }
+
+    #[test]
+    fn batch_entries_start_reads_at_their_first_smq_record() {
+        let mut l = PartitionLedger::new();
+        // Two batches of 3 and 2 records in SMQ records 7 and 8, then one single-record batch.
+        l.append(LedgerEntry {
+            smq_count: 2,
+            ..e(0, 5, 7, 10)
+        })
+        .unwrap();
+        l.append(e(5, 1, 9, 11)).unwrap();
+        assert_eq!(l.locate(3).unwrap().smq_offset, 7);
+        assert_eq!(l.locate(5).unwrap().smq_offset, 9);
+        assert_eq!(l.kafka_offset_of(8), Some(0));
+        assert_eq!(l.kafka_offset_of(9), Some(5));
+        assert!(l.validate().is_empty());
+        assert!(
+            l.append(LedgerEntry {
+                smq_count: 2,
+                ..e(6, 1, 10, 12)
+            })
+            .is_err(),
+            "more SMQ records than offsets"
+        );
     }
 
     #[test]

@@ -56,6 +56,7 @@ fn mapping_record_type() -> RecordType {
             scalar_field("smq_offset", 5, ScalarType::Int64),
             scalar_field("generation", 6, ScalarType::Int64),
             scalar_field("max_timestamp", 7, ScalarType::Int64),
+            scalar_field("smq_count", 8, ScalarType::Int32),
         ],
     }
 }
@@ -81,6 +82,7 @@ fn encode(rec: &LedgerRecord) -> Vec<u8> {
         ("smq_offset".to_string(), int64(e.smq_offset)),
         ("generation".to_string(), int64(rec.generation)),
         ("max_timestamp".to_string(), int64(e.max_timestamp)),
+        ("smq_count".to_string(), int32(e.smq_count as i32)),
     ]);
     RecordValue { fields }.encode_to_vec()
 }
@@ -89,14 +91,20 @@ fn decode(data: &[u8]) -> Option<LedgerRecord> {
     let f = RecordValue::decode(data).ok()?.fields;
     let get_i = |k: &str| get_int(&f, k);
     let get_s = |k: &str| get_string(&f, k);
+    let count = u32::try_from(get_i("count")?).ok()?;
     Some(LedgerRecord {
         topic: get_s("topic")?,
         partition: get_i("partition")? as i32,
         generation: get_i("generation").unwrap_or(0),
         entry: LedgerEntry {
             kafka_offset: get_i("kafka_offset")?,
-            count: u32::try_from(get_i("count")?).ok()?,
+            count,
             smq_offset: get_i("smq_offset")?,
+            // Entries written before the batch format have one SMQ record per offset.
+            smq_count: match get_i("smq_count") {
+                Some(n) => u32::try_from(n).ok()?,
+                None => count,
+            },
             max_timestamp: get_i("max_timestamp").unwrap_or(-1),
         },
     })
@@ -214,6 +222,7 @@ mod tests {
                 kafka_offset: 10,
                 count: 3,
                 smq_offset: 12,
+                smq_count: 2,
                 max_timestamp: 5,
             },
         };

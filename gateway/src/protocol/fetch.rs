@@ -7,8 +7,8 @@ use tokio::time::Instant;
 
 use super::Context;
 use crate::error::{GatewayError, GatewayResult};
-use crate::records::{Record, StoredRecord, encode_batch};
-use crate::storage::record_size;
+use crate::records::{Record, StoredRecord, StoredUnit, encode_batch};
+use crate::storage::unit_size;
 
 pub async fn handle(
     ctx: &Context,
@@ -89,32 +89,32 @@ async fn fetch_once(
             };
             match read {
                 Ok(mut r) => {
-                    if r.records.is_empty() {
+                    if r.units.is_empty() {
                         watchers.push(part.subscribe_hwm());
                     }
                     // The whole response stays within max_bytes; only the first record of the
                     // response may exceed it (KIP-74). Records left out are fetched next time.
                     let mut keep = 0;
                     let mut size = BATCH_HEADER;
-                    for rec in &r.records {
-                        let s = record_size(rec);
+                    for u in &r.units {
+                        let s = unit_size(u);
                         if total + size + s > max_total && !(total == 0 && keep == 0) {
                             break;
                         }
                         size += s;
                         keep += 1;
                     }
-                    r.records.truncate(keep);
-                    let encoded = encode_records(&r.records);
-                    let len = encoded.as_ref().map_or(0, |b| b.len());
+                    r.units.truncate(keep);
+                    let records: i64 = r.units.iter().map(StoredUnit::count).sum();
+                    let encoded = encode_units(&r.units);
+                    let len = encoded.len();
                     total += len;
-                    ctx.metrics
-                        .fetched(&name, r.records.len() as u64, len as u64);
+                    ctx.metrics.fetched(&name, records as u64, len as u64);
                     partitions.push(
                         data.with_high_watermark(r.high_water_mark)
                             .with_last_stable_offset(r.high_water_mark)
                             .with_log_start_offset(r.log_start)
-                            .with_records(encoded),
+                            .with_records(Some(encoded)),
                     );
                 }
                 Err(e) => {
@@ -145,31 +145,49 @@ async fn fetch_once(
     )
 }
 
-/// One uncompressed v2 batch per run of records with the same timestamp type.
-/// Empty results are empty bytes, not null: clients reject a null record set.
-fn encode_records(records: &[StoredRecord]) -> Option<bytes::Bytes> {
-    if records.is_empty() {
-        return Some(bytes::Bytes::new());
-    }
+/// Stored batches as they are; stored records as one uncompressed v2 batch per run with the same
+/// timestamp type. Empty results are empty bytes, not null: clients reject a null record set.
+fn encode_units(units: &[StoredUnit]) -> bytes::Bytes {
     let mut out = BytesMut::new();
-    let mut start = 0;
-    for i in 1..=records.len() {
-        if i == records.len() || records[i].timestamp_type != records[start].timestamp_type {
-            let run = &records[start..i];
-            let base = run[0].offset;
-            let converted: Vec<Record> = run
-                .iter()
-                .map(|r| Record {
-                    offset_delta: (r.offset - base) as i32,
-                    timestamp: r.timestamp,
-                    key: r.key.clone(),
-                    value: r.value.clone(),
-                    headers: r.headers.clone(),
-                })
-                .collect();
-            encode_batch(&mut out, base, run[0].timestamp_type, &converted);
-            start = i;
+    let mut records: Vec<&StoredRecord> = Vec::new();
+    for u in units {
+        match u {
+            StoredUnit::Record(r) => {
+                if records
+                    .first()
+                    .is_some_and(|f| f.timestamp_type != r.timestamp_type)
+                {
+                    encode_records(&mut out, &records);
+                    records.clear();
+                }
+                records.push(r);
+            }
+            StoredUnit::Batch(b) => {
+                encode_records(&mut out, &records);
+                records.clear();
+                out.extend_from_slice(&b.raw);
+            }
         }
     }
-    Some(out.freeze())
+    encode_records(&mut out, &records);
+    out.freeze()
+}
+
+/// One batch of records with consecutive offsets and one timestamp type.
+fn encode_records(out: &mut BytesMut, run: &[&StoredRecord]) {
+    let Some(first) = run.first() else {
+        return;
+    };
+    let base = first.offset;
+    let converted: Vec<Record> = run
+        .iter()
+        .map(|r| Record {
+            offset_delta: (r.offset - base) as i32,
+            timestamp: r.timestamp,
+            key: r.key.clone(),
+            value: r.value.clone(),
+            headers: r.headers.clone(),
+        })
+        .collect();
+    encode_batch(out, base, first.timestamp_type, &converted);
 }

@@ -11,6 +11,7 @@ const LOG_OVERHEAD: usize = 12;
 /// Offset of the CRC field, and of the attributes field where the CRC starts covering.
 const CRC_OFFSET: usize = 17;
 const ATTRIBUTES_OFFSET: usize = 21;
+const MAX_TIMESTAMP_OFFSET: usize = 35;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
@@ -205,6 +206,18 @@ pub fn parse_batch(raw: Bytes, max_uncompressed: usize) -> Result<Batch, RecordE
             header.record_count
         )));
     }
+    // Offsets inside a batch are its base plus consecutive deltas: the `batch` storage format
+    // serves the batch as sent, so a gap here would hand out offsets the ledger never assigned.
+    if let Some((i, r)) = records
+        .iter()
+        .enumerate()
+        .find(|(i, r)| r.offset_delta as usize != *i)
+    {
+        return Err(RecordError::Invalid(format!(
+            "record {i} of the batch has offset delta {} (deltas must be consecutive from 0)",
+            r.offset_delta
+        )));
+    }
     if let Some(last) = records.last()
         && last.offset_delta != header.last_offset_delta
     {
@@ -218,6 +231,24 @@ pub fn parse_batch(raw: Bytes, max_uncompressed: usize) -> Result<Batch, RecordE
         records,
         raw,
     })
+}
+
+/// A copy of a validated batch placed at `base_offset`, as the `batch` storage format stores it.
+/// Base offset and leader epoch lie outside the CRC; for LogAppendTime topics the timestamp type
+/// and max timestamp change too, as a Kafka broker sets them, and the CRC is computed again.
+pub fn rebase_batch(raw: &[u8], base_offset: i64, log_append_time: Option<i64>) -> Bytes {
+    let mut out = BytesMut::from(raw);
+    out[0..8].copy_from_slice(&base_offset.to_be_bytes());
+    out[12..16].copy_from_slice(&0i32.to_be_bytes());
+    if let Some(now) = log_append_time {
+        let attributes = i16::from_be_bytes([out[ATTRIBUTES_OFFSET], out[ATTRIBUTES_OFFSET + 1]]);
+        out[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2]
+            .copy_from_slice(&(attributes | 0x08).to_be_bytes());
+        out[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8].copy_from_slice(&now.to_be_bytes());
+        let crc = crc32c::crc32c(&out[ATTRIBUTES_OFFSET..]);
+        out[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+    }
+    out.freeze()
 }
 
 fn decompress(c: Compression, mut body: Bytes) -> Result<Bytes, RecordError> {
@@ -410,6 +441,37 @@ mod tests {
         assert_eq!(b.header.record_count, 2);
         assert_eq!(b.header.max_timestamp, 1_700_000_000_000);
         assert_eq!(b.records, sample());
+    }
+
+    #[test]
+    fn rebasing_keeps_the_batch_valid() {
+        let mut out = BytesMut::new();
+        encode_batch(&mut out, 0, TimestampType::CreateTime, &sample());
+        let raw = out.freeze();
+        let moved = parse_batch(rebase_batch(&raw, 1000, None), 1 << 20).unwrap();
+        assert_eq!(moved.header.base_offset, 1000);
+        assert_eq!(
+            moved.header.crc,
+            parse_batch(raw.clone(), 1 << 20).unwrap().header.crc
+        );
+        assert_eq!(moved.records, sample());
+        let stamped = parse_batch(rebase_batch(&raw, 7, Some(1_800_000_000_000)), 1 << 20).unwrap();
+        assert_eq!(
+            stamped.header.timestamp_type(),
+            TimestampType::LogAppendTime
+        );
+        assert_eq!(stamped.header.max_timestamp, 1_800_000_000_000);
+        assert_eq!(stamped.header.base_offset, 7);
+    }
+
+    #[test]
+    fn non_consecutive_offset_deltas_are_refused() {
+        let mut records = sample();
+        records[1].offset_delta = 5;
+        let mut out = BytesMut::new();
+        encode_batch(&mut out, 0, TimestampType::CreateTime, &records);
+        let e = parse_batch(out.freeze(), 1 << 20).unwrap_err();
+        assert!(e.to_string().contains("consecutive"), "{e}");
     }
 
     #[test]

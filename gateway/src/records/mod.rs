@@ -8,9 +8,12 @@ mod varint;
 
 pub use batch::{
     Batch, BatchHeader, Compression, Header, Record, TimestampType, encode_batch, parse_batch,
-    split_batches,
+    rebase_batch, split_batches,
 };
-pub use stored::{StoredRecord, decode_stored, encode_stored, record_type};
+pub use stored::{
+    StorageFormat, StoredBatch, StoredRecord, StoredUnit, decode_stored, decode_stored_unit,
+    encode_stored, encode_stored_batch,
+};
 
 use thiserror::Error;
 

@@ -1,28 +1,22 @@
-//! How one Kafka record is stored as one SMQ record (storage format `record`): an SMQ
-//! `RecordValue` whose fields SMQ's own tools (SQL, shell) can read. A null key, value or header
-//! value is stored as an absent field, an empty one as present and empty, so the two stay apart.
+//! How Kafka data is stored as SMQ `RecordValue`s (columns in `kafka_smq_format`).
+//!
+//! Format `record`: one Kafka record per SMQ record, fields SMQ's own tools (SQL, shell) can read.
+//! A null key, value or header value is stored as an absent field, an empty one as present and
+//! empty, so the two stay apart. Format `batch`: one Kafka record batch per SMQ record.
 
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use prost::Message;
-use smq_proto::schema_pb::{
-    Field, ListType, ListValue, RecordType, RecordValue, ScalarType, Type, Value, r#type, value,
+pub use kafka_smq_format::StorageFormat;
+use kafka_smq_format::{
+    FIELD_BATCH, FIELD_HEADERS, FIELD_KEY, FIELD_OFFSET, FIELD_PARTITION, FIELD_RECORD_COUNT,
+    FIELD_TIMESTAMP, FIELD_TIMESTAMP_TYPE, FIELD_VALUE, HEADER_KEY, HEADER_VALUE,
 };
+use prost::Message;
+use smq_proto::schema_pb::{ListValue, RecordValue, Value, value};
 
 use super::RecordError;
 use super::batch::{Header, TimestampType};
-use crate::record_value::scalar_field;
-
-pub const FIELD_OFFSET: &str = "_kafka_offset";
-pub const FIELD_PARTITION: &str = "_kafka_partition";
-pub const FIELD_TIMESTAMP: &str = "_kafka_timestamp";
-pub const FIELD_TIMESTAMP_TYPE: &str = "_kafka_timestamp_type";
-pub const FIELD_KEY: &str = "key";
-pub const FIELD_VALUE: &str = "value";
-pub const FIELD_HEADERS: &str = "headers";
-const HEADER_KEY: &str = "key";
-const HEADER_VALUE: &str = "value";
 
 /// A Kafka record as the gateway stores and serves it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,36 +31,42 @@ pub struct StoredRecord {
     pub headers: Vec<Header>,
 }
 
-/// The SMQ record type registered for Kafka topics in the `record` format.
-pub fn record_type() -> RecordType {
-    let header = RecordType {
-        fields: vec![
-            scalar_field(HEADER_KEY, 0, ScalarType::Bytes),
-            scalar_field(HEADER_VALUE, 1, ScalarType::Bytes),
-        ],
-    };
-    RecordType {
-        fields: vec![
-            scalar_field(FIELD_OFFSET, 0, ScalarType::Int64),
-            scalar_field(FIELD_PARTITION, 1, ScalarType::Int32),
-            scalar_field(FIELD_TIMESTAMP, 2, ScalarType::Int64),
-            scalar_field(FIELD_TIMESTAMP_TYPE, 3, ScalarType::Int32),
-            scalar_field(FIELD_KEY, 4, ScalarType::Bytes),
-            scalar_field(FIELD_VALUE, 5, ScalarType::Bytes),
-            Field {
-                name: FIELD_HEADERS.to_string(),
-                field_index: 6,
-                r#type: Some(Type {
-                    kind: Some(r#type::Kind::ListType(Box::new(ListType {
-                        element_type: Some(Box::new(Type {
-                            kind: Some(r#type::Kind::RecordType(header)),
-                        })),
-                    }))),
-                }),
-                is_repeated: false,
-                is_required: false,
-            },
-        ],
+/// A Kafka record batch as stored in the `batch` format: the v2 batch bytes, already re-based to
+/// their Kafka offset, so a fetch returns them as they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBatch {
+    pub base_offset: i64,
+    pub partition: i32,
+    pub record_count: i32,
+    pub max_timestamp: i64,
+    pub raw: Bytes,
+}
+
+/// One SMQ record of a Kafka topic, in either format.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoredUnit {
+    Record(StoredRecord),
+    Batch(StoredBatch),
+}
+
+impl StoredUnit {
+    pub fn first_offset(&self) -> i64 {
+        match self {
+            Self::Record(r) => r.offset,
+            Self::Batch(b) => b.base_offset,
+        }
+    }
+
+    /// How many Kafka offsets it holds.
+    pub fn count(&self) -> i64 {
+        match self {
+            Self::Record(_) => 1,
+            Self::Batch(b) => i64::from(b.record_count),
+        }
+    }
+
+    pub fn end_offset(&self) -> i64 {
+        self.first_offset() + self.count()
     }
 }
 
@@ -150,11 +150,68 @@ fn take_i64(fields: &mut HashMap<String, Value>, name: &str) -> Result<i64, Reco
     }
 }
 
+/// Encodes a batch into the bytes of an SMQ `DataMessage.value`.
+pub fn encode_stored_batch(b: &StoredBatch) -> Vec<u8> {
+    let fields = HashMap::from([
+        (
+            FIELD_OFFSET.to_string(),
+            v(value::Kind::Int64Value(b.base_offset)),
+        ),
+        (
+            FIELD_PARTITION.to_string(),
+            v(value::Kind::Int32Value(b.partition)),
+        ),
+        (
+            FIELD_TIMESTAMP.to_string(),
+            v(value::Kind::Int64Value(b.max_timestamp)),
+        ),
+        (
+            FIELD_RECORD_COUNT.to_string(),
+            v(value::Kind::Int32Value(b.record_count)),
+        ),
+        (
+            FIELD_BATCH.to_string(),
+            v(value::Kind::BytesValue(b.raw.to_vec())),
+        ),
+    ]);
+    RecordValue { fields }.encode_to_vec()
+}
+
+fn decode_fields(data: &[u8]) -> Result<HashMap<String, Value>, RecordError> {
+    Ok(RecordValue::decode(data)
+        .map_err(|e| RecordError::Invalid(format!("stored record is not a RecordValue: {e}")))?
+        .fields)
+}
+
+/// Decodes an SMQ `DataMessage.value` of either format.
+pub fn decode_stored_unit(data: &[u8]) -> Result<StoredUnit, RecordError> {
+    let mut fields = decode_fields(data)?;
+    if fields.contains_key(FIELD_BATCH) {
+        let base_offset = take_i64(&mut fields, FIELD_OFFSET)?;
+        let partition = take_i64(&mut fields, FIELD_PARTITION)? as i32;
+        let max_timestamp = take_i64(&mut fields, FIELD_TIMESTAMP)?;
+        let record_count = i32::try_from(take_i64(&mut fields, FIELD_RECORD_COUNT)?)
+            .ok()
+            .filter(|c| *c > 0)
+            .ok_or_else(|| RecordError::Invalid("stored batch record count".to_string()))?;
+        let raw = take_bytes(&mut fields, FIELD_BATCH)?.unwrap_or_default();
+        return Ok(StoredUnit::Batch(StoredBatch {
+            base_offset,
+            partition,
+            record_count,
+            max_timestamp,
+            raw,
+        }));
+    }
+    decode_record_fields(fields).map(StoredUnit::Record)
+}
+
 /// Decodes an SMQ `DataMessage.value` written by [`encode_stored`].
 pub fn decode_stored(data: &[u8]) -> Result<StoredRecord, RecordError> {
-    let mut fields = RecordValue::decode(data)
-        .map_err(|e| RecordError::Invalid(format!("stored record is not a RecordValue: {e}")))?
-        .fields;
+    decode_record_fields(decode_fields(data)?)
+}
+
+fn decode_record_fields(mut fields: HashMap<String, Value>) -> Result<StoredRecord, RecordError> {
     let offset = take_i64(&mut fields, FIELD_OFFSET)?;
     let partition = take_i64(&mut fields, FIELD_PARTITION)? as i32;
     let timestamp = take_i64(&mut fields, FIELD_TIMESTAMP)?;
@@ -237,6 +294,33 @@ mod tests {
             ..r
         };
         assert_eq!(decode_stored(&encode_stored(&r2)).unwrap(), r2);
+    }
+
+    #[test]
+    fn batches_and_records_are_told_apart() {
+        let b = StoredBatch {
+            base_offset: 40,
+            partition: 1,
+            record_count: 3,
+            max_timestamp: 1_700_000_000_000,
+            raw: Bytes::from_static(b"batch bytes"),
+        };
+        let unit = decode_stored_unit(&encode_stored_batch(&b)).unwrap();
+        assert_eq!(unit.end_offset(), 43);
+        assert_eq!(unit, StoredUnit::Batch(b));
+        let r = StoredRecord {
+            offset: 9,
+            partition: 0,
+            timestamp: 1,
+            timestamp_type: TimestampType::LogAppendTime,
+            key: None,
+            value: None,
+            headers: vec![],
+        };
+        assert_eq!(
+            decode_stored_unit(&encode_stored(&r)).unwrap(),
+            StoredUnit::Record(r)
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ mod producers;
 mod registry;
 mod topic_config;
 
-pub use partition::{Appended, PartitionLog, ReadResult, record_size};
+pub use partition::{Appended, PartitionLog, Placement, ReadResult, record_size, unit_size};
 pub use topic_config::{KNOWN as TOPIC_CONFIGS, TopicConfigs, validate_topic_name};
 
 /// Every topic config the gateway knows, with its default.
@@ -23,7 +23,7 @@ use tokio::sync::RwLock;
 
 use crate::error::{GatewayError, GatewayResult};
 use crate::ledger::{LedgerStore, RecoveredLedgers};
-use crate::records::record_type;
+use crate::records::StorageFormat;
 use registry::TopicRegistry;
 
 /// Settings that shape how topics are created and served.
@@ -32,6 +32,8 @@ pub struct StoreSettings {
     pub namespace: String,
     pub auto_create_topics: bool,
     pub default_partitions: i32,
+    /// Format of new topics whose configs do not choose one.
+    pub default_storage_format: StorageFormat,
     pub max_message_bytes: usize,
 }
 
@@ -126,6 +128,36 @@ impl Store {
         let mut configs = self.registry.get(&key).unwrap_or_default();
         // Retention lives in SMQ's own topic.conf, where SMQ's purger reads it.
         configs.set.extend(TopicConfigs::from_smq(&config).set);
+        // The record type registered in SMQ is the authority on the format (the operator creates
+        // topics without our config registry); a topic without one gets it registered here, so
+        // SMQ's own tools can read what the gateway writes.
+        let format = match config
+            .record_type
+            .as_ref()
+            .and_then(StorageFormat::of_record_type)
+        {
+            Some(f) => f,
+            None => {
+                let f = self.format_of(&configs);
+                let spec = TopicSpec {
+                    topic: smq_topic.clone(),
+                    partitions: config.partition_count,
+                    record_type: Some(f.record_type()),
+                    retention_seconds: config.retention_seconds,
+                };
+                if let Err(e) = self.client.configure_topic(&spec).await {
+                    tracing::warn!(topic = %key, error = %e, "registering the record type failed");
+                }
+                f
+            }
+        };
+        configs.set.remove(kafka_smq_format::CONFIG_KEY);
+        if format != StorageFormat::default() {
+            configs.set.insert(
+                kafka_smq_format::CONFIG_KEY.to_string(),
+                format.as_str().to_string(),
+            );
+        }
         let partitions = {
             let mut recovered = self.recovered.lock().unwrap_or_else(|e| e.into_inner());
             layout
@@ -137,9 +169,12 @@ impl Store {
                         .unwrap_or_default();
                     Arc::new(PartitionLog::new(
                         self.client.clone(),
-                        smq_topic.clone(),
-                        a.index,
-                        a.partition.unix_time_ns,
+                        Placement {
+                            smq_topic: smq_topic.clone(),
+                            index: a.index,
+                            generation: a.partition.unix_time_ns,
+                            format,
+                        },
                         ledger,
                         self.ledger_store.clone(),
                         self.owner.clone(),
@@ -232,7 +267,7 @@ impl Store {
         let spec = TopicSpec {
             topic: smq_topic,
             partitions,
-            record_type: Some(record_type()),
+            record_type: Some(self.format_of(configs).record_type()),
             retention_seconds: configs.retention_seconds(),
         };
         match self.client.ensure_topic(&spec).await {
@@ -241,6 +276,15 @@ impl Store {
                 Err(GatewayError::TopicExists(name.to_string()))
             }
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The format a new topic with these configs gets.
+    fn format_of(&self, configs: &TopicConfigs) -> StorageFormat {
+        if configs.set.contains_key(kafka_smq_format::CONFIG_KEY) {
+            configs.storage_format()
+        } else {
+            self.settings.default_storage_format
         }
     }
 

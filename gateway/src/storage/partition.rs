@@ -11,7 +11,10 @@ use tokio::sync::{Mutex, watch};
 use super::producers::{ProducerStates, SequenceCheck};
 use crate::error::{GatewayError, GatewayResult};
 use crate::ledger::{LedgerEntry, LedgerRecord, LedgerStore, PartitionLedger};
-use crate::records::{Batch, StoredRecord, TimestampType, decode_stored, encode_stored};
+use crate::records::{
+    Batch, StorageFormat, StoredBatch, StoredRecord, StoredUnit, TimestampType, decode_stored_unit,
+    encode_stored, encode_stored_batch, parse_batch, rebase_batch,
+};
 
 /// Records read from SMQ per FetchMessage call at most.
 const READ_CHUNK: i32 = 1000;
@@ -41,6 +44,7 @@ pub struct PartitionLog {
     smq_name: String,
     index: i32,
     generation: i64,
+    format: StorageFormat,
     publisher: PartitionPublisher,
     ledger_store: Arc<LedgerStore>,
     ledger: RwLock<PartitionLedger>,
@@ -63,10 +67,21 @@ impl std::fmt::Debug for PartitionLog {
     }
 }
 
-/// What a fetch read from a partition.
+/// Where a partition lives in SMQ and how it is stored.
+#[derive(Debug, Clone)]
+pub struct Placement {
+    pub smq_topic: Topic,
+    pub index: i32,
+    /// The SMQ generation (`unix_time_ns`) of the partition.
+    pub generation: i64,
+    pub format: StorageFormat,
+}
+
+/// What a fetch read from a partition: records (format `record`) or whole batches (format
+/// `batch`; the first may start before the offset asked for, as in Kafka).
 #[derive(Debug, Default)]
 pub struct ReadResult {
-    pub records: Vec<StoredRecord>,
+    pub units: Vec<StoredUnit>,
     pub high_water_mark: i64,
     pub log_start: i64,
 }
@@ -78,13 +93,17 @@ fn lock_read(l: &RwLock<PartitionLedger>) -> std::sync::RwLockReadGuard<'_, Part
 impl PartitionLog {
     pub fn new(
         client: SmqClient,
-        smq_topic: Topic,
-        index: i32,
-        generation: i64,
+        place: Placement,
         ledger: PartitionLedger,
         ledger_store: Arc<LedgerStore>,
         owner: Arc<str>,
     ) -> Self {
+        let Placement {
+            smq_topic,
+            index,
+            generation,
+            format,
+        } = place;
         let smq_name = format!("{}/{}", smq_topic.namespace, smq_topic.name);
         let (hwm, _) = watch::channel(ledger.next_offset());
         Self {
@@ -94,6 +113,7 @@ impl PartitionLog {
             smq_name,
             index,
             generation,
+            format,
             ledger_store,
             ledger: RwLock::new(ledger),
             writer: Mutex::new(Writer::default()),
@@ -105,6 +125,10 @@ impl PartitionLog {
 
     pub fn index(&self) -> i32 {
         self.index
+    }
+
+    pub fn format(&self) -> StorageFormat {
+        self.format
     }
 
     pub fn high_water_mark(&self) -> i64 {
@@ -178,36 +202,49 @@ impl PartitionLog {
         }
 
         let base = lock_read(&self.ledger).next_offset();
+        let log_append_time = (timestamp_type == TimestampType::LogAppendTime).then_some(now_ms);
         let mut offset = base;
         let mut pending = Vec::new();
-        let mut timestamps = Vec::new();
+        // Per SMQ record: the Kafka offsets it holds and their max timestamp.
+        let mut units: Vec<(i64, i64)> = Vec::new();
         for b in &to_store {
-            for r in &b.records {
-                let ts = match timestamp_type {
-                    TimestampType::LogAppendTime => now_ms,
-                    TimestampType::CreateTime => r.timestamp,
-                };
-                let stored = StoredRecord {
-                    offset,
-                    partition: self.index,
-                    timestamp: ts,
-                    timestamp_type,
-                    key: r.key.clone(),
-                    value: r.value.clone(),
-                    headers: r.headers.clone(),
-                };
-                pending.push(
-                    self.publisher
-                        .send(DataMessage {
-                            key: smq_key(offset),
-                            value: encode_stored(&stored),
-                            ts_ns: 0,
-                            ctrl: None,
-                        })
-                        .await?,
-                );
-                timestamps.push(ts);
-                offset += 1;
+            let n = b.records.len() as i64;
+            if n == 0 {
+                continue;
+            }
+            match self.format {
+                StorageFormat::Record => {
+                    for r in &b.records {
+                        let ts = log_append_time.unwrap_or(r.timestamp);
+                        let stored = StoredRecord {
+                            offset,
+                            partition: self.index,
+                            timestamp: ts,
+                            timestamp_type,
+                            key: r.key.clone(),
+                            value: r.value.clone(),
+                            headers: r.headers.clone(),
+                        };
+                        pending.push(self.publish(offset, encode_stored(&stored)).await?);
+                        units.push((1, ts));
+                        offset += 1;
+                    }
+                }
+                StorageFormat::Batch => {
+                    let max_ts = log_append_time.unwrap_or_else(|| {
+                        b.records.iter().map(|r| r.timestamp).max().unwrap_or(-1)
+                    });
+                    let stored = StoredBatch {
+                        base_offset: offset,
+                        partition: self.index,
+                        record_count: n as i32,
+                        max_timestamp: max_ts,
+                        raw: rebase_batch(&b.raw, offset, log_append_time),
+                    };
+                    pending.push(self.publish(offset, encode_stored_batch(&stored)).await?);
+                    units.push((n, max_ts));
+                    offset += n;
+                }
             }
         }
         let mut smq_offsets = Vec::with_capacity(pending.len());
@@ -217,18 +254,24 @@ impl PartitionLog {
 
         // One ledger entry per run of consecutive SMQ offsets (a broken stream in between leaves
         // a hole, and the retried records land further on).
-        let mut entries = Vec::new();
-        let mut start = 0;
-        for i in 1..=smq_offsets.len() {
-            if i == smq_offsets.len() || smq_offsets[i] != smq_offsets[i - 1] + 1 {
-                entries.push(LedgerEntry {
-                    kafka_offset: base + start as i64,
-                    count: (i - start) as u32,
-                    smq_offset: smq_offsets[start],
-                    max_timestamp: timestamps[start..i].iter().copied().max().unwrap_or(-1),
-                });
-                start = i;
+        let mut entries: Vec<LedgerEntry> = Vec::new();
+        let mut kafka = base;
+        for (i, (&smq, &(n, ts))) in smq_offsets.iter().zip(&units).enumerate() {
+            match entries.last_mut() {
+                Some(e) if i > 0 && smq == smq_offsets[i - 1] + 1 => {
+                    e.count += n as u32;
+                    e.smq_count += 1;
+                    e.max_timestamp = e.max_timestamp.max(ts);
+                }
+                _ => entries.push(LedgerEntry {
+                    kafka_offset: kafka,
+                    count: n as u32,
+                    smq_offset: smq,
+                    smq_count: 1,
+                    max_timestamp: ts,
+                }),
             }
+            kafka += n;
         }
         for entry in &entries {
             self.ledger_store
@@ -268,6 +311,22 @@ impl PartitionLog {
             base_offset: duplicate_base.map_or(base, |d| d.min(base)),
             log_append_time: (timestamp_type == TimestampType::LogAppendTime).then_some(now_ms),
         })
+    }
+
+    async fn publish(
+        &self,
+        first_offset: i64,
+        value: Vec<u8>,
+    ) -> GatewayResult<smq_client::PendingAck> {
+        Ok(self
+            .publisher
+            .send(DataMessage {
+                key: smq_key(first_offset),
+                value,
+                ts_ns: 0,
+                ctrl: None,
+            })
+            .await?)
     }
 
     fn lock_name(&self) -> String {
@@ -367,7 +426,7 @@ impl PartitionLog {
             )
         };
         let mut result = ReadResult {
-            records: Vec::new(),
+            units: Vec::new(),
             high_water_mark: hwm,
             log_start,
         };
@@ -384,16 +443,20 @@ impl PartitionLog {
         let mut bytes = 0usize;
         'runs: for run in runs {
             let got = self.read_run(run, max_bytes.saturating_sub(bytes)).await?;
-            let complete = got.len() as i64 == run.count;
+            let complete = got.len() as i64 == run.smq_count;
             // SMQ measures its own encoding, not Kafka's: keep to the client's limit here, with at
             // least one record so a record larger than the limit still gets through (KIP-74).
-            for r in got {
-                let size = record_size(&r);
-                if !result.records.is_empty() && bytes + size > max_bytes {
+            for u in got {
+                // Batches of the same entry that end before the offset asked for.
+                if u.end_offset() <= offset {
+                    continue;
+                }
+                let size = unit_size(&u);
+                if !result.units.is_empty() && bytes + size > max_bytes {
                     break 'runs;
                 }
                 bytes += size;
-                result.records.push(r);
+                result.units.push(u);
             }
             if !complete || bytes >= max_bytes {
                 break;
@@ -402,11 +465,29 @@ impl PartitionLog {
         Ok(result)
     }
 
-    /// Reads one run of records stored at consecutive SMQ offsets, checking each record's own
+    /// Checks that SMQ records read for a run hold the Kafka offsets the ledger says, in order.
+    fn check_unit(&self, run: Run, expected: i64, u: &StoredUnit) -> GatewayResult<()> {
+        let partition = match u {
+            StoredUnit::Record(r) => r.partition,
+            StoredUnit::Batch(b) => b.partition,
+        };
+        if u.first_offset() != expected || partition != self.index {
+            return Err(GatewayError::Corrupt(format!(
+                "{} partition {}: SMQ record of the run at SMQ offset {} holds Kafka offset {} of partition {partition} but the ledger expects {expected}",
+                self.smq_name,
+                self.index,
+                run.smq_offset,
+                u.first_offset()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Reads one run of SMQ records stored at consecutive SMQ offsets, checking each record's own
     /// Kafka offset. FetchMessage first (fast, but positional and blind to first-window data
     /// after a reload); an exact subscription when it disagrees.
-    async fn read_run(&self, run: Run, max_bytes: usize) -> GatewayResult<Vec<StoredRecord>> {
-        let want = run.count.min(READ_CHUNK as i64) as i32;
+    async fn read_run(&self, run: Run, max_bytes: usize) -> GatewayResult<Vec<StoredUnit>> {
+        let want = run.smq_count.min(READ_CHUNK as i64) as i32;
         let fetched = self
             .client
             .fetch(
@@ -420,9 +501,13 @@ impl PartitionLog {
         if let Ok(f) = fetched {
             let mut out = Vec::with_capacity(f.messages.len());
             let mut ok = !f.messages.is_empty();
-            for (i, m) in f.messages.iter().enumerate().take(want as usize) {
-                match decode_stored(&m.value) {
-                    Ok(r) if r.offset == run.kafka_offset + i as i64 => out.push(r),
+            let mut expected = run.kafka_offset;
+            for m in f.messages.iter().take(want as usize) {
+                match decode_stored_unit(&m.value) {
+                    Ok(u) if self.check_unit(run, expected, &u).is_ok() => {
+                        expected = u.end_offset();
+                        out.push(u);
+                    }
                     _ => {
                         ok = false;
                         break;
@@ -437,7 +522,7 @@ impl PartitionLog {
         self.read_run_exact(run, max_bytes).await
     }
 
-    async fn read_run_exact(&self, run: Run, max_bytes: usize) -> GatewayResult<Vec<StoredRecord>> {
+    async fn read_run_exact(&self, run: Run, max_bytes: usize) -> GatewayResult<Vec<StoredUnit>> {
         let mut slot = self.reader.lock().await;
         let mut sub = match slot.take() {
             Some((next, sub)) if next == run.smq_offset => sub,
@@ -450,27 +535,21 @@ impl PartitionLog {
         let mut out = Vec::new();
         let mut bytes = 0usize;
         let mut next_smq = run.smq_offset;
-        while (out.len() as i64) < run.count && (out.is_empty() || bytes < max_bytes) {
+        let mut expected = run.kafka_offset;
+        while (out.len() as i64) < run.smq_count && (out.is_empty() || bytes < max_bytes) {
             let msg = tokio::time::timeout(Duration::from_secs(10), sub.next())
                 .await
                 .map_err(|_| GatewayError::Corrupt(format!(
-                    "{} partition {}: SMQ has no record at offset {} that the ledger maps to Kafka offset {}",
+                    "{} partition {}: SMQ has no record at offset {next_smq} that the ledger maps to Kafka offset {expected}",
                     self.smq_name,
                     self.index,
-                    next_smq,
-                    run.kafka_offset + out.len() as i64
                 )))??
                 .ok_or_else(|| GatewayError::Internal("subscription ended".to_string()))?;
-            let expected = run.kafka_offset + out.len() as i64;
-            let r = decode_stored(&msg.value)?;
-            if r.offset != expected {
-                return Err(GatewayError::Corrupt(format!(
-                    "{} partition {}: SMQ offset {next_smq} holds Kafka offset {} but the ledger expects {expected}",
-                    self.smq_name, self.index, r.offset
-                )));
-            }
-            bytes += record_size(&r);
-            out.push(r);
+            let u = decode_stored_unit(&msg.value)?;
+            self.check_unit(run, expected, &u)?;
+            expected = u.end_offset();
+            bytes += unit_size(&u);
+            out.push(u);
             next_smq += 1;
         }
         *slot = Some((next_smq, sub));
@@ -489,19 +568,15 @@ impl PartitionLog {
         let mut offset = entry.kafka_offset;
         while offset < entry.end() {
             let r = self.read(offset, 1 << 20).await?;
-            if r.records.is_empty() {
+            if r.units.is_empty() {
                 break;
             }
-            for rec in &r.records {
-                if rec.timestamp >= ts {
-                    return Ok(Some((rec.offset, rec.timestamp)));
+            for u in &r.units {
+                if let Some(found) = first_at_or_after(u, ts)? {
+                    return Ok(Some(found));
                 }
             }
-            offset = r
-                .records
-                .last()
-                .map(|r| r.offset + 1)
-                .unwrap_or(entry.end());
+            offset = r.units.last().map_or(entry.end(), StoredUnit::end_offset);
         }
         Err(GatewayError::Corrupt(format!(
             "{} partition {}: ledger entry at {} claims a timestamp ≥ {ts} that its records lack",
@@ -540,17 +615,46 @@ pub fn record_size(r: &StoredRecord) -> usize {
             .sum::<usize>()
 }
 
-/// Kafka offsets `[kafka_offset, kafka_offset + count)` at consecutive SMQ offsets from
-/// `smq_offset`.
+/// What a stored unit adds to a fetch response: a record's size, or a batch's exact bytes.
+pub fn unit_size(u: &StoredUnit) -> usize {
+    match u {
+        StoredUnit::Record(r) => record_size(r),
+        StoredUnit::Batch(b) => b.raw.len(),
+    }
+}
+
+/// The first record of a unit with timestamp ≥ `ts`, as (offset, timestamp).
+fn first_at_or_after(u: &StoredUnit, ts: i64) -> GatewayResult<Option<(i64, i64)>> {
+    match u {
+        StoredUnit::Record(r) => Ok((r.timestamp >= ts).then_some((r.offset, r.timestamp))),
+        StoredUnit::Batch(b) if b.max_timestamp < ts => Ok(None),
+        StoredUnit::Batch(b) => {
+            let batch = parse_batch(b.raw.clone(), usize::MAX)?;
+            // With LogAppendTime every record of a batch has the batch's max timestamp.
+            if batch.header.timestamp_type() == TimestampType::LogAppendTime {
+                return Ok(Some((b.base_offset, b.max_timestamp)));
+            }
+            Ok(batch
+                .records
+                .iter()
+                .find(|r| r.timestamp >= ts)
+                .map(|r| (b.base_offset + i64::from(r.offset_delta), r.timestamp)))
+        }
+    }
+}
+
+/// Kafka offsets `[kafka_offset, kafka_offset + count)` in the SMQ records
+/// `[smq_offset, smq_offset + smq_count)`, consecutive in both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Run {
     kafka_offset: i64,
     smq_offset: i64,
     count: i64,
+    smq_count: i64,
 }
 
-/// Splits the ledger from `offset` into runs of consecutive SMQ offsets, covering at most
-/// `limit` records.
+/// Splits the ledger from `offset` on into runs of consecutive SMQ offsets, covering at most
+/// about `limit` Kafka offsets (whole entries of batches, which cannot be split).
 fn contiguous_runs(l: &PartitionLedger, offset: i64, limit: i64) -> Vec<Run> {
     let Some(loc) = l.locate(offset) else {
         return Vec::new();
@@ -561,19 +665,33 @@ fn contiguous_runs(l: &PartitionLedger, offset: i64, limit: i64) -> Vec<Run> {
         if left <= 0 {
             break;
         }
-        let (k, s, n) = if i == 0 {
-            (offset, loc.smq_offset, e.end() - offset)
+        let (k, s, n, m) = if !e.is_exact() {
+            (
+                e.kafka_offset,
+                e.smq_offset,
+                i64::from(e.count),
+                i64::from(e.smq_count),
+            )
         } else {
-            (e.kafka_offset, e.smq_offset, i64::from(e.count))
+            let (k, s) = if i == 0 {
+                (offset, loc.smq_offset)
+            } else {
+                (e.kafka_offset, e.smq_offset)
+            };
+            let n = (e.end() - k).min(left);
+            (k, s, n, n)
         };
-        let n = n.min(left);
         left -= n;
         match runs.last_mut() {
-            Some(r) if r.smq_offset + r.count == s && r.kafka_offset + r.count == k => r.count += n,
+            Some(r) if r.smq_offset + r.smq_count == s && r.kafka_offset + r.count == k => {
+                r.count += n;
+                r.smq_count += m;
+            }
             _ => runs.push(Run {
                 kafka_offset: k,
                 smq_offset: s,
                 count: n,
+                smq_count: m,
             }),
         }
     }
@@ -584,42 +702,50 @@ fn contiguous_runs(l: &PartitionLedger, offset: i64, limit: i64) -> Vec<Run> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn runs_merge_contiguous_entries_and_split_at_holes() {
-        let mut l = PartitionLedger::new();
-        let e = |k, n, s| LedgerEntry {
+    fn e(k: i64, n: u32, s: i64, m: u32) -> LedgerEntry {
+        LedgerEntry {
             kafka_offset: k,
             count: n,
             smq_offset: s,
+            smq_count: m,
             max_timestamp: 0,
-        };
-        l.append(e(0, 2, 0)).unwrap();
-        l.append(e(2, 3, 2)).unwrap();
-        l.append(e(5, 2, 9)).unwrap(); // orphans at SMQ 5..8
-        let runs = contiguous_runs(&l, 1, 100);
+        }
+    }
+
+    fn run(kafka_offset: i64, smq_offset: i64, count: i64, smq_count: i64) -> Run {
+        Run {
+            kafka_offset,
+            smq_offset,
+            count,
+            smq_count,
+        }
+    }
+
+    #[test]
+    fn runs_merge_contiguous_entries_and_split_at_holes() {
+        let mut l = PartitionLedger::new();
+        l.append(e(0, 2, 0, 2)).unwrap();
+        l.append(e(2, 3, 2, 3)).unwrap();
+        l.append(e(5, 2, 9, 2)).unwrap(); // orphans at SMQ 5..8
         assert_eq!(
-            runs,
-            [
-                Run {
-                    kafka_offset: 1,
-                    smq_offset: 1,
-                    count: 4
-                },
-                Run {
-                    kafka_offset: 5,
-                    smq_offset: 9,
-                    count: 2
-                }
-            ]
+            contiguous_runs(&l, 1, 100),
+            [run(1, 1, 4, 4), run(5, 9, 2, 2)]
         );
-        assert_eq!(
-            contiguous_runs(&l, 1, 2),
-            [Run {
-                kafka_offset: 1,
-                smq_offset: 1,
-                count: 2
-            }]
-        );
+        assert_eq!(contiguous_runs(&l, 1, 2), [run(1, 1, 2, 2)]);
         assert!(contiguous_runs(&l, 7, 10).is_empty());
+    }
+
+    #[test]
+    fn runs_of_batches_start_at_the_entry_and_stay_whole() {
+        let mut l = PartitionLedger::new();
+        l.append(e(0, 10, 0, 2)).unwrap(); // batches of (say) 4 and 6 records
+        l.append(e(10, 5, 2, 1)).unwrap();
+        l.append(e(15, 8, 7, 2)).unwrap(); // after a hole in SMQ
+        assert_eq!(
+            contiguous_runs(&l, 6, 100),
+            [run(0, 0, 15, 3), run(15, 7, 8, 2)]
+        );
+        // The limit stops after the entry that crosses it, never inside one.
+        assert_eq!(contiguous_runs(&l, 12, 3), [run(10, 2, 5, 1)]);
     }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use smq_client::TopicConfig;
 
 use crate::error::{GatewayError, GatewayResult};
-use crate::records::TimestampType;
+use crate::records::{StorageFormat, TimestampType};
 
 /// Configs a topic may set, with Kafka's defaults as the gateway applies them.
 pub const KNOWN: &[(&str, &str)] = &[
@@ -48,10 +48,9 @@ impl TopicConfigs {
                         "message.timestamp.type={v}"
                     )));
                 }
-                "smq.storage.format" if v != "record" => {
-                    return Err(GatewayError::InvalidConfig(format!(
-                        "smq.storage.format={v} is not supported yet (only record)"
-                    )));
+                kafka_smq_format::CONFIG_KEY => {
+                    v.parse::<StorageFormat>()
+                        .map_err(|e| GatewayError::InvalidConfig(e.to_string()))?;
                 }
                 "retention.ms" | "max.message.bytes" if v.parse::<i64>().is_err() => {
                     return Err(GatewayError::InvalidConfig(format!(
@@ -87,6 +86,13 @@ impl TopicConfigs {
     pub fn retention_seconds(&self) -> Option<i64> {
         let ms: i64 = self.set.get("retention.ms")?.parse().ok()?;
         (ms > 0).then(|| (ms / 1000).max(1))
+    }
+
+    /// The storage format set in the configs (the SMQ topic's record type also tells it).
+    pub fn storage_format(&self) -> StorageFormat {
+        self.get(kafka_smq_format::CONFIG_KEY)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_default()
     }
 
     pub fn timestamp_type(&self) -> TimestampType {
@@ -149,5 +155,13 @@ mod tests {
         let err = TopicConfigs::parse([("segment.bogus", Some("1"))]).unwrap_err();
         assert!(err.to_string().contains("segment.bogus"));
         assert!(TopicConfigs::parse([("cleanup.policy", Some("compact"))]).is_err());
+        let batch = TopicConfigs::parse([("smq.storage.format", Some("batch"))]).unwrap();
+        assert_eq!(batch.storage_format(), StorageFormat::Batch);
+        assert_eq!(c.storage_format(), StorageFormat::Record);
+        let err = TopicConfigs::parse([("smq.storage.format", Some("parquet"))]).unwrap_err();
+        assert!(
+            err.to_string().contains("smq.storage.format=parquet"),
+            "{err}"
+        );
     }
 }
