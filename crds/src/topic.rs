@@ -106,12 +106,15 @@ pub struct KafkaTopicSpec {
     pub partitions: Option<i32>,
 
     /// Kafka topic configuration (strings only, like Kafka's own). `retention.ms` is applied to the
-    /// SMQ topic and `cleanup.policy: delete` is accepted; other keys are reported in the
-    /// `UnsupportedConfig` condition and otherwise ignored.
+    /// SMQ topic and `cleanup.policy: delete` is accepted; `smq.storage.format` (`record` or
+    /// `batch`) chooses how the gateway stores records and is fixed once the topic exists; other
+    /// keys are reported in the `UnsupportedConfig` condition and otherwise ignored.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     // Bounded value length keeps the CEL rule's estimated cost within the API server's budget.
     #[schemars(extend("maxProperties" = 64, "additionalProperties" = {"type": "string", "maxLength": 1024}))]
     #[x_kube(validation = Rule::new("!('retention.ms' in self) || self['retention.ms'].matches('^-?[0-9]{1,15}$')").message("retention.ms must be an integer number of milliseconds (-1: keep forever)"))]
+    #[x_kube(validation = Rule::new("!('smq.storage.format' in self) || self['smq.storage.format'] in ['record', 'batch']").message("smq.storage.format must be record or batch"))]
+    #[x_kube(validation = Rule::new("('smq.storage.format' in self ? self['smq.storage.format'] : '') == ('smq.storage.format' in oldSelf ? oldSelf['smq.storage.format'] : '')").message("smq.storage.format cannot change: the topic's records are already stored in its format").reason(Reason::FieldValueInvalid))]
     pub config: BTreeMap<String, String>,
 
     /// What deleting this object does to the SMQ topic. SMQ has no topic deletion, so the data stays

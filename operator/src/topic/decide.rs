@@ -119,6 +119,9 @@ impl RetentionWish {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigAnalysis {
     pub retention: RetentionWish,
+    /// `smq.storage.format`, registered as the SMQ topic's record type when the topic is
+    /// created (the gateway reads the format from there); None leaves it to the gateway's default.
+    pub format: Option<kafka_smq_format::StorageFormat>,
     /// Keys (or `key=value` for unsupported values) SMQ cannot honour, sorted.
     pub unsupported: Vec<String>,
 }
@@ -127,9 +130,20 @@ pub struct ConfigAnalysis {
 /// something the operator would get wrong); unknown keys are only reported.
 pub fn analyze_config(config: &BTreeMap<String, String>) -> Result<ConfigAnalysis, String> {
     let mut retention = RetentionWish::Unmanaged;
+    let mut format = None;
     let mut unsupported = Vec::new();
     for (key, value) in config {
         match key.as_str() {
+            kafka_smq_format::CONFIG_KEY => {
+                format = Some(
+                    value
+                        .trim()
+                        .parse()
+                        .map_err(|e: kafka_smq_format::UnknownFormat| {
+                            format!("spec.config: {e}")
+                        })?,
+                );
+            }
             "retention.ms" => {
                 let ms: i64 = value
                     .trim()
@@ -150,6 +164,7 @@ pub fn analyze_config(config: &BTreeMap<String, String>) -> Result<ConfigAnalysi
     }
     Ok(ConfigAnalysis {
         retention,
+        format,
         unsupported,
     })
 }

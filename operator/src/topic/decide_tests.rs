@@ -497,3 +497,16 @@ fn oldest_contender_wins_with_name_as_tie_break() {
     assert_eq!(conflict_winner("a/x", all), None);
     assert_eq!(conflict_winner("solo", [("solo", Some(&t1))]), None);
 }
+
+#[test]
+fn storage_format_is_read_and_bad_values_name_the_field() {
+    let c = analyze_config(&cfg(&[("smq.storage.format", "batch")])).unwrap();
+    assert_eq!(c.format, Some(kafka_smq_format::StorageFormat::Batch));
+    assert!(c.unsupported.is_empty());
+    assert_eq!(no_config().format, None);
+    let e = analyze_config(&cfg(&[("smq.storage.format", "parquet")])).unwrap_err();
+    assert_eq!(
+        e,
+        "spec.config: smq.storage.format=parquet is not a storage format (record or batch)"
+    );
+}

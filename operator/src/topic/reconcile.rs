@@ -173,7 +173,7 @@ pub async fn reconcile(obj: Arc<KafkaTopic>, ctx: Arc<Context>) -> Result<Action
             let spec = TopicSpec {
                 topic: topic.clone(),
                 partitions,
-                record_type: None,
+                record_type: config.format.map(|f| f.record_type()),
                 retention_seconds,
             };
             if let Err(e) = smq.ensure_topic(&spec).await {
