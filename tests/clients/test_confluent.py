@@ -97,6 +97,38 @@ def test_storage_format_chosen_per_topic(bootstrap, fmt):
         c.close()
 
 
+def test_alter_configs_sets_the_format_before_the_first_write_only(bootstrap):
+    from confluent_kafka.admin import (AlterConfigOpType, ConfigEntry, ConfigResource,
+                                       ResourceType)
+    topic = kgw.unique_topic("ck-alter")
+    kgw.create_topic(bootstrap, topic, partitions=2, config={"smq.storage.format": "record"})
+    a = kgw.admin(bootstrap)
+
+    def alter(**configs):
+        res = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[
+            ConfigEntry(k.replace("_", "."), v, incremental_operation=AlterConfigOpType.SET)
+            for k, v in configs.items()])
+        return a.incremental_alter_configs([res], request_timeout=kgw.OP_TIMEOUT)[res].result(
+            timeout=kgw.OP_TIMEOUT)
+
+    alter(smq_storage_format="batch", retention_ms="86400000")
+    assert kgw.topic_config(bootstrap, topic, "smq.storage.format") == "batch"
+    assert kgw.topic_config(bootstrap, topic, "retention.ms") == "86400000"
+    records = sample_records(1)
+    delivered = kgw.produce_all(kgw.producer(bootstrap), topic, records)
+    assert [m.offset() for m in delivered] == list(range(len(records)))
+    got = kgw.consume_partitions(bootstrap, topic, {1: len(records)})[1]
+    for i, (m, r) in enumerate(zip(got, records)):
+        assert_same(m, r, i)
+    with pytest.raises(KafkaException) as e:
+        alter(smq_storage_format="record")
+    assert "already holds records" in str(e.value)
+    assert kgw.topic_config(bootstrap, topic, "smq.storage.format") == "batch"
+    with pytest.raises(KafkaException) as e:
+        alter(no_such_config="1")
+    assert "no.such.config" in str(e.value)
+
+
 def test_unknown_storage_format_is_refused_by_name(bootstrap):
     topic = kgw.unique_topic("ck-format-bad")
     with pytest.raises(KafkaException) as e:

@@ -30,21 +30,24 @@ pub async fn handle(
             .with_resource_name(res.resource_name.clone());
         let r = match res.resource_type {
             TOPIC => match ctx.store.topic(&res.resource_name).await {
-                Ok(Some(t)) => Ok(topic_config_known()
-                    .iter()
-                    .filter(|(k, _)| wanted(k))
-                    .map(|(k, _)| {
-                        let default = t.configs.is_default(k);
-                        DescribeConfigsResourceResult::default()
-                            .with_name(sb(*k))
-                            .with_value(t.configs.get(k).map(sb))
-                            .with_config_source(if default {
-                                SOURCE_DEFAULT
-                            } else {
-                                SOURCE_TOPIC
-                            })
-                    })
-                    .collect()),
+                Ok(Some(t)) => Ok({
+                    let configs = t.configs();
+                    topic_config_known()
+                        .iter()
+                        .filter(|(k, _)| wanted(k))
+                        .map(|(k, _)| {
+                            let default = configs.is_default(k);
+                            DescribeConfigsResourceResult::default()
+                                .with_name(sb(*k))
+                                .with_value(configs.get(k).map(sb))
+                                .with_config_source(if default {
+                                    SOURCE_DEFAULT
+                                } else {
+                                    SOURCE_TOPIC
+                                })
+                        })
+                        .collect()
+                }),
                 Ok(None) => Err(GatewayError::UnknownTopicOrPartition(
                     res.resource_name.to_string(),
                 )),

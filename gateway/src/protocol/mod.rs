@@ -1,6 +1,7 @@
 //! Kafka APIs: one small handler per API. The table below is the single list of what the gateway
 //! implements; ApiVersions advertises exactly it, and dispatch routes by it.
 
+mod alter_configs;
 mod api_versions;
 mod create_topics;
 mod delete_groups;
@@ -11,6 +12,7 @@ mod describe_groups;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
+mod incremental_alter_configs;
 mod init_producer_id;
 mod join_group;
 mod leave_group;
@@ -95,6 +97,8 @@ handlers! {
     DeleteTopics => delete_topics, 1, 5;
     InitProducerId => init_producer_id, 0, 5;
     DescribeConfigs => describe_configs, 1, 4;
+    AlterConfigs => alter_configs, 0, 2;
+    IncrementalAlterConfigs => incremental_alter_configs, 0, 1;
     DescribeCluster => describe_cluster, 0, 1;
     FindCoordinator => find_coordinator, 0, 4;
     // JoinGroup from v0: librdkafka before 2.11 turns its balanced consumer off otherwise.

@@ -74,8 +74,8 @@ async fn produce_partition(
         .ok_or_else(|| GatewayError::UnknownTopicOrPartition(topic.to_string()))?;
     let partition = t.partition(index)?.clone();
     let data = records.unwrap_or_default();
-    let limit = t
-        .configs
+    let configs = t.configs();
+    let limit = configs
         .get("max.message.bytes")
         .and_then(|v| v.parse::<usize>().ok())
         .unwrap_or(ctx.store.settings().max_message_bytes)
@@ -108,7 +108,7 @@ async fn produce_partition(
     let bytes: usize = batches.iter().map(|b| b.raw.len()).sum();
     let records: usize = batches.iter().map(|b| b.records.len()).sum();
     let appended = partition
-        .append(&batches, t.configs.timestamp_type(), now)
+        .append(&batches, configs.timestamp_type(), now)
         .await?;
     ctx.metrics.produced(topic, records as u64, bytes as u64);
     Ok((

@@ -14,7 +14,7 @@ pub fn topic_config_known() -> &'static [(&'static str, &'static str)] {
     TOPIC_CONFIGS
 }
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,11 +42,20 @@ pub struct StoreSettings {
 pub struct TopicLog {
     pub name: String,
     pub smq_topic: Topic,
-    pub configs: TopicConfigs,
+    /// Changed by AlterConfigs.
+    configs: std::sync::RwLock<TopicConfigs>,
     pub partitions: Vec<Arc<PartitionLog>>,
 }
 
 impl TopicLog {
+    /// The topic's configs as they are now.
+    pub fn configs(&self) -> TopicConfigs {
+        self.configs
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     pub fn partition(&self, index: i32) -> GatewayResult<&Arc<PartitionLog>> {
         usize::try_from(index)
             .ok()
@@ -185,7 +194,7 @@ impl Store {
         let t = Arc::new(TopicLog {
             name: name.to_string(),
             smq_topic,
-            configs,
+            configs: std::sync::RwLock::new(configs),
             partitions,
         });
         topics.insert(name.to_string(), t.clone());
@@ -277,6 +286,57 @@ impl Store {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Replaces a topic's explicitly set configs (AlterConfigs, IncrementalAlterConfigs). The
+    /// storage format may change only while no partition holds a record; retention goes to SMQ's
+    /// own topic config, where its purger reads it; the rest to the config registry.
+    pub async fn alter_topic_configs(
+        &self,
+        name: &str,
+        set: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> GatewayResult<()> {
+        let t = self
+            .topic(name)
+            .await?
+            .ok_or_else(|| GatewayError::UnknownTopicOrPartition(name.to_string()))?;
+        let configs = TopicConfigs::parse(set.iter().map(|(k, v)| (k.as_str(), Some(v.as_str()))))?;
+        let format = self.format_of(&configs);
+        let current = t.partitions.first().map(|p| p.format()).unwrap_or_default();
+        if format != current
+            && let Some(p) = t.partitions.iter().find(|p| p.high_water_mark() > 0)
+        {
+            return Err(GatewayError::InvalidConfig(format!(
+                "smq.storage.format cannot change from {current} to {format}: partition {} already holds records",
+                p.index()
+            )));
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let key = format!("{}/{}", t.smq_topic.namespace, t.smq_topic.name);
+        self.registry.put(&key, &configs).await?;
+        let spec = TopicSpec {
+            topic: t.smq_topic.clone(),
+            partitions: t.partitions.len() as i32,
+            record_type: Some(format.record_type()),
+            retention_seconds: Some(configs.retention_seconds().unwrap_or(0)),
+        };
+        self.client.configure_topic(&spec).await?;
+        for p in &t.partitions {
+            p.set_format(format).await?;
+        }
+        let mut stored = configs;
+        stored.set.remove(kafka_smq_format::CONFIG_KEY);
+        if format != StorageFormat::default() {
+            stored.set.insert(
+                kafka_smq_format::CONFIG_KEY.to_string(),
+                format.as_str().to_string(),
+            );
+        }
+        *t.configs.write().unwrap_or_else(|e| e.into_inner()) = stored;
+        Ok(())
     }
 
     /// The format a new topic with these configs gets.

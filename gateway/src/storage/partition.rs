@@ -44,7 +44,8 @@ pub struct PartitionLog {
     smq_name: String,
     index: i32,
     generation: i64,
-    format: StorageFormat,
+    /// Changes only while the partition is empty (AlterConfigs before the first write).
+    format: RwLock<StorageFormat>,
     publisher: PartitionPublisher,
     ledger_store: Arc<LedgerStore>,
     ledger: RwLock<PartitionLedger>,
@@ -113,7 +114,7 @@ impl PartitionLog {
             smq_name,
             index,
             generation,
-            format,
+            format: RwLock::new(format),
             ledger_store,
             ledger: RwLock::new(ledger),
             writer: Mutex::new(Writer::default()),
@@ -128,7 +129,21 @@ impl PartitionLog {
     }
 
     pub fn format(&self) -> StorageFormat {
-        self.format
+        *self.format.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Switches the storage format; refused once the partition holds a record. Taken under the
+    /// writer lock so no append runs with the old format after the check.
+    pub async fn set_format(&self, format: StorageFormat) -> GatewayResult<()> {
+        let _writer = self.writer.lock().await;
+        if self.high_water_mark() > 0 && format != self.format() {
+            return Err(GatewayError::InvalidConfig(format!(
+                "smq.storage.format cannot change: partition {} already holds records",
+                self.index
+            )));
+        }
+        *self.format.write().unwrap_or_else(|e| e.into_inner()) = format;
+        Ok(())
     }
 
     pub fn high_water_mark(&self) -> i64 {
@@ -201,6 +216,7 @@ impl PartitionLog {
             });
         }
 
+        let format = self.format();
         let base = lock_read(&self.ledger).next_offset();
         let log_append_time = (timestamp_type == TimestampType::LogAppendTime).then_some(now_ms);
         let mut offset = base;
@@ -212,7 +228,7 @@ impl PartitionLog {
             if n == 0 {
                 continue;
             }
-            match self.format {
+            match format {
                 StorageFormat::Record => {
                     for r in &b.records {
                         let ts = log_append_time.unwrap_or(r.timestamp);
