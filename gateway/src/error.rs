@@ -30,6 +30,8 @@ pub enum GatewayError {
     InvalidConfig(String),
     #[error("another gateway owns this partition")]
     NotLeader,
+    #[error("an earlier produce to this partition failed; retry")]
+    EarlierAppendFailed,
     #[error("unsupported version {version} of API {api}")]
     UnsupportedVersion { api: i16, version: i16 },
     #[error("the operation is not supported: {0}")]
@@ -79,6 +81,8 @@ impl GatewayError {
             GatewayError::MessageTooLarge(_) => E::MessageTooLarge,
             GatewayError::InvalidConfig(_) => E::InvalidConfig,
             GatewayError::NotLeader => E::NotLeaderOrFollower,
+            // Retriable: the producer sends the batch again after the earlier one.
+            GatewayError::EarlierAppendFailed => E::NotEnoughReplicas,
             GatewayError::UnsupportedVersion { .. } => E::UnsupportedVersion,
             GatewayError::NotSupported(_) => E::InvalidRequest,
             GatewayError::OutOfOrderSequence { .. } => E::OutOfOrderSequenceNumber,
@@ -104,6 +108,7 @@ impl GatewayError {
             GatewayError::MessageTooLarge(_) => "message_too_large",
             GatewayError::InvalidConfig(_) => "invalid_config",
             GatewayError::NotLeader => "not_leader",
+            GatewayError::EarlierAppendFailed => "earlier_append_failed",
             GatewayError::UnsupportedVersion { .. } => "unsupported_version",
             GatewayError::NotSupported(_) => "not_supported",
             GatewayError::OutOfOrderSequence { .. } => "out_of_order_sequence",

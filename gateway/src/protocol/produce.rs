@@ -6,6 +6,7 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse, RequestHeader};
 use super::{Context, sb};
 use crate::error::{GatewayError, GatewayResult};
 use crate::records::{Batch, parse_batch, split_batches};
+use crate::storage::AppendTicket;
 
 pub async fn handle(
     ctx: &Context,
@@ -16,57 +17,80 @@ pub async fn handle(
         return Err(GatewayError::NotSupported("transactions".to_string()));
     }
     // Partitions are stored concurrently: each has its own SMQ stream and ledger order, and the
-    // broker works on them in parallel. Responses keep the request's order.
-    let mut responses = Vec::with_capacity(req.topic_data.len());
-    for topic in req.topic_data {
-        let name = topic.name.0.to_string();
-        let results = futures::future::join_all(topic.partition_data.into_iter().map(|pd| {
-            let name = &name;
-            async move {
-                (
-                    pd.index,
-                    produce_partition(ctx, name, pd.index, pd.records).await,
-                )
+    // broker works on them in parallel. First every partition's append begins (offsets assigned,
+    // records on their way to SMQ); then the connection may start the next request while this
+    // one waits for SMQ. Responses keep the request's order.
+    let parts: Vec<(usize, String, i32, Option<bytes::Bytes>)> = req
+        .topic_data
+        .iter()
+        .enumerate()
+        .flat_map(|(ti, t)| {
+            t.partition_data
+                .iter()
+                .map(move |pd| (ti, t.name.0.to_string(), pd.index, pd.records.clone()))
+        })
+        .collect();
+    let begun = futures::future::join_all(
+        parts
+            .iter()
+            .map(|(_, name, index, records)| begin_partition(ctx, name, *index, records.clone())),
+    )
+    .await;
+    crate::server::mark_sequenced();
+    let finished = futures::future::join_all(begun.into_iter().map(|b| async move {
+        let b = b?;
+        let appended = b.ticket.finish().await?;
+        ctx.metrics.produced(&b.topic, b.records, b.bytes);
+        Ok::<_, GatewayError>((
+            appended.base_offset,
+            appended.log_append_time,
+            b.partition.log_start(),
+        ))
+    }))
+    .await;
+    let mut responses: Vec<TopicProduceResponse> = req
+        .topic_data
+        .iter()
+        .map(|t| TopicProduceResponse::default().with_name(t.name.clone()))
+        .collect();
+    for ((ti, name, index, _), r) in parts.iter().zip(finished) {
+        let resp = PartitionProduceResponse::default().with_index(*index);
+        let resp = match r {
+            Ok((base, append_time, log_start)) => resp
+                .with_base_offset(base)
+                .with_log_append_time_ms(append_time.unwrap_or(-1))
+                .with_log_start_offset(log_start),
+            Err(e) => {
+                ctx.metrics.produce_error(&e);
+                tracing::debug!(topic = %name, partition = index, error = %e, "produce failed");
+                resp.with_error_code(e.code())
+                    .with_base_offset(-1)
+                    .with_log_append_time_ms(-1)
+                    .with_log_start_offset(-1)
+                    .with_error_message(Some(sb(e.to_string())))
             }
-        }))
-        .await;
-        let partitions = results
-            .into_iter()
-            .map(|(index, r)| {
-                let resp = PartitionProduceResponse::default().with_index(index);
-                match r {
-                    Ok((base, append_time, log_start)) => resp
-                        .with_base_offset(base)
-                        .with_log_append_time_ms(append_time.unwrap_or(-1))
-                        .with_log_start_offset(log_start),
-                    Err(e) => {
-                        ctx.metrics.produce_error(&e);
-                        tracing::debug!(topic = %name, partition = index, error = %e, "produce failed");
-                        resp.with_error_code(e.code())
-                            .with_base_offset(-1)
-                            .with_log_append_time_ms(-1)
-                            .with_log_start_offset(-1)
-                            .with_error_message(Some(sb(e.to_string())))
-                    }
-                }
-            })
-            .collect();
-        responses.push(
-            TopicProduceResponse::default()
-                .with_name(topic.name)
-                .with_partition_responses(partitions),
-        );
+        };
+        responses[*ti].partition_responses.push(resp);
     }
     // acks=0: the connection layer sends nothing back.
     Ok(ProduceResponse::default().with_responses(responses))
 }
 
-async fn produce_partition(
+/// A partition's append that has begun.
+struct Begun {
+    topic: String,
+    partition: std::sync::Arc<crate::storage::PartitionLog>,
+    ticket: AppendTicket,
+    records: u64,
+    bytes: u64,
+}
+
+async fn begin_partition(
     ctx: &Context,
     topic: &str,
     index: i32,
     records: Option<bytes::Bytes>,
-) -> GatewayResult<(i64, Option<i64>, i64)> {
+) -> GatewayResult<Begun> {
     let t = ctx
         .store
         .topic_or_create(topic, true)
@@ -107,13 +131,14 @@ async fn produce_partition(
         .unwrap_or(0);
     let bytes: usize = batches.iter().map(|b| b.raw.len()).sum();
     let records: usize = batches.iter().map(|b| b.records.len()).sum();
-    let appended = partition
-        .append(&batches, configs.timestamp_type(), now)
+    let ticket = partition
+        .begin_append(&batches, configs.timestamp_type(), now)
         .await?;
-    ctx.metrics.produced(topic, records as u64, bytes as u64);
-    Ok((
-        appended.base_offset,
-        appended.log_append_time,
-        partition.log_start(),
-    ))
+    Ok(Begun {
+        topic: topic.to_string(),
+        partition,
+        ticket,
+        records: records as u64,
+        bytes: bytes as u64,
+    })
 }

@@ -1,16 +1,25 @@
-//! One client connection: frames are read ahead into a small queue while requests are handled
-//! one at a time, in order, as a Kafka broker does (so produces to a partition keep their order).
+//! One client connection: frames are read ahead into a small queue and answered in order.
+//!
+//! Requests are handled one at a time, as a Kafka broker does, with one exception: consecutive
+//! Produce requests are pipelined. Each one starts only after the one before it has assigned its
+//! offsets (so produces to a partition keep their order), and then waits for SMQ while the next
+//! one starts. Any other request waits until the produces before it are answered.
 
+use std::cell::RefCell;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use futures::StreamExt;
+use futures::stream::FuturesOrdered;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Encodable, decode_request_header_from_buffer};
 use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::frame::{FrameError, read_frame};
 use crate::protocol::{self, Context, api_versions_response, decodable_min, dispatch};
@@ -18,10 +27,26 @@ use crate::protocol::{self, Context, api_versions_response, decodable_min, dispa
 tokio::task_local! {
     /// The client address of the request being handled (DescribeGroups reports member hosts).
     pub static PEER: SocketAddr;
+    /// Fired when a pipelined request has done what must happen in request order.
+    static SEQUENCED: RefCell<Option<oneshot::Sender<()>>>;
+}
+
+/// Called by a pipelined handler once the next request may start (the Produce handler, after
+/// every partition's offsets are assigned). Returning from the handler counts as well.
+pub fn mark_sequenced() {
+    let _ = SEQUENCED.try_with(|s| {
+        if let Some(tx) = s.borrow_mut().take() {
+            let _ = tx.send(());
+        }
+    });
 }
 
 /// Requests read ahead of the one being handled.
 const READ_AHEAD: usize = 8;
+/// Produce requests in flight at once on one connection.
+const PIPELINE: usize = 8;
+
+type Handled = Result<Option<Bytes>, String>;
 
 pub async fn serve(
     ctx: Arc<Context>,
@@ -61,23 +86,72 @@ pub async fn serve(
             }
         }
     });
-    while let Some(frame) = rx.recv().await {
-        match PEER.scope(peer, handle_frame(&ctx, frame)).await {
-            Ok(Some(response)) => {
-                if wr.write_all(&response).await.is_err() || wr.flush().await.is_err() {
-                    break;
-                }
+    let mut inflight: FuturesOrdered<Pin<Box<dyn Future<Output = Handled> + Send + '_>>> =
+        FuturesOrdered::new();
+    // The newest pipelined request, until it has assigned its offsets.
+    let mut sequencing: Option<oneshot::Receiver<()>> = None;
+    let mut open = true;
+    while open {
+        let can_take = inflight.len() < PIPELINE && sequencing.is_none();
+        tokio::select! {
+            Some(handled) = inflight.next(), if !inflight.is_empty() => {
+                open = respond(&ctx, &mut wr, peer, handled).await;
             }
-            Ok(None) => {}
-            Err(reason) => {
-                ctx.metrics.bad_frames.inc();
-                tracing::warn!(%peer, %reason, "closing connection: bad request");
-                break;
+            _ = async { if let Some(rx) = sequencing.as_mut() { let _ = rx.await; } }, if sequencing.is_some() => {
+                sequencing = None;
+            }
+            frame = rx.recv(), if can_take => {
+                let Some(frame) = frame else { break };
+                if is_produce(&frame) {
+                    let (tx, rx) = oneshot::channel();
+                    let ctx = &ctx;
+                    inflight.push_back(Box::pin(PEER.scope(
+                        peer,
+                        SEQUENCED.scope(RefCell::new(Some(tx)), handle_frame(ctx, frame)),
+                    )));
+                    sequencing = Some(rx);
+                    continue;
+                }
+                while let Some(handled) = inflight.next().await {
+                    if !respond(&ctx, &mut wr, peer, handled).await {
+                        open = false;
+                        break;
+                    }
+                }
+                if open {
+                    let handled = PEER.scope(peer, handle_frame(&ctx, frame)).await;
+                    open = respond(&ctx, &mut wr, peer, handled).await;
+                }
             }
         }
     }
+    while open && let Some(handled) = inflight.next().await {
+        open = respond(&ctx, &mut wr, peer, handled).await;
+    }
     reader.abort();
     let _ = wr.shutdown().await;
+}
+
+/// Writes a handled request's response; false when the connection must close.
+async fn respond<W: AsyncWriteExt + Unpin>(
+    ctx: &Context,
+    wr: &mut W,
+    peer: SocketAddr,
+    handled: Handled,
+) -> bool {
+    match handled {
+        Ok(Some(response)) => wr.write_all(&response).await.is_ok() && wr.flush().await.is_ok(),
+        Ok(None) => true,
+        Err(reason) => {
+            ctx.metrics.bad_frames.inc();
+            tracing::warn!(%peer, %reason, "closing connection: bad request");
+            false
+        }
+    }
+}
+
+fn is_produce(frame: &[u8]) -> bool {
+    frame.len() >= 2 && i16::from_be_bytes([frame[0], frame[1]]) == ApiKey::Produce as i16
 }
 
 /// Handles one request frame. `Ok(None)`: no response is due (Produce with acks=0).

@@ -2,7 +2,7 @@
 
 mod connection;
 
-pub use connection::PEER;
+pub use connection::{PEER, mark_sequenced};
 mod frame;
 
 use std::sync::Arc;

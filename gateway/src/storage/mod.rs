@@ -6,7 +6,9 @@ mod producers;
 mod registry;
 mod topic_config;
 
-pub use partition::{Appended, PartitionLog, Placement, ReadResult, record_size, unit_size};
+pub use partition::{
+    AppendTicket, Appended, PartitionLog, Placement, ReadResult, record_size, unit_size,
+};
 pub use topic_config::{KNOWN as TOPIC_CONFIGS, TopicConfigs, validate_topic_name};
 
 /// Every topic config the gateway knows, with its default.

@@ -1,12 +1,13 @@
 //! One Kafka partition: its ledger, its SMQ publish stream, and the produce and read paths.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use smq_client::{
     DataMessage, LockLease, LockOutcome, PartitionPublisher, SmqClient, Subscription, Topic,
 };
-use tokio::sync::{Mutex, watch};
+use tokio::sync::{Mutex, oneshot, watch};
 
 use super::producers::{ProducerStates, SequenceCheck};
 use crate::error::{GatewayError, GatewayResult};
@@ -23,11 +24,53 @@ const READ_CHUNK: i32 = 1000;
 /// it; after two thirds the ledger is reloaded before writing, as if taking the partition over.
 const LOCK_TTL: Duration = Duration::from_secs(10);
 
-/// The single writer's state: idempotence table and the partition's lock.
+/// The single writer's state: offsets handed out, idempotence tables and the partition's lock.
 #[derive(Default)]
 struct Writer {
+    /// Idempotence table including appends that have begun but not finished.
     producers: ProducerStates,
+    /// Idempotence table of finished appends only, restored after a failure.
+    committed_producers: ProducerStates,
+    /// The next offset to hand out while appends are in flight (None: the ledger's end).
+    next: Option<i64>,
+    /// Resolves when the last begun append finished (true) or failed (false).
+    last_done: Option<oneshot::Receiver<bool>>,
+    /// Bumped by every roll-back; appends begun before it fail.
+    epoch: u64,
     lease: Option<(LockLease, std::time::Instant)>,
+}
+
+/// (producer id, epoch, base sequence, record count, base offset) of an idempotent batch.
+type Sequenced = (i64, i16, i32, i32, i64);
+
+/// An append that has begun (offsets assigned, records sent to SMQ); `finish` completes it.
+pub struct AppendTicket {
+    log: Arc<PartitionLog>,
+    epoch: u64,
+    pending: Vec<smq_client::PendingAck>,
+    /// Per SMQ record: the Kafka offsets it holds and their max timestamp.
+    units: Vec<(i64, i64)>,
+    base: i64,
+    sequences: Vec<Sequenced>,
+    previous: Option<oneshot::Receiver<bool>>,
+    done: Option<oneshot::Sender<bool>>,
+    appended: Appended,
+}
+
+impl AppendTicket {
+    /// Waits for SMQ and for the appends begun earlier, writes the ledger entry, and returns the
+    /// offsets. A ticket dropped unfinished counts as failed for the appends after it.
+    pub async fn finish(mut self) -> GatewayResult<Appended> {
+        let log = self.log.clone();
+        let r = log.finish_append(&mut self).await;
+        if r.is_err() {
+            log.roll_back(self.epoch).await;
+        }
+        if let Some(done) = self.done.take() {
+            let _ = done.send(r.is_ok());
+        }
+        r
+    }
 }
 
 /// The result of appending one produce request's batches to a partition.
@@ -49,8 +92,10 @@ pub struct PartitionLog {
     publisher: PartitionPublisher,
     ledger_store: Arc<LedgerStore>,
     ledger: RwLock<PartitionLedger>,
-    /// Serialises appends: offsets are assigned and the ledger grows in one order.
+    /// Serialises the start of appends: offsets are assigned in one order.
     writer: Mutex<Writer>,
+    /// `Writer::epoch`, readable without the lock.
+    epoch: AtomicU64,
     /// This gateway's identity in the partition locks.
     owner: Arc<str>,
     hwm: watch::Sender<i64>,
@@ -118,6 +163,7 @@ impl PartitionLog {
             ledger_store,
             ledger: RwLock::new(ledger),
             writer: Mutex::new(Writer::default()),
+            epoch: AtomicU64::new(0),
             owner,
             hwm,
             reader: Mutex::new(None),
@@ -174,27 +220,44 @@ impl PartitionLog {
         )
     }
 
-    /// Stores the batches of one produce request and returns the base offset of the first.
-    /// Data goes to SMQ first, then the ledger entry; the offsets become visible (and the produce
-    /// is acknowledged) only after both are acknowledged by SMQ. On any failure no offset is
-    /// handed out: the next append reuses them, and records already written for them are never
-    /// served, because the ledger points elsewhere.
+    /// Stores the batches of one produce request and returns the base offset of the first
+    /// ([`PartitionLog::begin_append`], then [`AppendTicket::finish`]).
     pub async fn append(
-        &self,
+        self: &Arc<Self>,
         batches: &[Batch],
         timestamp_type: TimestampType,
         now_ms: i64,
     ) -> GatewayResult<Appended> {
+        self.begin_append(batches, timestamp_type, now_ms)
+            .await?
+            .finish()
+            .await
+    }
+
+    /// The first half of an append, done in request order: checks idempotence, assigns the
+    /// offsets and hands the records to the SMQ stream without waiting for SMQ. Appends are
+    /// pipelined: the next one may begin while this one waits for its acks.
+    ///
+    /// [`AppendTicket::finish`] then waits for SMQ, writes the ledger entry after every earlier
+    /// append's, and only then makes the offsets visible. When an append fails, it and every
+    /// append begun after it fail (retriably) and the partition continues from the last finished
+    /// one: no offset is handed out with a hole before it, and records written for offsets that
+    /// were not handed out are never served, because the ledger points elsewhere.
+    pub async fn begin_append(
+        self: &Arc<Self>,
+        batches: &[Batch],
+        timestamp_type: TimestampType,
+        now_ms: i64,
+    ) -> GatewayResult<AppendTicket> {
         let mut writer = self.writer.lock().await;
         self.ensure_owner(&mut writer).await?;
-        let producers = &mut writer.producers;
         let mut idempotent = Vec::new();
         let mut to_store: Vec<&Batch> = Vec::with_capacity(batches.len());
         let mut duplicate_base = None;
         for b in batches {
             let h = &b.header;
             if h.producer_id >= 0 && h.base_sequence >= 0 {
-                match producers.check(
+                match writer.producers.check(
                     h.producer_id,
                     h.producer_epoch,
                     h.base_sequence,
@@ -209,19 +272,13 @@ impl PartitionLog {
             }
             to_store.push(b);
         }
-        if to_store.is_empty() {
-            return Ok(Appended {
-                base_offset: duplicate_base.unwrap_or(-1),
-                log_append_time: (timestamp_type == TimestampType::LogAppendTime).then_some(now_ms),
-            });
-        }
-
-        let format = self.format();
-        let base = lock_read(&self.ledger).next_offset();
         let log_append_time = (timestamp_type == TimestampType::LogAppendTime).then_some(now_ms);
+        let format = self.format();
+        let base = writer
+            .next
+            .unwrap_or_else(|| lock_read(&self.ledger).next_offset());
         let mut offset = base;
         let mut pending = Vec::new();
-        // Per SMQ record: the Kafka offsets it holds and their max timestamp.
         let mut units: Vec<(i64, i64)> = Vec::new();
         for b in &to_store {
             let n = b.records.len() as i64;
@@ -263,16 +320,82 @@ impl PartitionLog {
                 }
             }
         }
-        let mut smq_offsets = Vec::with_capacity(pending.len());
-        for p in pending {
-            smq_offsets.push(p.wait().await?.offset);
+        // The batches' offsets for the idempotence table: recorded now for the appends begun
+        // after this one, and in the finished table once this one finished.
+        let mut sequences = Vec::new();
+        let mut batch_base = base;
+        for b in &to_store {
+            if idempotent.iter().any(|i| std::ptr::eq(*i, *b)) {
+                let h = &b.header;
+                let seq = (
+                    h.producer_id,
+                    h.producer_epoch,
+                    h.base_sequence,
+                    h.record_count,
+                    batch_base,
+                );
+                writer.producers.record(seq.0, seq.1, seq.2, seq.3, seq.4);
+                sequences.push(seq);
+            }
+            batch_base += b.records.len() as i64;
         }
+        if !units.is_empty() {
+            writer.next = Some(offset);
+        }
+        // A duplicate also waits for the appends before it: its original may still fail.
+        let (done, done_rx) = oneshot::channel();
+        let previous = writer.last_done.replace(done_rx);
+        let base_offset = if units.is_empty() {
+            duplicate_base.unwrap_or(-1)
+        } else {
+            duplicate_base.map_or(base, |d| d.min(base))
+        };
+        Ok(AppendTicket {
+            log: self.clone(),
+            epoch: writer.epoch,
+            pending,
+            units,
+            base,
+            sequences,
+            previous,
+            done: Some(done),
+            appended: Appended {
+                base_offset,
+                log_append_time,
+            },
+        })
+    }
 
+    /// The second half of an append: see [`PartitionLog::begin_append`].
+    async fn finish_append(&self, t: &mut AppendTicket) -> GatewayResult<Appended> {
+        let mut smq_offsets = Vec::with_capacity(t.pending.len());
+        let mut failed = None;
+        for p in t.pending.drain(..) {
+            match p.wait().await {
+                Ok(ack) => smq_offsets.push(ack.offset),
+                Err(e) => {
+                    failed.get_or_insert(GatewayError::from(e));
+                }
+            }
+        }
+        let previous_ok = match t.previous.take() {
+            Some(rx) => rx.await.unwrap_or(false),
+            None => true,
+        };
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        if !previous_ok || self.writer_epoch() != t.epoch {
+            return Err(GatewayError::EarlierAppendFailed);
+        }
+        if t.units.is_empty() {
+            return Ok(t.appended);
+        }
         // One ledger entry per run of consecutive SMQ offsets (a broken stream in between leaves
         // a hole, and the retried records land further on).
         let mut entries: Vec<LedgerEntry> = Vec::new();
-        let mut kafka = base;
-        for (i, (&smq, &(n, ts))) in smq_offsets.iter().zip(&units).enumerate() {
+        let mut kafka = t.base;
+        for (i, (&smq, &(n, ts))) in smq_offsets.iter().zip(&t.units).enumerate() {
             match entries.last_mut() {
                 Some(e) if i > 0 && smq == smq_offsets[i - 1] + 1 => {
                     e.count += n as u32;
@@ -308,25 +431,31 @@ impl PartitionLog {
             }
             self.hwm.send_replace(ledger.next_offset());
         }
-        // Offsets of the batches in request order, for the idempotence table.
-        let mut batch_base = base;
-        for b in &to_store {
-            if idempotent.iter().any(|i| std::ptr::eq(*i, *b)) {
-                let h = &b.header;
-                producers.record(
-                    h.producer_id,
-                    h.producer_epoch,
-                    h.base_sequence,
-                    h.record_count,
-                    batch_base,
-                );
-            }
-            batch_base += b.records.len() as i64;
+        let mut writer = self.writer.lock().await;
+        for &(pid, epoch, seq, count, base) in &t.sequences {
+            writer
+                .committed_producers
+                .record(pid, epoch, seq, count, base);
         }
-        Ok(Appended {
-            base_offset: duplicate_base.map_or(base, |d| d.min(base)),
-            log_append_time: (timestamp_type == TimestampType::LogAppendTime).then_some(now_ms),
-        })
+        Ok(t.appended)
+    }
+
+    fn writer_epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// After a failed append: unless another failure did so since `epoch`, forget every offset
+    /// handed to an unfinished append and continue from the ledger's end.
+    async fn roll_back(&self, epoch: u64) {
+        let mut writer = self.writer.lock().await;
+        if self.writer_epoch() != epoch {
+            return;
+        }
+        writer.epoch = epoch + 1;
+        self.epoch.store(epoch + 1, Ordering::Release);
+        writer.next = None;
+        writer.last_done = None;
+        writer.producers = writer.committed_producers.clone();
     }
 
     async fn publish(
@@ -392,7 +521,13 @@ impl PartitionLog {
                     *ledger = fresh;
                     self.hwm.send_replace(ledger.next_offset());
                 }
+                // Appends begun under the lapsed lock fail: the ledger may have moved on.
                 writer.producers = ProducerStates::default();
+                writer.committed_producers = ProducerStates::default();
+                writer.next = None;
+                writer.last_done = None;
+                writer.epoch += 1;
+                self.epoch.store(writer.epoch, Ordering::Release);
                 writer.lease = Some((lease, std::time::Instant::now()));
                 Ok(())
             }

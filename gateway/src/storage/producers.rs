@@ -15,7 +15,7 @@ struct Appended {
     base_offset: i64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Producer {
     epoch: i16,
     batches: VecDeque<Appended>,
@@ -30,7 +30,7 @@ pub enum SequenceCheck {
     Duplicate { base_offset: i64 },
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct ProducerStates {
     producers: HashMap<i64, Producer>,
 }
