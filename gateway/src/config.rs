@@ -107,7 +107,7 @@ pub struct GatewayConfig {
     #[arg(long, env = "POD_NAMESPACE")]
     pub kube_namespace: Option<String>,
     /// This gateway's identity in the Lease and in `status.stats.reporter`; defaults to the host
-    /// name.
+    /// name and process id.
     #[arg(long, env = "POD_NAME")]
     pub kube_identity: Option<String>,
     /// What the statistics reporter writes: disabled, summary (totals) or full (totals and

@@ -33,11 +33,14 @@ pub fn enabled(config: &GatewayConfig) -> bool {
     config.kube_gateway.is_some() && config.stats_mode != StatsMode::Disabled
 }
 
+/// `host-pid` when POD_NAME is not set: two gateways on one host must not share an identity,
+/// or both would believe they hold the Lease.
 fn default_identity() -> String {
-    std::env::var("HOSTNAME")
+    let host = std::env::var("HOSTNAME")
         .ok()
         .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| format!("kafka-gateway-{}", std::process::id()))
+        .unwrap_or_else(|| "kafka-gateway".to_string());
+    format!("{host}-{}", std::process::id())
 }
 
 /// Starts the election and the writer in the background, if enabled. The returned task ends
