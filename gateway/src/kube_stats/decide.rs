@@ -176,6 +176,10 @@ pub fn status_body(r: &Report, observed_at: Timestamp, reporter: &str) -> serde_
 pub enum Decision {
     /// It already shows these values.
     Unchanged,
+    /// It shows a higher high water mark than this gateway sees. High water marks never go down,
+    /// so this gateway's view is older than the one shown (it is not the gateway that writes
+    /// the partition, and its ledger dates from its start): writing would move them backwards.
+    Behind,
     /// Changed, but written less than an interval ago; due in this long.
     Wait(Duration),
     Write,
@@ -191,8 +195,13 @@ pub fn decide(
     now: Timestamp,
     interval: Duration,
 ) -> Decision {
-    if target.shown.as_ref() == Some(new) {
-        return Decision::Unchanged;
+    if let Some(shown) = &target.shown {
+        if shown == new {
+            return Decision::Unchanged;
+        }
+        if behind(new, shown) {
+            return Decision::Behind;
+        }
     }
     let last = match (written_at, target.shown_at) {
         (Some(a), Some(b)) => Some(a.max(b)),
@@ -210,6 +219,20 @@ pub fn decide(
         let left = (interval - elapsed).min(interval);
         Decision::Wait(Duration::try_from(left).unwrap_or_default())
     }
+}
+
+/// Whether `new` has a lower high water mark than `shown`, in total or (when both list them) for
+/// any partition. Comparing the sum alone would miss one partition behind and another ahead.
+fn behind(new: &Report, shown: &Report) -> bool {
+    if new.high_watermark_sum < shown.high_watermark_sum {
+        return true;
+    }
+    shown.partitions.iter().any(|s| {
+        new.partitions
+            .iter()
+            .find(|n| n.partition == s.partition)
+            .is_some_and(|n| n.high_watermark < s.high_watermark)
+    })
 }
 
 /// Token bucket for the global writes-per-second cap. The burst is one second's worth, so no
@@ -444,6 +467,38 @@ mod tests {
         assert_eq!(
             decide(&r2, &target, None, at(0), interval),
             Decision::Wait(interval)
+        );
+    }
+
+    #[test]
+    fn a_gateway_with_an_older_view_never_moves_high_water_marks_back() {
+        let interval = Duration::from_secs(60);
+        let mut target = targets([&topic("a", "gw", 1)], "gw").remove(0);
+        target.shown = Some(report(&figures(&[(10, 0), (5, 0)]), StatsMode::Full));
+        target.shown_at = Some(at(0));
+        // Lower in total.
+        let older = report(&figures(&[(8, 0), (5, 0)]), StatsMode::Full);
+        assert_eq!(
+            decide(&older, &target, None, at(1000), interval),
+            Decision::Behind
+        );
+        // Same total, but partition 0 went back: still an older view.
+        let mixed = report(&figures(&[(9, 0), (6, 0)]), StatsMode::Full);
+        assert_eq!(
+            decide(&mixed, &target, None, at(1000), interval),
+            Decision::Behind
+        );
+        // Summary against a shown list: the sum decides.
+        let summary = report(&figures(&[(9, 0), (6, 0)]), StatsMode::Summary);
+        assert_eq!(
+            decide(&summary, &target, None, at(1000), interval),
+            Decision::Write
+        );
+        // A log start moving up while the high water marks stay is news, not an older view.
+        let trimmed = report(&figures(&[(10, 4), (5, 0)]), StatsMode::Full);
+        assert_eq!(
+            decide(&trimmed, &target, None, at(1000), interval),
+            Decision::Write
         );
     }
 

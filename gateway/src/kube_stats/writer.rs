@@ -138,6 +138,9 @@ impl Writer {
                 Timestamp::now(),
                 self.cfg.interval,
             );
+            if decision == Decision::Behind {
+                tracing::debug!(kafka_topic = %target.object, "the shown high water marks are ahead of this gateway's; not written");
+            }
             if decision == Decision::Write {
                 let last = self
                     .written
