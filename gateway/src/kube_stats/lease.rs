@@ -3,7 +3,13 @@
 //! crate the gateway does not depend on): the holder renews every `renew_every`; the others take
 //! over once `renewTime + leaseDurationSeconds` has passed. Writes use `replace` with the
 //! resourceVersion just read, so two candidates cannot both win a round.
+//!
+//! One addition: a gateway's figures are current only for partitions it writes, so a gateway
+//! that writes partitions ("eager") asks a holder that writes none to hand over, by naming itself
+//! in the Lease annotation [`PREFERRED_HOLDER`]; such a holder then releases the Lease, and the
+//! others leave it to the named gateway until the Lease expires.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -13,6 +19,9 @@ use kube::api::{Api, PostParams};
 use tokio::sync::watch;
 
 use crate::error::{GatewayError, GatewayResult};
+
+/// Lease annotation: the gateway that writes partitions and wants to report.
+pub const PREFERRED_HOLDER: &str = "kafka.seaweedfs.com/preferred-holder";
 
 #[derive(Debug, Clone)]
 pub struct LeaseConfig {
@@ -31,27 +40,42 @@ pub enum Step {
     Renew,
     /// Expired or released: take it over.
     Acquire,
-    /// Someone else holds it.
+    /// Someone else holds it (or it was released for them).
     Follow {
         holder: String,
     },
+    /// We hold it but write no partitions, and a gateway that does asked for it: release it.
+    Release,
+    /// Someone else holds it and we write partitions: ask for it.
+    Prefer,
+}
+
+/// The Lease as far as the election cares.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Seen<'a> {
+    pub spec: Option<&'a LeaseSpec>,
+    pub preferred: Option<&'a str>,
 }
 
 pub fn decide(
-    spec: Option<&LeaseSpec>,
+    lease: Option<Seen<'_>>,
     me: &str,
+    eager: bool,
     now: Timestamp,
     default_duration: Duration,
 ) -> Step {
-    let Some(spec) = spec else {
+    let Some(lease) = lease else {
         return Step::Create;
     };
+    let default_spec = LeaseSpec::default();
+    let spec = lease.spec.unwrap_or(&default_spec);
+    let preferred = lease.preferred.filter(|p| !p.is_empty());
     let holder = spec.holder_identity.clone().unwrap_or_default();
     if holder == me {
-        return Step::Renew;
-    }
-    if holder.is_empty() {
-        return Step::Acquire;
+        return match preferred {
+            Some(p) if p != me && !eager => Step::Release,
+            _ => Step::Renew,
+        };
     }
     let duration = spec
         .lease_duration_seconds
@@ -59,9 +83,21 @@ pub fn decide(
         .unwrap_or_else(|| {
             SignedDuration::try_from(default_duration).unwrap_or(SignedDuration::from_secs(15))
         });
-    match &spec.renew_time {
-        Some(MicroTime(renewed)) if *renewed + duration > now => Step::Follow { holder },
-        _ => Step::Acquire,
+    let live = matches!(&spec.renew_time, Some(MicroTime(renewed)) if *renewed + duration > now);
+    if !live {
+        return Step::Acquire;
+    }
+    if holder.is_empty() {
+        // Released: for the gateway it was released to, if any.
+        return match preferred {
+            Some(p) if p != me => Step::Follow { holder: p.into() },
+            _ => Step::Acquire,
+        };
+    }
+    if eager && preferred != Some(me) {
+        Step::Prefer
+    } else {
+        Step::Follow { holder }
     }
 }
 
@@ -94,19 +130,33 @@ fn kube_error(what: &str, e: kube::Error) -> GatewayError {
     GatewayError::Kube(format!("{what}: {e}"))
 }
 
+fn annotations(lease: &mut Lease) -> &mut BTreeMap<String, String> {
+    lease.metadata.annotations.get_or_insert_with(BTreeMap::new)
+}
+
 /// One round: whether this gateway holds the Lease afterwards.
-async fn round(api: &Api<Lease>, cfg: &LeaseConfig) -> GatewayResult<bool> {
+async fn round(api: &Api<Lease>, cfg: &LeaseConfig, eager: bool) -> GatewayResult<bool> {
     let now = Timestamp::now();
     let current = api
         .get_opt(&cfg.name)
         .await
         .map_err(|e| kube_error("reading the Lease", e))?;
     let step = decide(
-        current.as_ref().and_then(|l| l.spec.as_ref()),
+        current.as_ref().map(|l| Seen {
+            spec: l.spec.as_ref(),
+            preferred: l
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(PREFERRED_HOLDER))
+                .map(String::as_str),
+        }),
         &cfg.identity,
+        eager,
         now,
         cfg.duration,
     );
+    // Every write below is a replace with the resourceVersion just read: a compare-and-swap.
     let result = match (&step, current) {
         (Step::Create, _) => {
             let lease = Lease {
@@ -122,16 +172,30 @@ async fn round(api: &Api<Lease>, cfg: &LeaseConfig) -> GatewayResult<bool> {
                 .map(|_| true)
         }
         (Step::Renew | Step::Acquire, Some(mut lease)) => {
-            lease.spec = Some(held_spec(
-                cfg,
-                lease.spec.as_ref(),
-                now,
-                step == Step::Acquire,
-            ));
-            // The resourceVersion from the read makes this a compare-and-swap.
+            let acquiring = step == Step::Acquire;
+            lease.spec = Some(held_spec(cfg, lease.spec.as_ref(), now, acquiring));
+            if acquiring {
+                // Whoever asked has been served, or has gone (the Lease expired).
+                annotations(&mut lease).remove(PREFERRED_HOLDER);
+            }
             api.replace(&cfg.name, &PostParams::default(), &lease)
                 .await
                 .map(|_| true)
+        }
+        (Step::Release, Some(mut lease)) => {
+            if let Some(spec) = lease.spec.as_mut() {
+                spec.holder_identity = None;
+            }
+            tracing::info!(lease = %cfg.name, "handing the statistics lease to a gateway that writes partitions");
+            api.replace(&cfg.name, &PostParams::default(), &lease)
+                .await
+                .map(|_| false)
+        }
+        (Step::Prefer, Some(mut lease)) => {
+            annotations(&mut lease).insert(PREFERRED_HOLDER.into(), cfg.identity.clone());
+            api.replace(&cfg.name, &PostParams::default(), &lease)
+                .await
+                .map(|_| false)
         }
         (Step::Follow { .. }, _) | (_, None) => Ok(false),
     };
@@ -169,16 +233,20 @@ async fn release(api: &Api<Lease>, cfg: &LeaseConfig) -> GatewayResult<()> {
 /// Runs the election until `shutdown`, publishing leadership on the returned channel. A leader
 /// that fails to renew steps down (publishes false) before anyone else can take over, since a
 /// takeover needs the whole duration to pass. On shutdown it releases the Lease.
+///
+/// `eager` says whether this gateway currently writes partitions.
 pub fn spawn(
     api: Api<Lease>,
     cfg: LeaseConfig,
+    eager: watch::Receiver<bool>,
     mut shutdown: watch::Receiver<bool>,
 ) -> (watch::Receiver<bool>, tokio::task::JoinHandle<()>) {
     let (tx, rx) = watch::channel(false);
     let task = tokio::spawn(async move {
         let mut last_renewal: Option<tokio::time::Instant> = None;
         loop {
-            match round(&api, &cfg).await {
+            let eager_now = *eager.borrow();
+            match round(&api, &cfg, eager_now).await {
                 Ok(true) => last_renewal = Some(tokio::time::Instant::now()),
                 Ok(false) => last_renewal = None,
                 Err(e) => {
@@ -221,26 +289,78 @@ mod tests {
         }
     }
 
+    fn seen<'a>(spec: &'a LeaseSpec, preferred: Option<&'a str>) -> Option<Seen<'a>> {
+        Some(Seen {
+            spec: Some(spec),
+            preferred,
+        })
+    }
+
     #[test]
     fn creates_renews_follows_and_takes_over_only_after_expiry_or_release() {
         let d = Duration::from_secs(15);
-        assert_eq!(decide(None, "a", at(100), d), Step::Create);
+        for eager in [false, true] {
+            assert_eq!(decide(None, "a", eager, at(100), d), Step::Create);
+            assert_eq!(
+                decide(seen(&held_by("a", 90), None), "a", eager, at(100), d),
+                Step::Renew
+            );
+            assert_eq!(
+                decide(seen(&held_by("b", 80), None), "a", eager, at(100), d),
+                Step::Acquire
+            );
+            // Released on shutdown: taken over at once.
+            let mut released = held_by("b", 99);
+            released.holder_identity = None;
+            assert_eq!(
+                decide(seen(&released, None), "a", eager, at(100), d),
+                Step::Acquire
+            );
+        }
         assert_eq!(
-            decide(Some(&held_by("a", 90)), "a", at(100), d),
-            Step::Renew
-        );
-        assert_eq!(
-            decide(Some(&held_by("b", 90)), "a", at(100), d),
+            decide(seen(&held_by("b", 90), None), "a", false, at(100), d),
             Step::Follow { holder: "b".into() }
         );
+    }
+
+    #[test]
+    fn a_holder_that_writes_no_partitions_hands_over_to_one_that_does() {
+        let d = Duration::from_secs(15);
+        // a writes partitions, b holds the Lease: a asks, once.
+        let held = held_by("b", 95);
         assert_eq!(
-            decide(Some(&held_by("b", 80)), "a", at(100), d),
+            decide(seen(&held, None), "a", true, at(100), d),
+            Step::Prefer
+        );
+        assert_eq!(
+            decide(seen(&held, Some("a")), "a", true, at(100), d),
+            Step::Follow { holder: "b".into() }
+        );
+        // b writes none: it releases. Had it written partitions too, it would keep the Lease.
+        assert_eq!(
+            decide(seen(&held, Some("a")), "b", false, at(100), d),
+            Step::Release
+        );
+        assert_eq!(
+            decide(seen(&held, Some("a")), "b", true, at(100), d),
+            Step::Renew
+        );
+        // Released for a: the others leave it to a, a takes it.
+        let mut released = held.clone();
+        released.holder_identity = None;
+        assert_eq!(
+            decide(seen(&released, Some("a")), "c", false, at(100), d),
+            Step::Follow { holder: "a".into() }
+        );
+        assert_eq!(
+            decide(seen(&released, Some("a")), "a", true, at(100), d),
             Step::Acquire
         );
-        // Released on shutdown: taken over at once.
-        let mut released = held_by("b", 99);
-        released.holder_identity = None;
-        assert_eq!(decide(Some(&released), "a", at(100), d), Step::Acquire);
+        // Had a gone away, the Lease expires and anyone takes it.
+        assert_eq!(
+            decide(seen(&released, Some("a")), "c", false, at(200), d),
+            Step::Acquire
+        );
     }
 
     #[test]

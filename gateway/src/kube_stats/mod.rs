@@ -79,6 +79,21 @@ pub fn start(
         };
         let namespace = namespace.unwrap_or_else(|| client.default_namespace().to_string());
         tracing::info!(%gateway, %namespace, %identity, mode = ?writer_cfg.mode, "reporting KafkaTopic statistics when elected");
+        // Whether this gateway writes partitions, for the election (see lease.rs).
+        let (eager_tx, eager) = watch::channel(false);
+        {
+            let store = store.clone();
+            let mut shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                loop {
+                    eager_tx.send_replace(store.writes_any_partition().await);
+                    tokio::select! {
+                        _ = tokio::time::sleep(LEASE_RENEW_EVERY) => {}
+                        _ = shutdown.wait_for(|s| *s) => return,
+                    }
+                }
+            });
+        }
         let (leader, election) = lease::spawn(
             Api::<Lease>::namespaced(client.clone(), &namespace),
             lease::LeaseConfig {
@@ -88,6 +103,7 @@ pub fn start(
                 duration: LEASE_DURATION,
                 renew_every: LEASE_RENEW_EVERY,
             },
+            eager,
             shutdown.clone(),
         );
         let writer = writer::Writer::new(
