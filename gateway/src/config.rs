@@ -3,6 +3,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+pub use crate::kube_stats::StatsMode;
+
 /// Kafka wire-protocol gateway storing records in the SeaweedFS message queue (SMQ).
 #[derive(Debug, Parser)]
 #[command(name = "kafka-gateway", version, about)]
@@ -96,6 +98,42 @@ pub struct GatewayConfig {
         default_value_t = 30
     )]
     pub shutdown_timeout_secs: u64,
+    /// Name of the KafkaGateway this gateway belongs to. Set (the operator sets it), the gateways
+    /// elect one of them through a Lease to write each KafkaTopic's `status.stats`.
+    #[arg(long, env = "KAFKA_GATEWAY_KUBE_GATEWAY")]
+    pub kube_gateway: Option<String>,
+    /// Kubernetes namespace of the KafkaGateway, its KafkaTopics and the Lease; defaults to the
+    /// client's namespace (the pod's, in a cluster).
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub kube_namespace: Option<String>,
+    /// This gateway's identity in the Lease and in `status.stats.reporter`; defaults to the host
+    /// name and process id.
+    #[arg(long, env = "POD_NAME")]
+    pub kube_identity: Option<String>,
+    /// What the statistics reporter writes: disabled, summary (totals) or full (totals and
+    /// per-partition offsets, up to 128 partitions).
+    #[arg(
+        long,
+        env = "KAFKA_GATEWAY_STATS_MODE",
+        value_enum,
+        ignore_case = true,
+        default_value = "summary"
+    )]
+    pub stats_mode: StatsMode,
+    /// Least time between two statistics writes for one KafkaTopic.
+    #[arg(
+        long,
+        env = "KAFKA_GATEWAY_STATS_INTERVAL_SECONDS",
+        default_value_t = 60
+    )]
+    pub stats_interval_seconds: u64,
+    /// Cap on statistics writes per second over all KafkaTopics.
+    #[arg(
+        long,
+        env = "KAFKA_GATEWAY_STATS_MAX_WRITES_PER_SECOND",
+        default_value_t = 10
+    )]
+    pub stats_max_writes_per_second: u32,
 }
 
 impl GatewayConfig {
@@ -139,6 +177,15 @@ impl GatewayConfig {
                 self.namespace
             ));
         }
+        if self.stats_interval_seconds == 0 {
+            return Err("--stats-interval-seconds must be at least 1".to_string());
+        }
+        if self.stats_max_writes_per_second == 0 {
+            return Err("--stats-max-writes-per-second must be at least 1".to_string());
+        }
+        if self.kube_gateway.as_deref() == Some("") {
+            return Err("--kube-gateway must not be empty".to_string());
+        }
         if self.max_message_bytes > self.max_request_bytes {
             return Err("--max-message-bytes must not exceed --max-request-bytes".to_string());
         }
@@ -149,4 +196,36 @@ impl GatewayConfig {
 fn parse_format(s: &str) -> Result<kafka_smq_format::StorageFormat, String> {
     s.parse()
         .map_err(|e: kafka_smq_format::UnknownFormat| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<GatewayConfig, String> {
+        let cli = Cli::try_parse_from(std::iter::once("kafka-gateway").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        cli.config.validate()?;
+        Ok(cli.config)
+    }
+
+    #[test]
+    fn stats_reporting_is_off_without_a_gateway_name_and_takes_the_operators_mode_names() {
+        let c = parse(&[]).unwrap();
+        assert!(!crate::kube_stats::enabled(&c));
+        assert_eq!(c.stats_mode, StatsMode::Summary);
+        assert_eq!(c.stats_interval_seconds, 60);
+        assert_eq!(c.stats_max_writes_per_second, 10);
+
+        // The operator writes the KafkaGateway's enum values as they are spelled in the CRD.
+        let c = parse(&["--kube-gateway", "gw", "--stats-mode", "Full"]).unwrap();
+        assert!(crate::kube_stats::enabled(&c));
+        assert_eq!(c.stats_mode, StatsMode::Full);
+        let c = parse(&["--kube-gateway", "gw", "--stats-mode", "Disabled"]).unwrap();
+        assert!(!crate::kube_stats::enabled(&c));
+
+        assert!(parse(&["--stats-interval-seconds", "0"]).is_err());
+        assert!(parse(&["--stats-max-writes-per-second", "0"]).is_err());
+        assert!(parse(&["--stats-mode", "verbose"]).is_err());
+    }
 }

@@ -44,6 +44,9 @@ pub enum GatewayError {
     Corrupt(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// The Kubernetes API (statistics reporter only; never seen by Kafka clients).
+    #[error("Kubernetes API: {0}")]
+    Kube(String),
 }
 
 impl GatewayError {
@@ -88,7 +91,7 @@ impl GatewayError {
             GatewayError::OutOfOrderSequence { .. } => E::OutOfOrderSequenceNumber,
             GatewayError::ProducerFenced { .. } => E::InvalidProducerEpoch,
             GatewayError::Corrupt(_) => E::KafkaStorageError,
-            GatewayError::Internal(_) => E::UnknownServerError,
+            GatewayError::Internal(_) | GatewayError::Kube(_) => E::UnknownServerError,
         }
     }
 
@@ -115,6 +118,7 @@ impl GatewayError {
             GatewayError::ProducerFenced { .. } => "producer_fenced",
             GatewayError::Corrupt(_) => "corrupt",
             GatewayError::Internal(_) => "internal",
+            GatewayError::Kube(_) => "kube",
         }
     }
 }

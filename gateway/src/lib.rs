@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod groups;
 pub mod http;
+pub mod kube_stats;
 pub mod ledger;
 pub mod ledger_tools;
 pub mod metrics;

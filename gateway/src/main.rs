@@ -158,6 +158,12 @@ async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
         next_producer_id: AtomicI64::new(rand::random_range(0..1i64 << 47)),
     });
     let _ = ready.set(ctx.clone());
+    let stats = kafka_gateway::kube_stats::start(
+        &config,
+        store.clone(),
+        ctx.metrics.clone(),
+        shutdown_rx.clone(),
+    );
     let (host, port) = config.advertised();
     tracing::info!(listen = %config.listen, advertised = %format!("{host}:{port}"), namespace = %config.namespace, "serving Kafka clients");
     server::run(
@@ -169,6 +175,11 @@ async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
     .await;
     ticker.abort();
     renewer.abort();
+    if let Some(stats) = stats {
+        // Releasing the statistics Lease lets another gateway take over at once; an unreachable
+        // API server must not hold up the shutdown.
+        let _ = tokio::time::timeout(Duration::from_secs(5), stats).await;
+    }
     store.close().await;
     groups.offsets.close().await;
     let _ = http_task.await;

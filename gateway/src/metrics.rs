@@ -30,6 +30,9 @@ pub struct Metrics {
     pub connections: Gauge,
     pub bad_frames: Counter,
     group_lag: Family<Labels, Gauge>,
+    status_writes: Family<Labels, Counter>,
+    /// 1 while this gateway is the elected statistics reporter of its KafkaGateway.
+    pub stats_leader: Gauge,
 }
 
 impl Default for Metrics {
@@ -46,6 +49,8 @@ impl Default for Metrics {
         let connections = Gauge::default();
         let bad_frames = Counter::default();
         let group_lag = Family::<Labels, Gauge>::default();
+        let status_writes = Family::<Labels, Counter>::default();
+        let stats_leader = Gauge::default();
         registry.register(
             "requests",
             "Kafka requests by API and error code",
@@ -91,6 +96,16 @@ impl Default for Metrics {
             "Connections closed for malformed requests",
             bad_frames.clone(),
         );
+        registry.register(
+            "topic_status_writes",
+            "KafkaTopic statistics writes by result (ok, error)",
+            status_writes.clone(),
+        );
+        registry.register(
+            "stats_leader",
+            "1 while this gateway writes its KafkaGateway's KafkaTopic statistics",
+            stats_leader.clone(),
+        );
         Self {
             registry,
             requests,
@@ -103,6 +118,8 @@ impl Default for Metrics {
             connections,
             bad_frames,
             group_lag,
+            status_writes,
+            stats_leader,
         }
     }
 }
@@ -153,6 +170,13 @@ impl Metrics {
                 ])
                 .set(*lag);
         }
+    }
+
+    pub fn status_write(&self, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        self.status_writes
+            .get_or_create(&vec![("result".into(), result.into())])
+            .inc();
     }
 
     pub fn render(&self) -> String {

@@ -363,6 +363,15 @@ impl Store {
         }
     }
 
+    /// Whether this gateway writes any partition (see [`PartitionLog::is_writer`]).
+    pub async fn writes_any_partition(&self) -> bool {
+        self.topics
+            .read()
+            .await
+            .values()
+            .any(|t| t.partitions.iter().any(|p| p.is_writer()))
+    }
+
     /// Every open partition, for stats and shutdown.
     pub async fn open_topics(&self) -> Vec<Arc<TopicLog>> {
         let mut v: Vec<_> = self.topics.read().await.values().cloned().collect();

@@ -200,6 +200,19 @@ impl PartitionLog {
         lock_read(&self.ledger).log_start()
     }
 
+    /// Whether this gateway writes the partition: it holds the write lock (or is appending right
+    /// now). Only then is its high water mark the partition's own rather than what it read when
+    /// it opened the partition.
+    pub fn is_writer(&self) -> bool {
+        match self.writer.try_lock() {
+            Ok(w) => w
+                .lease
+                .as_ref()
+                .is_some_and(|(_, at)| at.elapsed() < LOCK_TTL),
+            Err(_) => true,
+        }
+    }
+
     pub fn subscribe_hwm(&self) -> watch::Receiver<i64> {
         self.hwm.subscribe()
     }
