@@ -97,6 +97,11 @@ impl Default for Metrics {
             bad_frames.clone(),
         );
         registry.register(
+            "consumer_group_lag",
+            "Records between a group's committed offset and the high water mark, by group, topic and partition",
+            group_lag.clone(),
+        );
+        registry.register(
             "topic_status_writes",
             "KafkaTopic statistics writes by result (ok, error)",
             status_writes.clone(),

@@ -14,6 +14,7 @@ commits past the high water mark, the gateway (issue 4) must refuse them.
 """
 
 import base64
+import urllib.request
 import collections
 import json
 import os
@@ -475,7 +476,8 @@ def test_committed_offsets_survive_gateway_restart(gateway, how):
 # ---------------------------------------------------------------------------------------------
 # 4. a commit past the high water mark is refused
 
-def test_commit_past_high_water_mark_refused(bootstrap):
+def test_commit_past_high_water_mark_refused(gateway):
+    bootstrap = gateway.bootstrap
     topic, group = kgw.unique_topic("grp-hwm"), unique_group("g-hwm")
     kgw.create_topic(bootstrap, topic, partitions=1)
     produce_spread(bootstrap, topic, 1, 20)
@@ -488,6 +490,12 @@ def test_commit_past_high_water_mark_refused(bootstrap):
         res = c.commit(offsets=[TopicPartition(topic, 0, 5)], asynchronous=False)
         assert res[0].error is None, res
         assert committed_offsets(bootstrap, group, topic, [0]) == {0: 5}
+        # The lag (HWM 20 - committed 5) is in /metrics for alerting.
+        with urllib.request.urlopen(gateway.http + "/metrics", timeout=10) as r:
+            metrics = r.read().decode()
+        lag = [line for line in metrics.splitlines()
+               if line.startswith("kafka_gateway_consumer_group_lag{") and 'group="%s"' % group in line]
+        assert len(lag) == 1 and lag[0].endswith(" 15"), lag
 
         refused = None
         try:
