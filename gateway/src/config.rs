@@ -70,6 +70,10 @@ pub struct GatewayConfig {
     /// faster, Kafka clients only).
     #[arg(long, env = "KAFKA_GATEWAY_DEFAULT_STORAGE_FORMAT", default_value = "record", value_parser = parse_format)]
     pub default_storage_format: kafka_smq_format::StorageFormat,
+    /// Per partition, bytes of the newest records kept in memory so consumers at the tail are
+    /// served without reading SMQ (0 turns the cache off). Memory bound: partitions × this.
+    #[arg(long, env = "KAFKA_GATEWAY_TAIL_CACHE_BYTES", default_value_t = 2 * 1024 * 1024)]
+    pub tail_cache_bytes: usize,
     /// Largest record batch accepted (Kafka's message.max.bytes). Larger than Kafka's 1 MiB
     /// default so that a 1 MiB record with its batch overhead fits.
     #[arg(long, env = "KAFKA_GATEWAY_MAX_MESSAGE_BYTES", default_value_t = 8 * 1024 * 1024)]

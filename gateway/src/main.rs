@@ -116,6 +116,7 @@ async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
         auto_create_topics: config.auto_create_topics,
         default_partitions: config.default_partitions,
         default_storage_format: config.default_storage_format,
+        tail_cache_bytes: config.tail_cache_bytes,
         max_message_bytes: config.max_message_bytes,
     };
     // Recover the ledger before accepting clients, so nobody ever sees a partial one.

@@ -36,6 +36,8 @@ pub struct StoreSettings {
     pub default_partitions: i32,
     /// Format of new topics whose configs do not choose one.
     pub default_storage_format: StorageFormat,
+    /// Per partition: bytes of the newest records kept in memory for consumers at the tail.
+    pub tail_cache_bytes: usize,
     pub max_message_bytes: usize,
 }
 
@@ -185,6 +187,7 @@ impl Store {
                             index: a.index,
                             generation: a.partition.unix_time_ns,
                             format,
+                            tail_cache_bytes: self.settings.tail_cache_bytes,
                         },
                         ledger,
                         self.ledger_store.clone(),

@@ -50,6 +50,8 @@ pub struct AppendTicket {
     pending: Vec<smq_client::PendingAck>,
     /// Per SMQ record: the Kafka offsets it holds and their max timestamp.
     units: Vec<(i64, i64)>,
+    /// What was stored, for the tail cache.
+    stored: Vec<StoredUnit>,
     base: i64,
     sequences: Vec<Sequenced>,
     previous: Option<oneshot::Receiver<bool>>,
@@ -96,6 +98,8 @@ pub struct PartitionLog {
     writer: Mutex<Writer>,
     /// `Writer::epoch`, readable without the lock.
     epoch: AtomicU64,
+    /// The newest stored units, so consumers at the tail do not go to SMQ.
+    tail: std::sync::Mutex<TailCache>,
     /// This gateway's identity in the partition locks.
     owner: Arc<str>,
     hwm: watch::Sender<i64>,
@@ -121,6 +125,73 @@ pub struct Placement {
     /// The SMQ generation (`unix_time_ns`) of the partition.
     pub generation: i64,
     pub format: StorageFormat,
+    /// Bytes of the newest records kept in memory for reads (0: none).
+    pub tail_cache_bytes: usize,
+}
+
+/// The newest units of a partition, contiguous and ending at its high water mark, within a byte
+/// budget. Filled as appends finish; cleared when the ledger is reloaded.
+#[derive(Debug, Default)]
+struct TailCache {
+    units: std::collections::VecDeque<StoredUnit>,
+    bytes: usize,
+    limit: usize,
+}
+
+impl TailCache {
+    fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            ..Self::default()
+        }
+    }
+
+    fn clear(&mut self) {
+        self.units.clear();
+        self.bytes = 0;
+    }
+
+    fn push(&mut self, units: Vec<StoredUnit>) {
+        if self.limit == 0 {
+            return;
+        }
+        if let (Some(last), Some(first)) = (self.units.back(), units.first())
+            && last.end_offset() != first.first_offset()
+        {
+            // Not contiguous (cannot happen while the cache is cleared on reloads): start over.
+            self.clear();
+        }
+        for u in units {
+            self.bytes += unit_size(&u);
+            self.units.push_back(u);
+        }
+        while self.bytes > self.limit
+            && let Some(u) = self.units.pop_front()
+        {
+            self.bytes -= unit_size(&u);
+        }
+    }
+
+    /// Units from `offset` on within `max_bytes` (at least one), when the cache holds `offset`.
+    fn read(&self, offset: i64, max_bytes: usize) -> Option<Vec<StoredUnit>> {
+        let first = self.units.front()?;
+        let end = self.units.back()?.end_offset();
+        if offset < first.first_offset() || offset >= end {
+            return None;
+        }
+        let start = self.units.partition_point(|u| u.end_offset() <= offset);
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for u in self.units.range(start..) {
+            let size = unit_size(u);
+            if !out.is_empty() && bytes + size > max_bytes {
+                break;
+            }
+            bytes += size;
+            out.push(u.clone());
+        }
+        Some(out)
+    }
 }
 
 /// What a fetch read from a partition: records (format `record`) or whole batches (format
@@ -149,6 +220,7 @@ impl PartitionLog {
             index,
             generation,
             format,
+            tail_cache_bytes,
         } = place;
         let smq_name = format!("{}/{}", smq_topic.namespace, smq_topic.name);
         let (hwm, _) = watch::channel(ledger.next_offset());
@@ -164,6 +236,7 @@ impl PartitionLog {
             ledger: RwLock::new(ledger),
             writer: Mutex::new(Writer::default()),
             epoch: AtomicU64::new(0),
+            tail: std::sync::Mutex::new(TailCache::new(tail_cache_bytes)),
             owner,
             hwm,
             reader: Mutex::new(None),
@@ -293,6 +366,7 @@ impl PartitionLog {
         let mut offset = base;
         let mut pending = Vec::new();
         let mut units: Vec<(i64, i64)> = Vec::new();
+        let mut stored_units = Vec::new();
         for b in &to_store {
             let n = b.records.len() as i64;
             if n == 0 {
@@ -313,6 +387,7 @@ impl PartitionLog {
                         };
                         pending.push(self.publish(offset, encode_stored(&stored)).await?);
                         units.push((1, ts));
+                        stored_units.push(StoredUnit::Record(stored));
                         offset += 1;
                     }
                 }
@@ -329,6 +404,7 @@ impl PartitionLog {
                     };
                     pending.push(self.publish(offset, encode_stored_batch(&stored)).await?);
                     units.push((n, max_ts));
+                    stored_units.push(StoredUnit::Batch(stored));
                     offset += n;
                 }
             }
@@ -368,6 +444,7 @@ impl PartitionLog {
             epoch: writer.epoch,
             pending,
             units,
+            stored: stored_units,
             base,
             sequences,
             previous,
@@ -444,6 +521,10 @@ impl PartitionLog {
             }
             self.hwm.send_replace(ledger.next_offset());
         }
+        self.tail
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(std::mem::take(&mut t.stored));
         let mut writer = self.writer.lock().await;
         for &(pid, epoch, seq, count, base) in &t.sequences {
             writer
@@ -541,6 +622,7 @@ impl PartitionLog {
                 writer.last_done = None;
                 writer.epoch += 1;
                 self.epoch.store(writer.epoch, Ordering::Release);
+                self.tail.lock().unwrap_or_else(|e| e.into_inner()).clear();
                 writer.lease = Some((lease, std::time::Instant::now()));
                 Ok(())
             }
@@ -579,8 +661,22 @@ impl PartitionLog {
         }
     }
 
-    /// Reads records from `offset` on, about `max_bytes` worth (at least one record if any).
+    /// Reads records from `offset` on, about `max_bytes` worth (at least one record if any):
+    /// from the tail cache when it holds `offset`, else from SMQ.
     pub async fn read(&self, offset: i64, max_bytes: usize) -> GatewayResult<ReadResult> {
+        let cached = self
+            .tail
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .read(offset, max_bytes);
+        if let Some(units) = cached {
+            let l = lock_read(&self.ledger);
+            return Ok(ReadResult {
+                units,
+                high_water_mark: l.next_offset(),
+                log_start: l.log_start(),
+            });
+        }
         let (hwm, log_start, runs) = {
             let l = lock_read(&self.ledger);
             (
@@ -883,6 +979,40 @@ mod tests {
             count,
             smq_count,
         }
+    }
+
+    fn batch(base_offset: i64, record_count: i32, size: usize) -> StoredUnit {
+        StoredUnit::Batch(StoredBatch {
+            base_offset,
+            partition: 0,
+            record_count,
+            max_timestamp: 0,
+            raw: bytes::Bytes::from(vec![0u8; size]),
+        })
+    }
+
+    #[test]
+    fn tail_cache_serves_the_newest_units_within_its_budget() {
+        let mut c = TailCache::new(250);
+        c.push(vec![batch(0, 5, 100), batch(5, 5, 100)]);
+        c.push(vec![batch(10, 2, 100)]); // evicts [0, 5)
+        assert_eq!(c.bytes, 200);
+        assert!(c.read(4, 1000).is_none(), "evicted");
+        assert!(c.read(12, 1000).is_none(), "not stored yet");
+        let from_middle = c.read(7, 1000).unwrap();
+        assert_eq!(from_middle.first().map(StoredUnit::first_offset), Some(5));
+        assert_eq!(from_middle.len(), 2);
+        assert_eq!(
+            c.read(5, 150).unwrap().len(),
+            1,
+            "byte limit, at least one unit"
+        );
+        c.push(vec![batch(20, 1, 10)]); // not contiguous: starts over
+        assert_eq!(c.units.len(), 1);
+        assert_eq!(c.read(20, 1).unwrap().len(), 1);
+        let mut off = TailCache::new(0);
+        off.push(vec![batch(0, 1, 1)]);
+        assert!(off.read(0, 10).is_none());
     }
 
     #[test]
