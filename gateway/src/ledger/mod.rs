@@ -7,7 +7,10 @@
 
 mod store;
 
-pub use store::{LedgerRecord, LedgerStore, RecoveredLedgers};
+pub use store::{
+    LedgerRecord, LedgerStore, RecoveredLedgers, decode as decode_record, encode as encode_record,
+    replay_into,
+};
 
 use serde::Serialize;
 

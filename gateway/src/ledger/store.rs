@@ -68,7 +68,7 @@ fn slot(topic: &str, partition: i32) -> i32 {
     stable_slot(&key, MAPPING_PARTITIONS)
 }
 
-fn encode(rec: &LedgerRecord) -> Vec<u8> {
+pub fn encode(rec: &LedgerRecord) -> Vec<u8> {
     let e = &rec.entry;
     let fields = HashMap::from([
         (
@@ -87,7 +87,8 @@ fn encode(rec: &LedgerRecord) -> Vec<u8> {
     RecordValue { fields }.encode_to_vec()
 }
 
-fn decode(data: &[u8]) -> Option<LedgerRecord> {
+/// Decodes one persisted entry; None for anything else (recovery skips it with a warning).
+pub fn decode(data: &[u8]) -> Option<LedgerRecord> {
     let f = RecordValue::decode(data).ok()?.fields;
     let get_i = |k: &str| get_int(&f, k);
     let get_s = |k: &str| get_string(&f, k);
@@ -194,7 +195,7 @@ impl LedgerStore {
 }
 
 /// Replays records in order; returns how many were refused.
-fn replay_into(ledgers: &mut RecoveredLedgers, records: Vec<LedgerRecord>) -> usize {
+pub fn replay_into(ledgers: &mut RecoveredLedgers, records: Vec<LedgerRecord>) -> usize {
     let mut problems = 0;
     for rec in records {
         let ledger = ledgers

@@ -1,8 +1,7 @@
-use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::compression::{Decompressor, Gzip, Lz4, Snappy, Zstd};
-
 use super::RecordError;
+use super::compression::decompress;
 use super::varint::{get_varint, get_varlong, put_varlong, varlong_len};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 /// Bytes before the records in a v2 batch.
 const HEADER_LEN: usize = 61;
@@ -179,10 +178,7 @@ pub fn parse_batch(raw: Bytes, max_uncompressed: usize) -> Result<Batch, RecordE
         )));
     }
     let body = raw.slice(HEADER_LEN..);
-    let records_data = match header.compression()? {
-        Compression::None => body,
-        c => decompress(c, body)?,
-    };
+    let records_data = decompress(header.compression()?, body, max_uncompressed)?;
     if records_data.len() > max_uncompressed {
         return Err(RecordError::TooLarge {
             size: records_data.len(),
@@ -249,18 +245,6 @@ pub fn rebase_batch(raw: &[u8], base_offset: i64, log_append_time: Option<i64>) 
         out[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
     }
     out.freeze()
-}
-
-fn decompress(c: Compression, mut body: Bytes) -> Result<Bytes, RecordError> {
-    let take = |b: &mut Bytes| Ok(b.split_off(0));
-    let r = match c {
-        Compression::Gzip => Gzip::decompress(&mut body, take),
-        Compression::Snappy => Snappy::decompress(&mut body, take),
-        Compression::Lz4 => Lz4::decompress(&mut body, take),
-        Compression::Zstd => Zstd::decompress(&mut body, take),
-        Compression::None => return Ok(body),
-    };
-    r.map_err(|e| RecordError::Invalid(format!("{c:?} decompression failed: {e}")))
 }
 
 fn read_record(cur: &mut &[u8], whole: &Bytes, base_timestamp: i64) -> Result<Record, RecordError> {

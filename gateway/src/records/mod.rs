@@ -3,6 +3,7 @@
 //! header keys, which that crate's header map would merge.
 
 mod batch;
+mod compression;
 mod stored;
 mod varint;
 

@@ -154,9 +154,24 @@ fn is_produce(frame: &[u8]) -> bool {
     frame.len() >= 2 && i16::from_be_bytes([frame[0], frame[1]]) == ApiKey::Produce as i16
 }
 
-/// Handles one request frame. `Ok(None)`: no response is due (Produce with acks=0).
-/// `Err`: the connection must be closed, for the reason given.
-async fn handle_frame(ctx: &Context, mut frame: Bytes) -> Result<Option<Bytes>, String> {
+/// A request frame after decoding, before any handler has seen it.
+#[derive(Debug)]
+pub enum ParsedRequest {
+    /// An ApiVersions request of a version we do not speak: KIP-511 says to answer with the
+    /// error in a v0 body (given here, framed) so the client can retry with a version we share.
+    Unsupported(Bytes),
+    Request {
+        key: ApiKey,
+        version: i16,
+        correlation_id: i32,
+        header: RequestHeader,
+        request: RequestKind,
+    },
+}
+
+/// Decodes one request frame (without its size prefix). Pure, so that it can be fuzzed: every
+/// malformed frame must come back as `Err` (the connection is then closed), never a panic.
+pub fn parse_request(mut frame: Bytes) -> Result<ParsedRequest, String> {
     if frame.len() < 8 {
         return Err(format!(
             "request of {} bytes is too short for a header",
@@ -167,14 +182,12 @@ async fn handle_frame(ctx: &Context, mut frame: Bytes) -> Result<Option<Bytes>, 
     let version = i16::from_be_bytes([frame[2], frame[3]]);
     let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
     let key = ApiKey::try_from(raw_key).map_err(|_| format!("unknown API key {raw_key}"))?;
-    let started = Instant::now();
     let supported = protocol::supported(key);
     let in_range = supported.is_some_and(|(min, max)| (min..=max).contains(&version));
     if key == ApiKey::ApiVersions && !in_range {
-        // KIP-511: answer with the error in a v0 body so the client can retry with a version
-        // it shares with us.
         let body = api_versions_response(35);
-        return encode(key, 0, correlation_id, &ResponseKind::ApiVersions(body)).map(Some);
+        return encode(key, 0, correlation_id, &ResponseKind::ApiVersions(body))
+            .map(ParsedRequest::Unsupported);
     }
     if !in_range || version < decodable_min(key) {
         return Err(format!("unsupported version {version} of {key:?}"));
@@ -183,6 +196,29 @@ async fn handle_frame(ctx: &Context, mut frame: Bytes) -> Result<Option<Bytes>, 
         .map_err(|e| format!("malformed {key:?} v{version} header: {e}"))?;
     let request = RequestKind::decode(key, &mut frame, version)
         .map_err(|e| format!("malformed {key:?} v{version} request: {e}"))?;
+    Ok(ParsedRequest::Request {
+        key,
+        version,
+        correlation_id,
+        header,
+        request,
+    })
+}
+
+/// Handles one request frame. `Ok(None)`: no response is due (Produce with acks=0).
+/// `Err`: the connection must be closed, for the reason given.
+async fn handle_frame(ctx: &Context, frame: Bytes) -> Result<Option<Bytes>, String> {
+    let started = Instant::now();
+    let (key, version, correlation_id, header, request) = match parse_request(frame)? {
+        ParsedRequest::Unsupported(response) => return Ok(Some(response)),
+        ParsedRequest::Request {
+            key,
+            version,
+            correlation_id,
+            header,
+            request,
+        } => (key, version, correlation_id, header, request),
+    };
     let no_response = matches!(&request, RequestKind::Produce(p) if p.acks == 0);
     let result = dispatch(ctx, &header, request).await;
     let response = match result {
@@ -204,7 +240,8 @@ fn key_name(key: ApiKey) -> &'static str {
     protocol::api_name(key)
 }
 
-fn encode(
+/// Frames a response: size, header, body.
+pub fn encode(
     key: ApiKey,
     version: i16,
     correlation_id: i32,

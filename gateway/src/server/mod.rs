@@ -2,7 +2,10 @@
 
 mod connection;
 
-pub use connection::{PEER, mark_sequenced};
+pub use connection::{
+    PEER, ParsedRequest, encode as encode_response, mark_sequenced, parse_request,
+};
+pub use frame::{FrameError, read_frame};
 mod frame;
 
 use std::sync::Arc;
