@@ -277,6 +277,18 @@ fn check_counts(entry: &LedgerEntry) -> Result<(), String> {
             entry.count, entry.smq_count
         ));
     }
+    // Found by fuzzing recovery: an entry whose range ends past i64::MAX (only a damaged
+    // mappings topic holds one) made every later lookup overflow.
+    if entry.kafka_offset.checked_add(entry.count.into()).is_none()
+        || entry
+            .smq_offset
+            .checked_add(entry.smq_count.into())
+            .is_none()
+    {
+        return Err(format!(
+            "ledger entry {entry:?} ends past the largest offset"
+        ));
+    }
     Ok(())
 }
 
@@ -354,6 +366,11 @@ mod tests {
         assert_eq!(l.locate(3).unwrap().smq_offset, 9);
         assert!(l.replay(e(9, 1, 20, 11)).is_err());
         assert!(l.replay(e(1, 1, 20, 11)).is_err(), "not an entry boundary");
+        assert!(
+            l.replay(e(5, 2, i64::MAX - 1, 11)).is_err(),
+            "SMQ range overflows"
+        );
+        assert_eq!(l.next_offset(), 5);
     }
 
     #[test]
