@@ -34,7 +34,7 @@ fn check_frame(frame: Bytes) {
     let Ok(ParsedRequest::Request { request, .. }) = parse_request(frame) else {
         return;
     };
-    match request {
+    match *request {
         RequestKind::Produce(p) => {
             for t in p.topic_data {
                 let _ = validate_topic_name(&t.name.0);

@@ -81,6 +81,20 @@ pub struct GatewayConfig {
     /// Largest request frame accepted; larger frames close the connection.
     #[arg(long, env = "KAFKA_GATEWAY_MAX_REQUEST_BYTES", default_value_t = 100 * 1024 * 1024)]
     pub max_request_bytes: usize,
+    /// Bytes of requests read but not yet answered, plus responses not yet written, across all
+    /// connections. Past it the gateway stops reading sockets until responses go out, so memory
+    /// stays bounded under many producers and slow consumers. A single request larger than this
+    /// is still served, alone.
+    #[arg(long, env = "KAFKA_GATEWAY_MAX_INFLIGHT_BYTES", default_value_t = 256 * 1024 * 1024)]
+    pub max_inflight_bytes: usize,
+    /// The same bound for one connection (its pipelined requests), so that one client cannot
+    /// take the whole global budget.
+    #[arg(
+        long,
+        env = "KAFKA_GATEWAY_MAX_CONNECTION_INFLIGHT_BYTES",
+        default_value_t = 32 * 1024 * 1024
+    )]
+    pub max_connection_inflight_bytes: usize,
     /// Connections served at once; more wait to be accepted.
     #[arg(long, env = "KAFKA_GATEWAY_MAX_CONNECTIONS", default_value_t = 1000)]
     pub max_connections: usize,
@@ -189,6 +203,12 @@ impl GatewayConfig {
         }
         if self.kube_gateway.as_deref() == Some("") {
             return Err("--kube-gateway must not be empty".to_string());
+        }
+        if self.max_inflight_bytes == 0 || self.max_connection_inflight_bytes == 0 {
+            return Err(
+                "--max-inflight-bytes and --max-connection-inflight-bytes must be positive"
+                    .to_string(),
+            );
         }
         if self.max_message_bytes > self.max_request_bytes {
             return Err("--max-message-bytes must not exceed --max-request-bytes".to_string());

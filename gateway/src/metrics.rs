@@ -29,6 +29,8 @@ pub struct Metrics {
     bytes_out: Family<Labels, Counter>,
     pub connections: Gauge,
     pub bad_frames: Counter,
+    pub inflight_bytes: Gauge,
+    pub backpressure_waits: Counter,
     group_lag: Family<Labels, Gauge>,
     status_writes: Family<Labels, Counter>,
     /// 1 while this gateway is the elected statistics reporter of its KafkaGateway.
@@ -48,6 +50,8 @@ impl Default for Metrics {
         let bytes_out = Family::<Labels, Counter>::default();
         let connections = Gauge::default();
         let bad_frames = Counter::default();
+        let inflight_bytes = Gauge::default();
+        let backpressure_waits = Counter::default();
         let group_lag = Family::<Labels, Gauge>::default();
         let status_writes = Family::<Labels, Counter>::default();
         let stats_leader = Gauge::default();
@@ -111,6 +115,16 @@ impl Default for Metrics {
             "1 while this gateway writes its KafkaGateway's KafkaTopic statistics",
             stats_leader.clone(),
         );
+        registry.register(
+            "inflight_bytes",
+            "Bytes of requests read and responses not yet written (bounded by --max-inflight-bytes)",
+            inflight_bytes.clone(),
+        );
+        registry.register(
+            "backpressure_waits",
+            "Requests whose reading waited for in-flight byte budget",
+            backpressure_waits.clone(),
+        );
         Self {
             registry,
             requests,
@@ -122,6 +136,8 @@ impl Default for Metrics {
             bytes_out,
             connections,
             bad_frames,
+            inflight_bytes,
+            backpressure_waits,
             group_lag,
             status_writes,
             stats_leader,

@@ -21,7 +21,8 @@ use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::frame::{FrameError, read_frame};
+use super::budget::{Budget, Held};
+use super::frame::{FrameError, read_frame_body, read_frame_size};
 use crate::protocol::{self, Context, api_versions_response, decodable_min, dispatch};
 
 tokio::task_local! {
@@ -52,20 +53,44 @@ pub async fn serve(
     ctx: Arc<Context>,
     stream: TcpStream,
     peer: SocketAddr,
+    global: Arc<Budget>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
     let (mut rd, wr) = stream.into_split();
     let mut wr = BufWriter::new(wr);
-    let (tx, mut rx) = mpsc::channel::<Bytes>(READ_AHEAD);
+    let (tx, mut rx) = mpsc::channel::<(Bytes, [Held; 2])>(READ_AHEAD);
     let limit = ctx.config.max_request_bytes;
     let idle = ctx.config.idle_timeout();
+    let own = Budget::new(ctx.config.max_connection_inflight_bytes);
     let metrics = ctx.metrics.clone();
+    let reader_global = global.clone();
     let reader = tokio::spawn(async move {
+        let global = reader_global;
         loop {
+            let read = async {
+                let size = read_frame_size(&mut rd, limit).await?;
+                // Waiting here leaves the socket unread: backpressure to the client.
+                let held = match (own.try_reserve(size), global.try_reserve(size)) {
+                    (Some(a), Some(b)) => [a, b],
+                    (a, b) => {
+                        metrics.backpressure_waits.inc();
+                        drop(b);
+                        let a = match a {
+                            Some(a) => a,
+                            None => own.reserve(size).await,
+                        };
+                        [a, global.reserve(size).await]
+                    }
+                };
+                metrics.inflight_bytes.set(global.in_use() as i64);
+                Ok::<_, FrameError>((read_frame_body(&mut rd, size).await?, held))
+            };
+            // The idle timeout covers time spent waiting for budget too: a connection that
+            // cannot be served for that long is closed like an idle one.
             let frame = tokio::select! {
                 _ = shutdown.wait_for(|s| *s) => return,
-                r = tokio::time::timeout(idle, read_frame(&mut rd, limit)) => r,
+                r = tokio::time::timeout(idle, read) => r,
             };
             match frame {
                 Err(_) => {
@@ -86,68 +111,87 @@ pub async fn serve(
             }
         }
     });
-    let mut inflight: FuturesOrdered<Pin<Box<dyn Future<Output = Handled> + Send + '_>>> =
-        FuturesOrdered::new();
+    // Each request's budget travels with it and is released once its answer is written.
+    let mut inflight: FuturesOrdered<
+        Pin<Box<dyn Future<Output = (Handled, [Held; 2])> + Send + '_>>,
+    > = FuturesOrdered::new();
     // The newest pipelined request, until it has assigned its offsets.
     let mut sequencing: Option<oneshot::Receiver<()>> = None;
     let mut open = true;
     while open {
         let can_take = inflight.len() < PIPELINE && sequencing.is_none();
         tokio::select! {
-            Some(handled) = inflight.next(), if !inflight.is_empty() => {
-                open = respond(&ctx, &mut wr, peer, handled).await;
+            Some((handled, held)) = inflight.next(), if !inflight.is_empty() => {
+                open = respond(&ctx, &global, &mut wr, peer, handled, held).await;
             }
             _ = async { if let Some(rx) = sequencing.as_mut() { let _ = rx.await; } }, if sequencing.is_some() => {
                 sequencing = None;
             }
             frame = rx.recv(), if can_take => {
-                let Some(frame) = frame else { break };
+                let Some((frame, held)) = frame else { break };
                 if is_produce(&frame) {
                     let (tx, rx) = oneshot::channel();
                     let ctx = &ctx;
-                    inflight.push_back(Box::pin(PEER.scope(
-                        peer,
-                        SEQUENCED.scope(RefCell::new(Some(tx)), handle_frame(ctx, frame)),
-                    )));
+                    inflight.push_back(Box::pin(async move {
+                        let handled = PEER
+                            .scope(
+                                peer,
+                                SEQUENCED.scope(RefCell::new(Some(tx)), handle_frame(ctx, frame)),
+                            )
+                            .await;
+                        (handled, held)
+                    }));
                     sequencing = Some(rx);
                     continue;
                 }
-                while let Some(handled) = inflight.next().await {
-                    if !respond(&ctx, &mut wr, peer, handled).await {
+                while let Some((handled, earlier)) = inflight.next().await {
+                    if !respond(&ctx, &global, &mut wr, peer, handled, earlier).await {
                         open = false;
                         break;
                     }
                 }
                 if open {
                     let handled = PEER.scope(peer, handle_frame(&ctx, frame)).await;
-                    open = respond(&ctx, &mut wr, peer, handled).await;
+                    open = respond(&ctx, &global, &mut wr, peer, handled, held).await;
                 }
             }
         }
     }
-    while open && let Some(handled) = inflight.next().await {
-        open = respond(&ctx, &mut wr, peer, handled).await;
+    while open && let Some((handled, held)) = inflight.next().await {
+        open = respond(&ctx, &global, &mut wr, peer, handled, held).await;
     }
     reader.abort();
     let _ = wr.shutdown().await;
 }
 
-/// Writes a handled request's response; false when the connection must close.
+/// Writes a handled request's response, then releases the request's budget; false when the
+/// connection must close.
 async fn respond<W: AsyncWriteExt + Unpin>(
     ctx: &Context,
+    global: &Arc<Budget>,
     wr: &mut W,
     peer: SocketAddr,
     handled: Handled,
+    held: [Held; 2],
 ) -> bool {
-    match handled {
-        Ok(Some(response)) => wr.write_all(&response).await.is_ok() && wr.flush().await.is_ok(),
+    let open = match handled {
+        Ok(Some(response)) => {
+            // The response counts until written: a slow consumer holds the global budget and
+            // so slows the reading of new requests, instead of growing memory.
+            let _writing = global.charge(response.len());
+            ctx.metrics.inflight_bytes.set(global.in_use() as i64);
+            wr.write_all(&response).await.is_ok() && wr.flush().await.is_ok()
+        }
         Ok(None) => true,
         Err(reason) => {
             ctx.metrics.bad_frames.inc();
             tracing::warn!(%peer, %reason, "closing connection: bad request");
             false
         }
-    }
+    };
+    drop(held);
+    ctx.metrics.inflight_bytes.set(global.in_use() as i64);
+    open
 }
 
 fn is_produce(frame: &[u8]) -> bool {
@@ -165,7 +209,8 @@ pub enum ParsedRequest {
         version: i16,
         correlation_id: i32,
         header: RequestHeader,
-        request: RequestKind,
+        /// Boxed: requests are large next to the other variant.
+        request: Box<RequestKind>,
     },
 }
 
@@ -201,7 +246,7 @@ pub fn parse_request(mut frame: Bytes) -> Result<ParsedRequest, String> {
         version,
         correlation_id,
         header,
-        request,
+        request: Box::new(request),
     })
 }
 
@@ -217,7 +262,7 @@ async fn handle_frame(ctx: &Context, frame: Bytes) -> Result<Option<Bytes>, Stri
             correlation_id,
             header,
             request,
-        } => (key, version, correlation_id, header, request),
+        } => (key, version, correlation_id, header, *request),
     };
     let no_response = matches!(&request, RequestKind::Produce(p) if p.acks == 0);
     let result = dispatch(ctx, &header, request).await;

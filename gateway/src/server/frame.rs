@@ -22,6 +22,16 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     r: &mut R,
     limit: usize,
 ) -> Result<Bytes, FrameError> {
+    let size = read_frame_size(r, limit).await?;
+    read_frame_body(r, size).await
+}
+
+/// Reads a frame's size prefix and checks it against `limit`: the connection reserves that many
+/// bytes of its in-flight budget before the body is read.
+pub async fn read_frame_size<R: AsyncRead + Unpin>(
+    r: &mut R,
+    limit: usize,
+) -> Result<usize, FrameError> {
     let mut size = [0u8; 4];
     let mut got = 0;
     while got < 4 {
@@ -39,6 +49,14 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     if size > limit {
         return Err(FrameError::TooLarge { size, limit });
     }
+    Ok(size)
+}
+
+/// Reads a frame body of `size` bytes.
+pub async fn read_frame_body<R: AsyncRead + Unpin>(
+    r: &mut R,
+    size: usize,
+) -> Result<Bytes, FrameError> {
     let mut buf = BytesMut::zeroed(size);
     let mut got = 0;
     while got < size {

@@ -1,7 +1,9 @@
 //! The TCP side: accept loop with a connection limit, per-connection tasks, graceful shutdown.
 
+mod budget;
 mod connection;
 
+pub use budget::{Budget, Held};
 pub use connection::{
     PEER, ParsedRequest, encode as encode_response, mark_sequenced, parse_request,
 };
@@ -26,6 +28,7 @@ pub async fn run(
     drain: Duration,
 ) {
     let limit = Arc::new(Semaphore::new(ctx.config.max_connections.max(1)));
+    let inflight = Budget::new(ctx.config.max_inflight_bytes);
     let mut connections = JoinSet::new();
     let mut backoff = Duration::from_millis(5);
     loop {
@@ -52,9 +55,10 @@ pub async fn run(
         };
         let ctx = ctx.clone();
         let rx = shutdown.clone();
+        let inflight = inflight.clone();
         connections.spawn(async move {
             ctx.metrics.connections.inc();
-            connection::serve(ctx.clone(), stream, peer, rx).await;
+            connection::serve(ctx.clone(), stream, peer, inflight, rx).await;
             ctx.metrics.connections.dec();
             drop(permit);
         });

@@ -1,0 +1,137 @@
+//! Byte budgets for requests in flight: what bounds the gateway's memory under load.
+//!
+//! A connection reserves a frame's size, from its own budget and then from the global one,
+//! after reading the 4-byte size and before reading (and allocating) the body; the reservation
+//! is released once the response is written. While a budget is spent, the connection's reader
+//! waits and stops reading its socket, so TCP pushes back on the client instead of the gateway
+//! buffering. Responses being written are charged to the global budget without waiting (a
+//! response waiting for bytes held by queued requests could deadlock), which makes readers wait
+//! while slow consumers are still draining theirs.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::Notify;
+
+#[derive(Debug)]
+pub struct Budget {
+    limit: usize,
+    used: Mutex<usize>,
+    freed: Notify,
+}
+
+/// Bytes held from a [`Budget`] until dropped.
+#[derive(Debug)]
+pub struct Held {
+    budget: Arc<Budget>,
+    bytes: usize,
+}
+
+impl Budget {
+    pub fn new(limit: usize) -> Arc<Self> {
+        Arc::new(Self {
+            limit: limit.max(1),
+            used: Mutex::new(0),
+            freed: Notify::new(),
+        })
+    }
+
+    fn used(&self) -> MutexGuard<'_, usize> {
+        // The counter stays consistent even if a holder panicked: recover it.
+        self.used.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn in_use(&self) -> usize {
+        *self.used()
+    }
+
+    /// Takes `bytes` without waiting, when they fit now. A request larger than the whole budget
+    /// fits when nothing else is held (so one maximal frame still goes through, alone).
+    pub fn try_reserve(self: &Arc<Self>, bytes: usize) -> Option<Held> {
+        let mut used = self.used();
+        if *used == 0 || used.saturating_add(bytes) <= self.limit {
+            *used += bytes;
+            return Some(Held {
+                budget: self.clone(),
+                bytes,
+            });
+        }
+        None
+    }
+
+    /// Waits until `bytes` fit (see [`Budget::try_reserve`]), then takes them.
+    pub async fn reserve(self: &Arc<Self>, bytes: usize) -> Held {
+        loop {
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            // Register for the wake-up before checking, so a release in between is not missed.
+            freed.as_mut().enable();
+            if let Some(h) = self.try_reserve(bytes) {
+                return h;
+            }
+            freed.await;
+        }
+    }
+
+    /// Takes `bytes` even past the limit.
+    pub fn charge(self: &Arc<Self>, bytes: usize) -> Held {
+        *self.used() += bytes;
+        Held {
+            budget: self.clone(),
+            bytes,
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        {
+            let mut used = self.budget.used();
+            *used = used.saturating_sub(self.bytes);
+        }
+        self.budget.freed.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn reservations_wait_for_releases() {
+        let b = Budget::new(100);
+        let a = b.reserve(60).await;
+        assert!(b.try_reserve(50).is_none(), "60 + 50 is over 100");
+        let waiter = tokio::spawn({
+            let b = b.clone();
+            async move { b.reserve(50).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished(), "waits while the budget is spent");
+        drop(a);
+        let c = tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("a release wakes the waiter")
+            .unwrap();
+        assert_eq!(b.in_use(), 50);
+        drop(c);
+        assert_eq!(b.in_use(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_oversized_request_goes_alone_and_charges_pass_the_limit() {
+        let b = Budget::new(100);
+        let big = b.try_reserve(500).expect("alone, anything fits");
+        assert!(b.try_reserve(1).is_none());
+        drop(big);
+        let r = b.charge(150);
+        assert_eq!(b.in_use(), 150);
+        assert!(
+            b.try_reserve(1).is_none(),
+            "charges count against reservations"
+        );
+        drop(r);
+        assert!(b.try_reserve(100).is_some());
+    }
+}
