@@ -7,6 +7,8 @@
 //! instrumentation, whose runtime libFuzzer provides: it writes the seeds in its init hook and
 //! exits before any fuzzing.
 #![no_main]
+// The init hook exits, so the (empty) target after it is unreachable by design.
+#![allow(unreachable_code)]
 
 use std::path::Path;
 
