@@ -162,13 +162,21 @@ fn entry(b: &[u8]) -> LedgerEntry {
             x => i64::from(x),
         }
     };
+    let count = match b[1] {
+        0xff => u32::MAX,
+        c => u32::from(c % 8),
+    };
     LedgerEntry {
         kafka_offset: wide(b[0]),
-        count: match b[1] {
-            0xff => u32::MAX,
-            c => u32::from(c % 8),
-        },
+        count,
         smq_offset: wide(b[2]),
+        // Even: one SMQ record per Kafka record (`record` format); odd: fewer (`batch` format),
+        // or more, which replay must refuse.
+        smq_count: if b[5] % 2 == 0 {
+            count
+        } else {
+            u32::from(b[5] / 2) % 9
+        },
         max_timestamp: i64::from(i16::from_be_bytes([b[3], b[4]])),
     }
 }
@@ -189,12 +197,21 @@ pub fn check_ledger(l: &PartitionLedger) {
         .iter()
         .any(|p| p.kind == "smq_offset_regression");
     for (i, e) in entries.iter().enumerate() {
+        assert!(
+            e.smq_count >= 1 && e.smq_count <= e.count,
+            "replay kept {e:?}"
+        );
         for o in [e.kafka_offset, e.end() - 1] {
             let loc = l.locate(o).expect("held offset locates");
             assert_eq!(loc.entry_index, i);
-            assert_eq!(loc.smq_offset, e.smq_offset + (o - e.kafka_offset));
+            let (smq, back) = if e.is_exact() {
+                (e.smq_offset + (o - e.kafka_offset), o)
+            } else {
+                (e.smq_offset, e.kafka_offset)
+            };
+            assert_eq!(loc.smq_offset, smq);
             if smq_unique {
-                assert_eq!(l.kafka_offset_of(loc.smq_offset), Some(o));
+                assert_eq!(l.kafka_offset_of(smq), Some(back));
             }
         }
         if let Some(j) = l.first_entry_at_or_after(e.max_timestamp) {

@@ -12,21 +12,26 @@ use kafka_gateway::records::{
 };
 use proptest::prelude::*;
 
-/// One produce as the ledger sees it: how many records, how many SMQ offsets were burned before
-/// it (failed publishes), and its largest timestamp.
+/// One produce as the ledger sees it: how many records, in how many SMQ records (as many in the
+/// `record` storage format, one per batch in the `batch` format), how many SMQ offsets were
+/// burned before it (failed publishes), and its largest timestamp.
 #[derive(Debug, Clone)]
 struct Produce {
     count: u32,
+    smq_count: u32,
     burned: i64,
     max_timestamp: i64,
 }
 
 fn produce(max_count: u32, max_ts: i64) -> impl Strategy<Value = Produce> + Clone {
-    (1..max_count, 0i64..3, -5..max_ts).prop_map(|(count, burned, max_timestamp)| Produce {
-        count,
-        burned,
-        max_timestamp,
-    })
+    (1..max_count, any::<bool>(), 0i64..3, -5..max_ts).prop_map(
+        |(count, batched, burned, max_timestamp)| Produce {
+            count,
+            smq_count: if batched { 1 } else { count },
+            burned,
+            max_timestamp,
+        },
+    )
 }
 
 fn produces() -> impl Strategy<Value = Vec<Produce>> {
@@ -43,10 +48,11 @@ fn appended(ps: &[Produce]) -> PartitionLedger {
             kafka_offset: l.next_offset(),
             count: p.count,
             smq_offset: smq,
+            smq_count: p.smq_count,
             max_timestamp: p.max_timestamp,
         })
         .expect("a continuing entry appends");
-        smq += i64::from(p.count);
+        smq += i64::from(p.smq_count);
     }
     l
 }
@@ -76,8 +82,9 @@ fn persisted() -> impl Strategy<Value = Vec<Persisted>> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
-    /// Offsets are dense from 0 and never reused; each one resolves to its SMQ position and back;
-    /// a burned SMQ position resolves to no Kafka offset.
+    /// Offsets are dense from 0 and never reused; each one resolves to its SMQ position and back
+    /// (for an entry of batches, to the entry's SMQ record and first offset); a burned SMQ
+    /// position resolves to no Kafka offset.
     #[test]
     fn ledger_lookups_agree_both_ways(ps in produces()) {
         let l = appended(&ps);
@@ -88,13 +95,21 @@ proptest! {
         let mut held = std::collections::HashSet::new();
         for o in 0..total {
             let loc = l.locate(o).expect("every offset below the high water mark is held");
-            prop_assert!(loc.entry.kafka_offset <= o && o < loc.entry.end());
-            prop_assert_eq!(l.kafka_offset_of(loc.smq_offset), Some(o));
-            prop_assert!(held.insert(loc.smq_offset), "two offsets share SMQ offset {}", loc.smq_offset);
+            let e = loc.entry;
+            prop_assert!(e.kafka_offset <= o && o < e.end());
+            if e.is_exact() {
+                prop_assert_eq!(loc.smq_offset, e.smq_offset + (o - e.kafka_offset));
+                prop_assert_eq!(l.kafka_offset_of(loc.smq_offset), Some(o));
+                prop_assert!(held.insert(loc.smq_offset), "two offsets share SMQ offset {}", loc.smq_offset);
+            } else {
+                prop_assert_eq!(loc.smq_offset, e.smq_offset);
+                prop_assert_eq!(l.kafka_offset_of(loc.smq_offset), Some(e.kafka_offset));
+                held.extend(e.smq_offset..e.smq_end());
+            }
         }
         prop_assert!(l.locate(total).is_none());
         prop_assert!(l.locate(-1).is_none());
-        let smq_end = ps.iter().map(|p| p.burned + i64::from(p.count)).sum::<i64>();
+        let smq_end = ps.iter().map(|p| p.burned + i64::from(p.smq_count)).sum::<i64>();
         for smq in 0..smq_end {
             prop_assert_eq!(l.kafka_offset_of(smq).is_some(), held.contains(&smq));
         }
@@ -141,9 +156,10 @@ proptest! {
                 kafka_offset: model.last().map_or(0, |e| e.end()),
                 count: p.count,
                 smq_offset: smq,
+                smq_count: p.smq_count,
                 max_timestamp: p.max_timestamp,
             };
-            smq += i64::from(p.count);
+            smq += i64::from(p.smq_count);
             model.push(e);
             log.push(e);
         }
@@ -155,7 +171,7 @@ proptest! {
         prop_assert!(l.validate().iter().all(|p| p.kind != "offset_gap" && p.kind != "offset_overlap"));
         // Then something that is neither the next entry nor on a boundary: refused, no change.
         let (k, count) = junk;
-        let bad = LedgerEntry { kafka_offset: k, count, smq_offset: 0, max_timestamp: 0 };
+        let bad = LedgerEntry { kafka_offset: k, count, smq_offset: 0, smq_count: 1, max_timestamp: 0 };
         let on_boundary = k == l.next_offset() || l.entries().iter().any(|e| e.kafka_offset == k);
         let before = l.entries().to_vec();
         let r = l.replay(bad);
@@ -180,7 +196,7 @@ proptest! {
             topic,
             partition,
             generation,
-            entry: LedgerEntry { kafka_offset, count, smq_offset, max_timestamp },
+            entry: LedgerEntry { kafka_offset, count, smq_offset, smq_count: count, max_timestamp },
         };
         prop_assert_eq!(decode_record(&encode_record(&rec)), Some(rec.clone()));
         let mut ledgers = RecoveredLedgers::new();

@@ -108,6 +108,10 @@ fn request_body(key: ApiKey, batch: &Bytes) -> RequestKind {
         ApiKey::ListGroups => RequestKind::ListGroups(ListGroupsRequest::default()),
         ApiKey::DeleteGroups => RequestKind::DeleteGroups(DeleteGroupsRequest::default()),
         ApiKey::OffsetDelete => RequestKind::OffsetDelete(OffsetDeleteRequest::default()),
+        ApiKey::AlterConfigs => RequestKind::AlterConfigs(AlterConfigsRequest::default()),
+        ApiKey::IncrementalAlterConfigs => {
+            RequestKind::IncrementalAlterConfigs(IncrementalAlterConfigsRequest::default())
+        }
         other => panic!("no seed for {other:?}: add one when registering a new API"),
     }
 }
@@ -196,6 +200,7 @@ fn write_seeds(root: &Path) {
                 kafka_offset: k,
                 count: n,
                 smq_offset: s,
+                smq_count: n,
                 max_timestamp: 100 + k,
             },
         });

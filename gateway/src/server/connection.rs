@@ -48,6 +48,8 @@ const READ_AHEAD: usize = 8;
 const PIPELINE: usize = 8;
 
 type Handled = Result<Option<Bytes>, String>;
+/// A pipelined request being handled, with the budget it holds until its answer is written.
+type Pending<'a> = Pin<Box<dyn Future<Output = (Handled, [Held; 2])> + Send + 'a>>;
 
 pub async fn serve(
     ctx: Arc<Context>,
@@ -112,9 +114,7 @@ pub async fn serve(
         }
     });
     // Each request's budget travels with it and is released once its answer is written.
-    let mut inflight: FuturesOrdered<
-        Pin<Box<dyn Future<Output = (Handled, [Held; 2])> + Send + '_>>,
-    > = FuturesOrdered::new();
+    let mut inflight: FuturesOrdered<Pending<'_>> = FuturesOrdered::new();
     // The newest pipelined request, until it has assigned its offsets.
     let mut sequencing: Option<oneshot::Receiver<()>> = None;
     let mut open = true;
