@@ -10,17 +10,7 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kafka_crds::KafkaTopic;
 use kafka_crds::topic::{MAX_PARTITIONS_IN_STATUS, PartitionStats, TopicStats};
 
-/// How much the reporter writes (`KAFKA_GATEWAY_STATS_MODE`, the KafkaGateway's
-/// `statsReporting.mode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum StatsMode {
-    /// No reporting at all (no Lease, no watch).
-    Disabled,
-    /// Totals only (`status.stats`).
-    Summary,
-    /// Totals and per-partition offsets (`status.partitions`, up to 128 partitions).
-    Full,
-}
+pub use super::mode::StatsMode;
 
 /// A KafkaTopic this gateway reports for.
 #[derive(Debug, Clone, PartialEq)]

@@ -6,26 +6,40 @@
 //! the mode is not `Disabled`. Kafka clients are served whatever happens here: a missing or
 //! unreachable API server only costs the statistics.
 
+//!
+//! The Kubernetes client is the cargo feature `kube` (on by default); builds without it (the fuzz
+//! targets) keep the flags but cannot report.
+
+#[cfg(feature = "kube")]
 pub mod decide;
+#[cfg(feature = "kube")]
 pub mod lease;
+mod mode;
+#[cfg(feature = "kube")]
 pub mod writer;
 
 use std::sync::Arc;
+#[cfg(feature = "kube")]
 use std::time::Duration;
 
+#[cfg(feature = "kube")]
 use k8s_openapi::api::coordination::v1::Lease;
+#[cfg(feature = "kube")]
 use kafka_crds::KafkaTopic;
+#[cfg(feature = "kube")]
 use kube::Api;
 use tokio::sync::watch;
 
-pub use decide::StatsMode;
+pub use mode::StatsMode;
 
 use crate::config::GatewayConfig;
 use crate::metrics::Metrics;
 use crate::storage::Store;
 
 /// The Lease lasts this long without renewal before another gateway takes over.
+#[cfg(feature = "kube")]
 const LEASE_DURATION: Duration = Duration::from_secs(15);
+#[cfg(feature = "kube")]
 const LEASE_RENEW_EVERY: Duration = Duration::from_secs(5);
 
 /// Whether the configuration asks for the reporter.
@@ -33,6 +47,7 @@ pub fn enabled(config: &GatewayConfig) -> bool {
     config.kube_gateway.is_some() && config.stats_mode != StatsMode::Disabled
 }
 
+#[cfg(feature = "kube")]
 /// `host-pid` when POD_NAME is not set: two gateways on one host must not share an identity,
 /// or both would believe they hold the Lease.
 fn default_identity() -> String {
@@ -43,8 +58,25 @@ fn default_identity() -> String {
     format!("{host}-{}", std::process::id())
 }
 
+/// Without the `kube` feature: says so when reporting was asked for.
+#[cfg(not(feature = "kube"))]
+pub fn start(
+    config: &GatewayConfig,
+    _store: Arc<Store>,
+    _metrics: Arc<Metrics>,
+    _shutdown: watch::Receiver<bool>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if enabled(config) {
+        tracing::error!(
+            "this kafka-gateway was built without the kube feature: KafkaTopic statistics are not reported"
+        );
+    }
+    None
+}
+
 /// Starts the election and the writer in the background, if enabled. The returned task ends
 /// after `shutdown`, once the Lease is released.
+#[cfg(feature = "kube")]
 pub fn start(
     config: &GatewayConfig,
     store: Arc<Store>,
