@@ -90,8 +90,10 @@ struct Running {
     grace: Duration,
     want_spec: Want,
     failed: Option<String>,
-    /// uid of the Pod object created for the current process
+    /// uid of the Pod object created for this pod
     pod_uid: Option<String>,
+    /// container port → loopback port, fixed at the first start
+    host_ports: Option<BTreeMap<i32, u16>>,
 }
 
 struct Runner {
@@ -386,6 +388,7 @@ impl Runner {
                         want_spec: w,
                         failed: None,
                         pod_uid: None,
+                        host_ports: None,
                     },
                 );
             }
@@ -462,11 +465,15 @@ impl Runner {
         )
         .map_err(|e| anyhow!(e))?;
 
-        // Ports: every container port gets a free loopback port.
-        let mut ports: BTreeMap<i32, u16> = BTreeMap::new();
+        // Ports: every container port gets a free loopback port, kept across restarts of the
+        // process (a pod keeps its address while its container restarts).
+        let mut ports: BTreeMap<i32, u16> = self.pods[key].host_ports.clone().unwrap_or_default();
         let mut named: BTreeMap<String, u16> = BTreeMap::new();
         for p in container.ports.iter().flatten() {
-            let host = free_port()?;
+            let host = match ports.get(&p.container_port) {
+                Some(h) => *h,
+                None => free_port()?,
+            };
             ports.insert(p.container_port, host);
             if let Some(n) = &p.name {
                 named.insert(n.clone(), host);
@@ -631,7 +638,10 @@ impl Runner {
             })
             .collect::<Vec<_>>()
             .join(",");
-        let pod_uid = self.create_pod(key, &spec, &host_ports).await;
+        let pod_uid = match self.pods[key].pod_uid.clone() {
+            Some(uid) => Some(uid),
+            None => self.create_pod(key, &spec, &host_ports).await,
+        };
 
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -662,6 +672,7 @@ impl Runner {
         r.readiness = readiness;
         r.failed = None;
         r.pod_uid = pod_uid;
+        r.host_ports = Some(ports);
         Ok(())
     }
 
