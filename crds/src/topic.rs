@@ -27,6 +27,11 @@ pub const MAX_PARTITIONS_IN_STATUS: usize = 128;
     category = "kafka",
     category = "seaweedfs",
     doc = "A Kafka topic served by a KafkaGateway and stored in the SeaweedFS message queue (SMQ).",
+    // On the whole object, to see status: a count may go down only back to the topic's own
+    // partition count, which undoes a growth the operator refused.
+    validation = Rule::new(
+        "!has(self.spec.partitions) || !has(oldSelf.spec.partitions) || self.spec.partitions >= oldSelf.spec.partitions || (has(self.status) && has(self.status.partitionCount) && self.spec.partitions >= self.status.partitionCount)"
+    ).message("partitions may not decrease").field_path(".spec.partitions").reason(Reason::FieldValueInvalid),
     printcolumn(
         name = "Partitions",
         type_ = "integer",
@@ -98,11 +103,11 @@ pub struct KafkaTopicSpec {
     pub topic_name: Option<String>,
 
     /// Partition count. Absent: the gateway's default on creation, and whatever the topic has
-    /// when it already exists. May never decrease. An increase is refused by the operator (SMQ
-    /// repartitioning starts a new, empty generation and hides all stored records).
+    /// when it already exists. May never decrease below the topic's partition count. An increase
+    /// is refused by the operator (SMQ repartitioning starts a new, empty generation and hides all
+    /// stored records); setting the count back clears that.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 2520))]
-    #[x_kube(validation = Rule::new("self >= oldSelf").message("partitions may not decrease").reason(Reason::FieldValueInvalid))]
     pub partitions: Option<i32>,
 
     /// Kafka topic configuration (strings only, like Kafka's own). `retention.ms` is applied to the

@@ -2,7 +2,7 @@
 //! guarantees users rely on (no partition decrease, immutable topicName) must hold.
 
 use kafka_crds::gateway::SmqSpec;
-use kafka_crds::topic::KafkaTopicSpec;
+use kafka_crds::topic::{KafkaTopic, KafkaTopicSpec};
 use kube::core::cel::validate_cel_schema as validate_cel;
 use serde_json::json;
 
@@ -17,16 +17,39 @@ fn spec(partitions: Option<i32>, topic_name: Option<&str>) -> serde_json::Value 
     s
 }
 
+fn topic(partitions: i32, status_partitions: Option<i32>) -> serde_json::Value {
+    let mut t = json!({
+        "apiVersion": "kafka.seaweedfs.com/v1alpha1",
+        "kind": "KafkaTopic",
+        "metadata": {"name": "t"},
+        "spec": spec(Some(partitions), None),
+    });
+    if let Some(p) = status_partitions {
+        t["status"] = json!({"partitionCount": p});
+    }
+    t
+}
+
 #[test]
 fn partitions_may_grow_or_stay_but_never_shrink() {
-    let old = spec(Some(4), None);
-    assert!(validate_cel::<KafkaTopicSpec>(&spec(Some(4), None), Some(&old)).is_ok());
-    assert!(validate_cel::<KafkaTopicSpec>(&spec(Some(8), None), Some(&old)).is_ok());
-    let err = validate_cel::<KafkaTopicSpec>(&spec(Some(3), None), Some(&old)).unwrap_err();
+    let old = topic(4, Some(4));
+    assert!(validate_cel::<KafkaTopic>(&topic(4, Some(4)), Some(&old)).is_ok());
+    assert!(validate_cel::<KafkaTopic>(&topic(8, Some(4)), Some(&old)).is_ok());
+    let err = validate_cel::<KafkaTopic>(&topic(3, Some(4)), Some(&old)).unwrap_err();
     assert!(
         format!("{err:?}").contains("partitions may not decrease"),
         "{err:?}"
     );
+    // Without status (not reconciled yet) any decrease is refused.
+    assert!(validate_cel::<KafkaTopic>(&topic(3, None), Some(&topic(4, None))).is_err());
+}
+
+#[test]
+fn a_refused_growth_can_be_undone() {
+    // The operator refused 3 -> 4 (the topic has 3): going back to 3 is allowed, below is not.
+    let grown = topic(4, Some(3));
+    assert!(validate_cel::<KafkaTopic>(&topic(3, Some(3)), Some(&grown)).is_ok());
+    assert!(validate_cel::<KafkaTopic>(&topic(2, Some(3)), Some(&grown)).is_err());
 }
 
 #[test]
