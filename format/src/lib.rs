@@ -106,7 +106,8 @@ impl StorageFormat {
     }
 }
 
-fn scalar(name: &str, index: i32, t: ScalarType) -> Field {
+/// A named scalar column of a record type.
+pub fn scalar_field(name: &str, index: i32, t: ScalarType) -> Field {
     Field {
         name: name.to_string(),
         field_index: index,
@@ -121,18 +122,18 @@ fn scalar(name: &str, index: i32, t: ScalarType) -> Field {
 fn record_format_type() -> RecordType {
     let header = RecordType {
         fields: vec![
-            scalar(HEADER_KEY, 0, ScalarType::Bytes),
-            scalar(HEADER_VALUE, 1, ScalarType::Bytes),
+            scalar_field(HEADER_KEY, 0, ScalarType::Bytes),
+            scalar_field(HEADER_VALUE, 1, ScalarType::Bytes),
         ],
     };
     RecordType {
         fields: vec![
-            scalar(FIELD_OFFSET, 0, ScalarType::Int64),
-            scalar(FIELD_PARTITION, 1, ScalarType::Int32),
-            scalar(FIELD_TIMESTAMP, 2, ScalarType::Int64),
-            scalar(FIELD_TIMESTAMP_TYPE, 3, ScalarType::Int32),
-            scalar(FIELD_KEY, 4, ScalarType::Bytes),
-            scalar(FIELD_VALUE, 5, ScalarType::Bytes),
+            scalar_field(FIELD_OFFSET, 0, ScalarType::Int64),
+            scalar_field(FIELD_PARTITION, 1, ScalarType::Int32),
+            scalar_field(FIELD_TIMESTAMP, 2, ScalarType::Int64),
+            scalar_field(FIELD_TIMESTAMP_TYPE, 3, ScalarType::Int32),
+            scalar_field(FIELD_KEY, 4, ScalarType::Bytes),
+            scalar_field(FIELD_VALUE, 5, ScalarType::Bytes),
             Field {
                 name: FIELD_HEADERS.to_string(),
                 field_index: 6,
@@ -153,11 +154,11 @@ fn record_format_type() -> RecordType {
 fn batch_format_type() -> RecordType {
     RecordType {
         fields: vec![
-            scalar(FIELD_OFFSET, 0, ScalarType::Int64),
-            scalar(FIELD_PARTITION, 1, ScalarType::Int32),
-            scalar(FIELD_TIMESTAMP, 2, ScalarType::Int64),
-            scalar(FIELD_RECORD_COUNT, 3, ScalarType::Int32),
-            scalar(FIELD_BATCH, 4, ScalarType::Bytes),
+            scalar_field(FIELD_OFFSET, 0, ScalarType::Int64),
+            scalar_field(FIELD_PARTITION, 1, ScalarType::Int32),
+            scalar_field(FIELD_TIMESTAMP, 2, ScalarType::Int64),
+            scalar_field(FIELD_RECORD_COUNT, 3, ScalarType::Int32),
+            scalar_field(FIELD_BATCH, 4, ScalarType::Bytes),
         ],
     }
 }

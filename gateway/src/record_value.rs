@@ -3,20 +3,9 @@
 
 use std::collections::HashMap;
 
-use smq_proto::schema_pb::{Field, ScalarType, Type, Value, r#type, value};
+use smq_proto::schema_pb::{Value, value};
 
-/// A named scalar column of a record type.
-pub fn scalar_field(name: &str, index: i32, t: ScalarType) -> Field {
-    Field {
-        name: name.to_string(),
-        field_index: index,
-        r#type: Some(Type {
-            kind: Some(r#type::Kind::ScalarType(t as i32)),
-        }),
-        is_repeated: false,
-        is_required: false,
-    }
-}
+pub use kafka_smq_format::scalar_field;
 
 pub fn string(s: impl Into<String>) -> Value {
     Value {
