@@ -164,13 +164,7 @@ impl Store {
                 f
             }
         };
-        configs.set.remove(kafka_smq_format::CONFIG_KEY);
-        if format != StorageFormat::default() {
-            configs.set.insert(
-                kafka_smq_format::CONFIG_KEY.to_string(),
-                format.as_str().to_string(),
-            );
-        }
+        configs.record_format(format);
         let partitions = {
             let mut recovered = self.recovered.lock().unwrap_or_else(|e| e.into_inner());
             layout
@@ -333,13 +327,7 @@ impl Store {
             p.set_format(format).await?;
         }
         let mut stored = configs;
-        stored.set.remove(kafka_smq_format::CONFIG_KEY);
-        if format != StorageFormat::default() {
-            stored.set.insert(
-                kafka_smq_format::CONFIG_KEY.to_string(),
-                format.as_str().to_string(),
-            );
-        }
+        stored.record_format(format);
         *t.configs.write().unwrap_or_else(|e| e.into_inner()) = stored;
         Ok(())
     }

@@ -95,6 +95,18 @@ impl TopicConfigs {
             .unwrap_or_default()
     }
 
+    /// Records the format the topic really has (read from SMQ): explicit unless it is the
+    /// default, so DescribeConfigs reports the default as a default.
+    pub fn record_format(&mut self, format: StorageFormat) {
+        self.set.remove(kafka_smq_format::CONFIG_KEY);
+        if format != StorageFormat::default() {
+            self.set.insert(
+                kafka_smq_format::CONFIG_KEY.to_string(),
+                format.as_str().to_string(),
+            );
+        }
+    }
+
     pub fn timestamp_type(&self) -> TimestampType {
         match self.get("message.timestamp.type") {
             Some("LogAppendTime") => TimestampType::LogAppendTime,
