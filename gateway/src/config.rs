@@ -74,6 +74,17 @@ pub struct GatewayConfig {
     /// served without reading SMQ (0 turns the cache off). Memory bound: partitions × this.
     #[arg(long, env = "KAFKA_GATEWAY_TAIL_CACHE_BYTES", default_value_t = 2 * 1024 * 1024)]
     pub tail_cache_bytes: usize,
+    /// The SMQ brokers' flush interval (`weed mq.broker -logFlushInterval`, seconds). Records
+    /// SMQ acknowledged are held by the gateway until SMQ has provably written them (at the
+    /// latest this long plus a second after the ack) and published again if the broker's
+    /// stream breaks first, so acks=all survives a broker crash. 0 turns this off: acks then
+    /// mean "in the broker's memory".
+    #[arg(long, env = "KAFKA_GATEWAY_SMQ_FLUSH_INTERVAL", default_value_t = 5)]
+    pub smq_flush_interval: u64,
+    /// Acknowledged bytes held across partitions until SMQ has written them; produces wait
+    /// (then fail retriably) past it.
+    #[arg(long, env = "KAFKA_GATEWAY_MAX_UNFLUSHED_BYTES", default_value_t = 512 * 1024 * 1024)]
+    pub max_unflushed_bytes: usize,
     /// Largest record batch accepted (Kafka's message.max.bytes). Larger than Kafka's 1 MiB
     /// default so that a 1 MiB record with its batch overhead fits.
     #[arg(long, env = "KAFKA_GATEWAY_MAX_MESSAGE_BYTES", default_value_t = 8 * 1024 * 1024)]

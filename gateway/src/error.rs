@@ -32,6 +32,9 @@ pub enum GatewayError {
     NotLeader,
     #[error("an earlier produce to this partition failed; retry")]
     EarlierAppendFailed,
+    /// Acknowledged bytes SMQ has not yet written reached the gateway's bound.
+    #[error("{0} acknowledged bytes are waiting for SMQ to write them; retry")]
+    UnflushedBacklog(usize),
     #[error("unsupported version {version} of API {api}")]
     UnsupportedVersion { api: i16, version: i16 },
     #[error("the operation is not supported: {0}")]
@@ -86,6 +89,7 @@ impl GatewayError {
             GatewayError::NotLeader => E::NotLeaderOrFollower,
             // Retriable: the producer sends the batch again after the earlier one.
             GatewayError::EarlierAppendFailed => E::NotEnoughReplicas,
+            GatewayError::UnflushedBacklog(_) => E::NotEnoughReplicas,
             GatewayError::UnsupportedVersion { .. } => E::UnsupportedVersion,
             GatewayError::NotSupported(_) => E::InvalidRequest,
             GatewayError::OutOfOrderSequence { .. } => E::OutOfOrderSequenceNumber,
@@ -112,6 +116,7 @@ impl GatewayError {
             GatewayError::InvalidConfig(_) => "invalid_config",
             GatewayError::NotLeader => "not_leader",
             GatewayError::EarlierAppendFailed => "earlier_append_failed",
+            GatewayError::UnflushedBacklog(_) => "unflushed_backlog",
             GatewayError::UnsupportedVersion { .. } => "unsupported_version",
             GatewayError::NotSupported(_) => "not_supported",
             GatewayError::OutOfOrderSequence { .. } => "out_of_order_sequence",

@@ -55,6 +55,10 @@ fn main() -> ExitCode {
 fn smq_config(config: &GatewayConfig) -> SmqConfig {
     SmqConfig {
         client_name: format!("kafka-gateway-{}", std::process::id()),
+        flush_timing: (config.smq_flush_interval > 0).then(|| smq_client::FlushTiming {
+            interval: Duration::from_secs(config.smq_flush_interval),
+            settle: Duration::from_secs(1),
+        }),
         ..SmqConfig::with_master(config.smq_master.clone())
     }
 }
@@ -117,6 +121,7 @@ async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
         default_partitions: config.default_partitions,
         default_storage_format: config.default_storage_format,
         tail_cache_bytes: config.tail_cache_bytes,
+        max_unflushed_bytes: config.max_unflushed_bytes,
         max_message_bytes: config.max_message_bytes,
     };
     // Recover the ledger before accepting clients, so nobody ever sees a partial one.
@@ -139,6 +144,10 @@ async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
     let renewer = {
         let store = store.clone();
         tokio::spawn(async move { store.renew_locks().await })
+    };
+    let durable = {
+        let store = store.clone();
+        tokio::spawn(async move { store.keep_durable().await })
     };
     let ticker = {
         let groups = groups.clone();
@@ -181,6 +190,17 @@ async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
         // API server must not hold up the shutdown.
         let _ = tokio::time::timeout(Duration::from_secs(5), stats).await;
     }
+    // Acknowledged records SMQ has not yet written: wait for its next flush, so that a broker
+    // crash right after this gateway stopped loses none of them.
+    let wait = Duration::from_secs(config.smq_flush_interval + 3);
+    let started = tokio::time::Instant::now();
+    while store.unflushed_bytes() > 0 && started.elapsed() < wait {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if store.unflushed_bytes() > 0 {
+        tracing::warn!(bytes = store.unflushed_bytes(), "stopping with acknowledged records SMQ has not yet confirmed written");
+    }
+    durable.abort();
     store.close().await;
     groups.offsets.close().await;
     let _ = http_task.await;

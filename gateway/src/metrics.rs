@@ -13,6 +13,19 @@ use crate::error::GatewayError;
 
 type Labels = Vec<(String, String)>;
 
+/// Records published to SMQ a second time because their stream broke before SMQ wrote them.
+static REPUBLISHED: std::sync::LazyLock<Counter> = std::sync::LazyLock::new(Counter::default);
+/// Acknowledged bytes held until SMQ has written them.
+static UNFLUSHED_BYTES: std::sync::LazyLock<Gauge> = std::sync::LazyLock::new(Gauge::default);
+
+pub fn republished(records: u64) {
+    REPUBLISHED.inc_by(records);
+}
+
+pub fn set_unflushed_bytes(bytes: usize) {
+    UNFLUSHED_BYTES.set(bytes as i64);
+}
+
 fn latency() -> Histogram {
     Histogram::new(exponential_buckets(0.0001, 2.0, 18))
 }
@@ -119,6 +132,16 @@ impl Default for Metrics {
             "inflight_bytes",
             "Bytes of requests read and responses not yet written (bounded by --max-inflight-bytes)",
             inflight_bytes.clone(),
+        );
+        registry.register(
+            "republished_records",
+            "Acknowledged records published again after their SMQ stream broke before SMQ wrote them",
+            REPUBLISHED.clone(),
+        );
+        registry.register(
+            "unflushed_bytes",
+            "Acknowledged bytes held until SMQ has written them (bounded by --max-unflushed-bytes)",
+            UNFLUSHED_BYTES.clone(),
         );
         registry.register(
             "backpressure_waits",

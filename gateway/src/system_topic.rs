@@ -47,7 +47,9 @@ impl SystemTopic {
             })
             .await?;
         let publishers = (0..partitions)
-            .map(|p| PartitionPublisher::new(client.clone(), topic.clone(), p))
+            // The gateway's own state describes itself and tolerates repeats: kept until SMQ has
+            // written it and sent again after a broken stream.
+            .map(|p| PartitionPublisher::replaying(client.clone(), topic.clone(), p))
             .collect();
         Ok(Self {
             client,

@@ -30,6 +30,10 @@ pub struct SmqConfig {
     pub breaker_cooldown: Duration,
     /// Name reported to the broker for publish and subscribe streams.
     pub client_name: String,
+    /// How long the brokers keep acked records only in memory. Set, publishers track which
+    /// acked records are durable (see `crate::durability`) and replaying publishers keep
+    /// records until then; None turns both off.
+    pub flush_timing: Option<crate::durability::FlushTiming>,
 }
 
 impl SmqConfig {
@@ -64,6 +68,7 @@ impl Default for SmqConfig {
             breaker_failure_threshold: 5,
             breaker_cooldown: Duration::from_secs(2),
             client_name: "kafka-gateway".to_string(),
+            flush_timing: None,
         }
     }
 }

@@ -9,6 +9,7 @@
 mod breaker;
 mod client;
 mod config;
+mod durability;
 mod error;
 mod lock;
 mod partition;
@@ -20,6 +21,7 @@ mod topics;
 pub use breaker::{BreakerState, CircuitBreaker};
 pub use client::SmqClient;
 pub use config::SmqConfig;
+pub use durability::FlushTiming;
 pub use error::{SmqError, SmqResult, codes};
 pub use lock::{LockLease, LockOutcome};
 pub use partition::{PartitionAssignment, RING_SIZE, TopicLayout, ring_range};

@@ -1,6 +1,6 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use smq_proto::messaging_pb::publish_message_request::{InitMessage, Message};
@@ -11,6 +11,7 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::Streaming;
 
 use crate::client::{SmqClient, topic_name};
+use crate::durability::Watermark;
 use crate::error::{SmqError, SmqResult};
 
 /// What the broker said about one published record.
@@ -20,6 +21,8 @@ pub struct PublishAck {
     pub offset: i64,
     /// The timestamp echoed by the broker (0 when the record was sent with ts_ns 0).
     pub ack_ts_ns: i64,
+    /// The stream that acked it (see [`PartitionPublisher::durable_below`]).
+    pub epoch: u64,
 }
 
 /// The acknowledgement of one record, to be awaited after more records have been sent.
@@ -47,17 +50,69 @@ impl PendingAck {
 /// exactly once, in order, so acks are matched to records first-in first-out. When the stream
 /// breaks, every unacknowledged record fails with a retriable [`SmqError::StreamBroken`] (its fate
 /// is unknown) and the next send opens a new stream, looking the leader up again.
+///
+/// With `SmqConfig::flush_timing` set, the publisher also tracks which acked records the broker
+/// has provably written (see [`crate::durability`]): [`PartitionPublisher::durable_below`].
+/// A publisher made with [`PartitionPublisher::replaying`] goes further and keeps every record
+/// until it is durable, sending the kept ones again first whenever it opens a new stream. That
+/// suits logs whose records describe themselves and tolerate a repeat (state topics); callers
+/// that need to know where each record ends up replay for themselves.
 pub struct PartitionPublisher {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     client: SmqClient,
     topic: Topic,
     index: i32,
     window: Arc<Semaphore>,
     stream: tokio::sync::Mutex<Option<Stream>>,
     streams_opened: AtomicU64,
+    replay: bool,
+    durable: Arc<Mutex<Durable>>,
+}
+
+/// Durability state shared with the ack reader and the tracker.
+struct Durable {
+    /// The current stream's epoch and its pending table (to tell whether it is still unbroken).
+    current: Option<(u64, Arc<Mutex<Pending>>)>,
+    watermark: Watermark,
+    /// Replaying publishers only: records not yet known durable, oldest first, with the
+    /// (epoch, offset) that acked them (None: never acked, or acked by a stream since replaced).
+    retained: VecDeque<(Option<(u64, i64)>, DataMessage)>,
+    retained_bytes: usize,
+    tracker_running: bool,
+}
+
+impl Durable {
+    fn healthy_epoch(&self) -> Option<u64> {
+        self.current
+            .as_ref()
+            .filter(|(_, p)| lock(p).broken.is_none())
+            .map(|(e, _)| *e)
+    }
+
+    fn prune(&mut self) {
+        let (epoch, below) = (self.watermark.epoch(), self.watermark.durable_below());
+        while let Some((Some((e, o)), _)) = self.retained.front() {
+            if *e != epoch || *o >= below {
+                break;
+            }
+            if let Some((_, m)) = self.retained.pop_front() {
+                self.retained_bytes -= m.value.len() + m.key.len();
+            }
+        }
+    }
+
+    fn keep(&mut self, acked: Option<(u64, i64)>, msg: DataMessage) {
+        self.retained_bytes += msg.value.len() + msg.key.len();
+        self.retained.push_back((acked, msg));
+    }
 }
 
 struct Stream {
     broker: String,
+    epoch: u64,
     tx: mpsc::UnboundedSender<PublishMessageRequest>,
     pending: Arc<Mutex<Pending>>,
 }
@@ -71,7 +126,13 @@ struct Pending {
 struct Waiter {
     tx: oneshot::Sender<SmqResult<PublishAck>>,
     sent_at: Instant,
+    /// Replaying publishers keep the record until it is durable.
+    msg: Option<DataMessage>,
     _permit: OwnedSemaphorePermit,
+}
+
+fn lock_durable(d: &Mutex<Durable>) -> std::sync::MutexGuard<'_, Durable> {
+    d.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn lock(p: &Mutex<Pending>) -> std::sync::MutexGuard<'_, Pending> {
@@ -81,32 +142,80 @@ fn lock(p: &Mutex<Pending>) -> std::sync::MutexGuard<'_, Pending> {
 impl std::fmt::Debug for PartitionPublisher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PartitionPublisher")
-            .field("topic", &topic_name(&self.topic))
-            .field("partition", &self.index)
+            .field("topic", &topic_name(&self.inner.topic))
+            .field("partition", &self.inner.index)
             .finish()
     }
 }
 
 impl PartitionPublisher {
     pub fn new(client: SmqClient, topic: Topic, index: i32) -> Self {
+        Self::build(client, topic, index, false)
+    }
+
+    /// A publisher that keeps each record until it is durable and sends the kept records again,
+    /// in order, whenever it opens a new stream (so a broker crash loses none of them, and some
+    /// may be stored twice). Needs `SmqConfig::flush_timing`; without it, it behaves as
+    /// [`PartitionPublisher::new`].
+    pub fn replaying(client: SmqClient, topic: Topic, index: i32) -> Self {
+        let replay = client.config().flush_timing.is_some();
+        Self::build(client, topic, index, replay)
+    }
+
+    fn build(client: SmqClient, topic: Topic, index: i32, replay: bool) -> Self {
         let window = client.config().publish_window.max(1);
         Self {
-            client,
-            topic,
-            index,
-            window: Arc::new(Semaphore::new(window)),
-            stream: tokio::sync::Mutex::new(None),
-            streams_opened: AtomicU64::new(0),
+            inner: Arc::new(Inner {
+                client,
+                topic,
+                index,
+                window: Arc::new(Semaphore::new(window)),
+                stream: tokio::sync::Mutex::new(None),
+                streams_opened: AtomicU64::new(0),
+                replay,
+                durable: Arc::new(Mutex::new(Durable {
+                    current: None,
+                    watermark: Watermark::new(0),
+                    retained: VecDeque::new(),
+                    retained_bytes: 0,
+                    tracker_running: false,
+                })),
+            }),
         }
     }
 
     pub fn partition(&self) -> i32 {
-        self.index
+        self.inner.index
     }
 
     /// How many streams this publisher has opened (1 while nothing broke).
     pub fn streams_opened(&self) -> u64 {
-        self.streams_opened.load(Ordering::Relaxed)
+        self.inner.streams_opened.load(Ordering::Relaxed)
+    }
+
+    /// The epoch of the current stream while it is unbroken.
+    pub fn healthy_epoch(&self) -> Option<u64> {
+        lock_durable(&self.inner.durable).healthy_epoch()
+    }
+
+    /// Offsets below the returned one that were acked on stream `epoch` are durable; None when
+    /// `epoch` is no longer the current stream (what it acked and was not durable then may be
+    /// lost). Without `SmqConfig::flush_timing` nothing is tracked and this is always Some(0).
+    pub fn durable_below(&self, epoch: u64) -> Option<i64> {
+        let d = lock_durable(&self.inner.durable);
+        (d.watermark.epoch() == epoch).then(|| d.watermark.durable_below())
+    }
+
+    /// Bytes a replaying publisher holds until SMQ has written them.
+    pub fn retained_bytes(&self) -> usize {
+        lock_durable(&self.inner.durable).retained_bytes
+    }
+
+    /// Opens a stream unless an unbroken one exists (replaying kept records first) and returns
+    /// its epoch.
+    pub async fn ensure_open(&self) -> SmqResult<u64> {
+        let mut guard = self.inner.stream.lock().await;
+        self.inner.stream_for_send(&mut guard).await.map(|s| s.epoch)
     }
 
     /// Publishes one record and waits for its ack.
@@ -118,57 +227,23 @@ impl PartitionPublisher {
     /// successive calls are stored in call order. Waits while the in-flight window is full.
     pub async fn send(&self, msg: DataMessage) -> SmqResult<PendingAck> {
         let permit = self
+            .inner
             .window
             .clone()
             .acquire_owned()
             .await
             .map_err(|_| SmqError::Protocol("publisher window closed".to_string()))?;
-        let mut guard = self.stream.lock().await;
-        let healthy = guard
-            .as_ref()
-            .is_some_and(|s| lock(&s.pending).broken.is_none() && !s.tx.is_closed());
-        if !healthy {
-            *guard = None;
-            *guard = Some(self.open().await?);
-        }
-        let stream = guard.as_ref().expect("stream was just opened");
-        let (tx, rx) = oneshot::channel();
-        {
-            let mut pending = lock(&stream.pending);
-            if let Some(e) = &pending.broken {
-                return Err(e.clone());
-            }
-            pending.waiters.push_back(Waiter {
-                tx,
-                sent_at: Instant::now(),
-                _permit: permit,
-            });
-            // Queued under the same lock as the waiter so acks and records stay in one order.
-            if stream
-                .tx
-                .send(PublishMessageRequest {
-                    message: Some(Message::Data(msg)),
-                })
-                .is_err()
-            {
-                pending.waiters.pop_back();
-                return Err(SmqError::StreamBroken {
-                    broker: stream.broker.clone(),
-                    reason: "request stream closed".to_string(),
-                });
-            }
-        }
-        Ok(PendingAck {
-            rx,
-            broker: stream.broker.clone(),
-        })
+        let mut guard = self.inner.stream.lock().await;
+        let stream = self.inner.stream_for_send(&mut guard).await?;
+        let pending = Inner::enqueue(stream, msg, permit, self.inner.replay)?;
+        Ok(pending)
     }
 
     /// Waits until every record sent so far is acknowledged (or failed), then closes the stream.
     pub async fn close(&self) {
-        let taken = self.stream.lock().await.take();
+        let taken = self.inner.stream.lock().await.take();
         if let Some(stream) = taken {
-            let deadline = Instant::now() + self.client.config().ack_timeout;
+            let deadline = Instant::now() + self.inner.client.config().ack_timeout;
             loop {
                 let done = {
                     let p = lock(&stream.pending);
@@ -182,10 +257,118 @@ impl PartitionPublisher {
             drop(stream.tx);
         }
     }
+}
+
+impl Inner {
+    /// The unbroken stream to send on, opened (and replayed into) if needed.
+    async fn stream_for_send<'a>(
+        self: &Arc<Self>,
+        guard: &'a mut tokio::sync::MutexGuard<'_, Option<Stream>>,
+    ) -> SmqResult<&'a Stream> {
+        let healthy = guard
+            .as_ref()
+            .is_some_and(|s| lock(&s.pending).broken.is_none() && !s.tx.is_closed());
+        if !healthy {
+            **guard = None;
+            let stream = self.open().await?;
+            if self.replay {
+                self.replay_into(&stream).await?;
+            }
+            **guard = Some(stream);
+        }
+        Ok(guard.as_ref().expect("stream was just opened"))
+    }
+
+    /// Queues one record and its waiter under one lock, so acks and records stay in one order.
+    fn enqueue(
+        stream: &Stream,
+        msg: DataMessage,
+        permit: OwnedSemaphorePermit,
+        keep: bool,
+    ) -> SmqResult<PendingAck> {
+        let (tx, rx) = oneshot::channel();
+        let mut pending = lock(&stream.pending);
+        if let Some(e) = &pending.broken {
+            return Err(e.clone());
+        }
+        let kept = keep.then(|| msg.clone());
+        pending.waiters.push_back(Waiter {
+            tx,
+            sent_at: Instant::now(),
+            msg: kept,
+            _permit: permit,
+        });
+        if stream
+            .tx
+            .send(PublishMessageRequest {
+                message: Some(Message::Data(msg)),
+            })
+            .is_err()
+        {
+            pending.waiters.pop_back();
+            return Err(SmqError::StreamBroken {
+                broker: stream.broker.clone(),
+                reason: "request stream closed".to_string(),
+            });
+        }
+        Ok(PendingAck {
+            rx,
+            broker: stream.broker.clone(),
+        })
+    }
+
+    /// Sends every kept record again on a fresh stream, oldest first, and waits for their acks
+    /// (the ack reader keeps them again, under their new offsets).
+    async fn replay_into(&self, stream: &Stream) -> SmqResult<()> {
+        let kept: Vec<DataMessage> = {
+            let mut d = lock_durable(&self.durable);
+            d.retained_bytes = 0;
+            d.retained.drain(..).map(|(_, m)| m).collect()
+        };
+        if kept.is_empty() {
+            return Ok(());
+        }
+        let n = kept.len();
+        let mut acks = Vec::with_capacity(n);
+        let mut iter = kept.into_iter();
+        let mut failed = None;
+        for msg in iter.by_ref() {
+            let permit = self
+                .window
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| SmqError::Protocol("publisher window closed".to_string()))?;
+            match Self::enqueue(stream, msg.clone(), permit, true) {
+                Ok(a) => acks.push(a),
+                Err(e) => {
+                    lock_durable(&self.durable).keep(None, msg);
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        // Whatever could not even be queued stays kept, after the ones the reader re-keeps.
+        for msg in iter {
+            lock_durable(&self.durable).keep(None, msg);
+        }
+        for a in acks {
+            if let Err(e) = a.wait().await {
+                failed.get_or_insert(e);
+            }
+        }
+        match failed {
+            Some(e) => Err(e),
+            None => {
+                tracing::warn!(topic = %topic_name(&self.topic), partition = self.index, records = n, "published again the records a broken stream had not made durable");
+                Ok(())
+            }
+        }
+    }
 
     /// Opens a stream to the partition's leader and consumes the broker's empty "hello".
     /// Failures here happen before any record was sent, so they are retried.
-    async fn open(&self) -> SmqResult<Stream> {
+    async fn open(self: &Arc<Self>) -> SmqResult<Stream> {
         let policy = self.client.config().retry.clone();
         policy
             .retry("open publish stream", |_| async {
@@ -200,7 +383,7 @@ impl PartitionPublisher {
             .await
     }
 
-    async fn try_open(&self) -> SmqResult<Stream> {
+    async fn try_open(self: &Arc<Self>) -> SmqResult<Stream> {
         let assignment = self.client.leader_of(&self.topic, self.index).await?;
         let broker = assignment.leader.clone();
         let breaker = self.client.breaker(&broker);
@@ -211,22 +394,64 @@ impl PartitionPublisher {
         let result = self.handshake(&broker, assignment.partition).await;
         self.client.record(&breaker, &result);
         let (tx, responses) = result?;
-        self.streams_opened.fetch_add(1, Ordering::Relaxed);
+        let epoch = self.streams_opened.fetch_add(1, Ordering::Relaxed) + 1;
         let pending = Arc::new(Mutex::new(Pending::default()));
+        {
+            let mut d = lock_durable(&self.durable);
+            d.current = Some((epoch, pending.clone()));
+            d.watermark = Watermark::new(epoch);
+            // Kept records acked by the old stream are no longer known to be anywhere.
+            for r in d.retained.iter_mut() {
+                r.0 = None;
+            }
+        }
         tokio::spawn(read_acks(
             responses,
             pending.clone(),
             broker.clone(),
             self.client.config().ack_timeout,
+            epoch,
+            self.durable.clone(),
         ));
-        tracing::debug!(topic = %topic_name(&self.topic), partition = self.index, %broker, "publish stream open");
+        self.start_tracker();
+        tracing::debug!(topic = %topic_name(&self.topic), partition = self.index, %broker, epoch, "publish stream open");
         Ok(Stream {
             broker,
+            epoch,
             tx,
             pending,
         })
     }
 
+    /// Starts the durability tracker unless it runs or nothing is tracked.
+    fn start_tracker(self: &Arc<Self>) {
+        let Some(timing) = self.client.config().flush_timing else {
+            return;
+        };
+        {
+            let mut d = lock_durable(&self.durable);
+            if d.tracker_running {
+                return;
+            }
+            d.tracker_running = true;
+        }
+        tokio::spawn(track_durability(Arc::downgrade(self), timing));
+    }
+
+    /// Asks the stream's broker for its buffer start; Some((sent, answered, start)) when the
+    /// stream of `epoch` was still unbroken after the answer.
+    async fn probe(&self, epoch: u64) -> Option<(Instant, Instant, i64)> {
+        let sent = Instant::now();
+        // An offset far past the end: the broker answers at once, without reading.
+        let r = self
+            .client
+            .fetch(&self.topic, self.index, i64::MAX / 4, 1, 1)
+            .await
+            .ok()?;
+        let answered = Instant::now();
+        let d = lock_durable(&self.durable);
+        (d.healthy_epoch() == Some(epoch)).then_some((sent, answered, r.buffer_start_offset))
+    }
     async fn handshake(
         &self,
         broker: &str,
@@ -285,6 +510,8 @@ async fn read_acks(
     pending: Arc<Mutex<Pending>>,
     broker: String,
     ack_timeout: Duration,
+    epoch: u64,
+    durable: Arc<Mutex<Durable>>,
 ) {
     let mut tick = tokio::time::interval(Duration::from_millis(500).min(ack_timeout));
     let reason: SmqError = loop {
@@ -297,9 +524,19 @@ async fn read_acks(
                     }
                     match p.waiters.pop_front() {
                         Some(w) => {
+                            {
+                                let mut d = lock_durable(&durable);
+                                if d.watermark.epoch() == epoch {
+                                    d.watermark.on_ack(resp.assigned_offset);
+                                }
+                                if let Some(msg) = w.msg {
+                                    d.keep(Some((epoch, resp.assigned_offset)), msg);
+                                }
+                            }
                             let _ = w.tx.send(Ok(PublishAck {
                                 offset: resp.assigned_offset,
                                 ack_ts_ns: resp.ack_ts_ns,
+                                epoch,
                             }));
                         }
                         None => break SmqError::Protocol(format!(
@@ -342,8 +579,57 @@ async fn read_acks(
     if failed > 0 {
         tracing::warn!(%broker, failed, error = %err, "publish stream broke with records in flight");
     }
-    for w in p.waiters.drain(..) {
+    // Marked broken first: a stream seen unbroken after a probe is then known to have lived.
+    p.broken = Some(err.clone());
+    let waiters: Vec<Waiter> = p.waiters.drain(..).collect();
+    drop(p);
+    for w in waiters {
+        // A replaying publisher keeps what it could not confirm: its fate is unknown.
+        if let Some(msg) = w.msg {
+            lock_durable(&durable).keep(None, msg);
+        }
         let _ = w.tx.send(Err(err.clone()));
     }
-    p.broken = Some(err);
+}
+
+/// Confirms durability while something acked is unconfirmed, and reopens a broken stream of a
+/// replaying publisher that still holds records (so they are written again without waiting for
+/// the next send). Ends when the publisher is dropped.
+async fn track_durability(inner: Weak<Inner>, timing: crate::durability::FlushTiming) {
+    let period = (timing.settle / 4).clamp(Duration::from_millis(50), Duration::from_millis(250));
+    loop {
+        tokio::time::sleep(period).await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let (epoch, unconfirmed, orphaned) = {
+            let mut d = lock_durable(&inner.durable);
+            d.watermark.sample(Instant::now());
+            let epoch = d.healthy_epoch();
+            (
+                epoch,
+                d.watermark.has_unconfirmed(),
+                epoch.is_none() && !d.retained.is_empty(),
+            )
+        };
+        if orphaned && inner.replay {
+            if let Ok(mut guard) = inner.stream.try_lock()
+                && let Err(e) = inner.stream_for_send(&mut guard).await
+            {
+                tracing::debug!(topic = %topic_name(&inner.topic), partition = inner.index, error = %e, "reopening a stream to replay kept records failed");
+            }
+            continue;
+        }
+        let Some(epoch) = epoch else { continue };
+        if !unconfirmed {
+            continue;
+        }
+        if let Some((sent, answered, start)) = inner.probe(epoch).await {
+            let mut d = lock_durable(&inner.durable);
+            if d.watermark.epoch() == epoch {
+                d.watermark.on_live_probe(timing, sent, answered, start);
+                d.prune();
+            }
+        }
+    }
 }

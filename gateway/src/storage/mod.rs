@@ -1,6 +1,7 @@
 //! Kafka topics and partitions on SMQ: Kafka topic T is SMQ topic `<namespace>/T`, and Kafka
 //! partition p is the SMQ partition whose ring range is p's (matched by range, not position).
 
+mod held;
 mod partition;
 mod producers;
 mod registry;
@@ -38,6 +39,9 @@ pub struct StoreSettings {
     pub default_storage_format: StorageFormat,
     /// Per partition: bytes of the newest records kept in memory for consumers at the tail.
     pub tail_cache_bytes: usize,
+    /// Acknowledged bytes held (all partitions) until SMQ has written them; appends wait past
+    /// it. 0: no bound.
+    pub max_unflushed_bytes: usize,
     pub max_message_bytes: usize,
 }
 
@@ -79,6 +83,7 @@ pub struct Store {
     topics: RwLock<HashMap<String, Arc<TopicLog>>>,
     /// This gateway's identity in partition locks.
     owner: Arc<str>,
+    unflushed: Arc<held::UnflushedBudget>,
 }
 
 impl std::fmt::Debug for Store {
@@ -97,12 +102,13 @@ impl Store {
         let registry = TopicRegistry::open(client.clone()).await?;
         Ok(Self {
             client,
-            settings,
+            settings: settings.clone(),
             ledger_store,
             registry,
             recovered: std::sync::Mutex::new(recovered),
             topics: RwLock::new(HashMap::new()),
             owner: Arc::from(gateway_identity()),
+            unflushed: Arc::new(held::UnflushedBudget::new(settings.max_unflushed_bytes)),
         })
     }
 
@@ -182,6 +188,7 @@ impl Store {
                             generation: a.partition.unix_time_ns,
                             format,
                             tail_cache_bytes: self.settings.tail_cache_bytes,
+                            unflushed: self.unflushed.clone(),
                         },
                         ledger,
                         self.ledger_store.clone(),
@@ -352,6 +359,26 @@ impl Store {
                 }
             }
         }
+    }
+
+    /// Keeps acknowledged records safe until SMQ has written them (see
+    /// [`PartitionLog::keep_durable`]); runs until the task is dropped.
+    pub async fn keep_durable(&self) {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            for t in self.open_topics().await {
+                for p in &t.partitions {
+                    p.keep_durable().await;
+                }
+            }
+        }
+    }
+
+    /// Acknowledged bytes held across partitions until SMQ has written them.
+    pub fn unflushed_bytes(&self) -> usize {
+        self.unflushed.used()
     }
 
     /// Whether this gateway writes any partition (see [`PartitionLog::is_writer`]).

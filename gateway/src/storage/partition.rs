@@ -9,6 +9,7 @@ use smq_client::{
 };
 use tokio::sync::{Mutex, oneshot, watch};
 
+use super::held::{Held, HeldEntry, UnflushedBudget, group};
 use super::producers::{ProducerStates, SequenceCheck};
 use crate::error::{GatewayError, GatewayResult};
 use crate::ledger::{LedgerEntry, LedgerRecord, LedgerStore, PartitionLedger};
@@ -19,6 +20,9 @@ use crate::records::{
 
 /// Records read from SMQ per FetchMessage call at most.
 const READ_CHUNK: i32 = 1000;
+/// Records an exact read passes over looking for the one the ledger names (SMQ offsets handed
+/// out twice after a broker crash): about one flush interval's worth of records.
+const SKIP_LIMIT: usize = 200_000;
 /// How long a partition's write lock lasts without renewal. It is also how long a gateway killed
 /// with SIGKILL keeps its partitions from a successor (a clean stop releases them). Renewed on writes after a third of
 /// it; after two thirds the ledger is reloaded before writing, as if taking the partition over.
@@ -50,6 +54,8 @@ pub struct AppendTicket {
     pending: Vec<smq_client::PendingAck>,
     /// Per SMQ record: the Kafka offsets it holds and their max timestamp.
     units: Vec<(i64, i64)>,
+    /// Per SMQ record: what was published, kept until SMQ has written it.
+    values: Vec<Vec<u8>>,
     /// What was stored, for the tail cache.
     stored: Vec<StoredUnit>,
     base: i64,
@@ -106,6 +112,10 @@ pub struct PartitionLog {
     /// The last subscription used to read, with the SMQ offset it will deliver next, so a
     /// consumer reading sequentially through the slow path keeps one stream.
     reader: Mutex<Option<(i64, Subscription)>>,
+    /// Finished appends not yet known durable. Locked whenever the ledger's tail changes
+    /// (finishing an append, publishing held records again), never while taking `writer`.
+    held: Mutex<Held>,
+    unflushed: Arc<UnflushedBudget>,
 }
 
 impl std::fmt::Debug for PartitionLog {
@@ -127,6 +137,8 @@ pub struct Placement {
     pub format: StorageFormat,
     /// Bytes of the newest records kept in memory for reads (0: none).
     pub tail_cache_bytes: usize,
+    /// Shared bound of acknowledged bytes SMQ has not yet written.
+    pub unflushed: Arc<UnflushedBudget>,
 }
 
 /// The newest units of a partition, contiguous and ending at its high water mark, within a byte
@@ -221,6 +233,7 @@ impl PartitionLog {
             generation,
             format,
             tail_cache_bytes,
+            unflushed,
         } = place;
         let smq_name = format!("{}/{}", smq_topic.namespace, smq_topic.name);
         let (hwm, _) = watch::channel(ledger.next_offset());
@@ -240,6 +253,8 @@ impl PartitionLog {
             owner,
             hwm,
             reader: Mutex::new(None),
+            held: Mutex::new(Held::default()),
+            unflushed,
         }
     }
 
@@ -335,6 +350,9 @@ impl PartitionLog {
         timestamp_type: TimestampType,
         now_ms: i64,
     ) -> GatewayResult<AppendTicket> {
+        self.unflushed
+            .wait_for_room(self.client.config().ack_timeout)
+            .await?;
         let mut writer = self.writer.lock().await;
         self.ensure_owner(&mut writer).await?;
         let mut idempotent = Vec::new();
@@ -366,6 +384,7 @@ impl PartitionLog {
         let mut offset = base;
         let mut pending = Vec::new();
         let mut units: Vec<(i64, i64)> = Vec::new();
+        let mut values = Vec::new();
         let mut stored_units = Vec::new();
         for b in &to_store {
             let n = b.records.len() as i64;
@@ -385,7 +404,9 @@ impl PartitionLog {
                             value: r.value.clone(),
                             headers: r.headers.clone(),
                         };
-                        pending.push(self.publish(offset, encode_stored(&stored)).await?);
+                        let value = encode_stored(&stored);
+                        pending.push(self.publish(offset, value.clone()).await?);
+                        values.push(value);
                         units.push((1, ts));
                         stored_units.push(StoredUnit::Record(stored));
                         offset += 1;
@@ -402,7 +423,9 @@ impl PartitionLog {
                         max_timestamp: max_ts,
                         raw: rebase_batch(&b.raw, offset, log_append_time),
                     };
-                    pending.push(self.publish(offset, encode_stored_batch(&stored)).await?);
+                    let value = encode_stored_batch(&stored);
+                    pending.push(self.publish(offset, value.clone()).await?);
+                    values.push(value);
                     units.push((n, max_ts));
                     stored_units.push(StoredUnit::Batch(stored));
                     offset += n;
@@ -444,6 +467,7 @@ impl PartitionLog {
             epoch: writer.epoch,
             pending,
             units,
+            values,
             stored: stored_units,
             base,
             sequences,
@@ -458,11 +482,11 @@ impl PartitionLog {
 
     /// The second half of an append: see [`PartitionLog::begin_append`].
     async fn finish_append(&self, t: &mut AppendTicket) -> GatewayResult<Appended> {
-        let mut smq_offsets = Vec::with_capacity(t.pending.len());
+        let mut acks = Vec::with_capacity(t.pending.len());
         let mut failed = None;
         for p in t.pending.drain(..) {
             match p.wait().await {
-                Ok(ack) => smq_offsets.push(ack.offset),
+                Ok(ack) => acks.push((ack.epoch, ack.offset)),
                 Err(e) => {
                     failed.get_or_insert(GatewayError::from(e));
                 }
@@ -481,45 +505,20 @@ impl PartitionLog {
         if t.units.is_empty() {
             return Ok(t.appended);
         }
-        // One ledger entry per run of consecutive SMQ offsets (a broken stream in between leaves
-        // a hole, and the retried records land further on).
-        let mut entries: Vec<LedgerEntry> = Vec::new();
-        let mut kafka = t.base;
-        for (i, (&smq, &(n, ts))) in smq_offsets.iter().zip(&t.units).enumerate() {
-            match entries.last_mut() {
-                Some(e) if i > 0 && smq == smq_offsets[i - 1] + 1 => {
-                    e.count += n as u32;
-                    e.smq_count += 1;
-                    e.max_timestamp = e.max_timestamp.max(ts);
-                }
-                _ => entries.push(LedgerEntry {
-                    kafka_offset: kafka,
-                    count: n as u32,
-                    smq_offset: smq,
-                    smq_count: 1,
-                    max_timestamp: ts,
-                }),
-            }
-            kafka += n;
-        }
-        for entry in &entries {
-            self.ledger_store
-                .append(&LedgerRecord {
-                    topic: self.smq_name.clone(),
-                    partition: self.index,
-                    generation: self.generation,
-                    entry: *entry,
-                })
-                .await?;
-        }
+        // One ledger entry per run of consecutive SMQ offsets on one stream (a broken stream in
+        // between leaves a hole, and the retried records land further on).
+        let entries = group(t.base, &t.units, std::mem::take(&mut t.values), &acks);
         {
-            let mut ledger = self.ledger.write().unwrap_or_else(|e| e.into_inner());
-            for entry in entries {
-                ledger
-                    .append(entry)
-                    .map_err(|e| GatewayError::Internal(format!("ledger append: {e}")))?;
+            let mut held = self.held.lock().await;
+            let before = held.len();
+            for e in entries {
+                held.push(e, &self.unflushed);
             }
-            self.hwm.send_replace(ledger.next_offset());
+            if let Err(e) = self.write_ledger_tail(&mut held, before).await {
+                held.truncate(before, &self.unflushed);
+                return Err(e);
+            }
+            held.prune(|e| self.publisher.durable_below(e), &self.unflushed);
         }
         self.tail
             .lock()
@@ -536,6 +535,118 @@ impl PartitionLog {
 
     fn writer_epoch(&self) -> u64 {
         self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Persists and applies the ledger entries of the held entries from `from` on (just pushed
+    /// by an append). When an earlier held entry's stream broke before SMQ wrote it, publishes
+    /// every such entry again first and rewrites the ledger from the first of them.
+    async fn write_ledger_tail(&self, held: &mut Held, from: usize) -> GatewayResult<()> {
+        if let Some(stale) = held.first_stale(self.publisher.healthy_epoch())
+            && stale < held.len()
+        {
+            return self.republish(held, stale.min(from)).await;
+        }
+        let entries: Vec<LedgerEntry> = held.entries().range(from..).map(|h| h.entry).collect();
+        self.persist_entries(&entries).await?;
+        let mut ledger = self.ledger.write().unwrap_or_else(|e| e.into_inner());
+        for entry in entries {
+            ledger
+                .append(entry)
+                .map_err(|e| GatewayError::Internal(format!("ledger append: {e}")))?;
+        }
+        self.hwm.send_replace(ledger.next_offset());
+        Ok(())
+    }
+
+    async fn persist_entries(&self, entries: &[LedgerEntry]) -> GatewayResult<()> {
+        for entry in entries {
+            self.ledger_store
+                .append(&LedgerRecord {
+                    topic: self.smq_name.clone(),
+                    partition: self.index,
+                    generation: self.generation,
+                    entry: *entry,
+                })
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Publishes the held entries from `from` on again where their stream is gone, then
+    /// persists ledger entries for all of them (the first supersedes everything from its start,
+    /// in memory and on recovery). Nothing changes unless every step succeeds.
+    async fn republish(&self, held: &mut Held, from: usize) -> GatewayResult<()> {
+        let epoch = self.publisher.ensure_open().await?;
+        let mut pending = Vec::new();
+        for h in held.entries().range(from..) {
+            if h.epoch == epoch {
+                continue;
+            }
+            for (first, value) in h.unit_offsets().zip(&h.values) {
+                pending.push(self.publish(first, value.clone()).await?);
+            }
+        }
+        let mut acks = Vec::with_capacity(pending.len());
+        for p in pending {
+            let ack = p.wait().await?;
+            if ack.epoch != epoch {
+                return Err(GatewayError::Smq(smq_client::SmqError::StreamBroken {
+                    broker: String::new(),
+                    reason: "the stream broke while publishing held records again".to_string(),
+                }));
+            }
+            acks.push((ack.epoch, ack.offset));
+        }
+        let republished = acks.len();
+        let mut acks = acks.into_iter();
+        let mut replacement: Vec<HeldEntry> = Vec::new();
+        for h in held.entries().range(from..) {
+            if h.epoch == epoch {
+                replacement.push(h.clone());
+                continue;
+            }
+            let mine: Vec<(u64, i64)> = acks.by_ref().take(h.values.len()).collect();
+            replacement.extend(group(
+                h.entry.kafka_offset,
+                &h.units,
+                h.values.clone(),
+                &mine,
+            ));
+        }
+        let entries: Vec<LedgerEntry> = replacement.iter().map(|h| h.entry).collect();
+        self.persist_entries(&entries).await?;
+        {
+            let mut ledger = self.ledger.write().unwrap_or_else(|e| e.into_inner());
+            for entry in &entries {
+                ledger.replay(*entry).map_err(|e| {
+                    GatewayError::Internal(format!("ledger rewrite after a broken stream: {e}"))
+                })?;
+            }
+            self.hwm.send_replace(ledger.next_offset());
+        }
+        held.replace_from(from, replacement, &self.unflushed);
+        tracing::warn!(topic = %self.smq_name, partition = self.index, records = republished, from_offset = entries.first().map(|e| e.kafka_offset), "published again the acknowledged records SMQ had not yet written when its stream broke");
+        crate::metrics::republished(republished as u64);
+        Ok(())
+    }
+
+    /// Drops held entries SMQ has written, and publishes again those whose stream broke, so an
+    /// idle partition recovers without waiting for the next produce. Called periodically.
+    pub async fn keep_durable(&self) {
+        let Ok(mut held) = self.held.try_lock() else {
+            return;
+        };
+        held.prune(|e| self.publisher.durable_below(e), &self.unflushed);
+        if let Some(stale) = held.first_stale(self.publisher.healthy_epoch())
+            && let Err(e) = self.republish(&mut held, stale).await
+        {
+            tracing::debug!(topic = %self.smq_name, partition = self.index, error = %e, "publishing held records again failed; will retry");
+        }
+    }
+
+    /// Bytes of acknowledged records this partition holds until SMQ has written them.
+    pub fn held_bytes(&self) -> usize {
+        self.held.try_lock().map_or(0, |h| h.bytes())
     }
 
     /// After a failed append: unless another failure did so since `epoch`, forget every offset
@@ -623,6 +734,8 @@ impl PartitionLog {
                 writer.epoch += 1;
                 self.epoch.store(writer.epoch, Ordering::Release);
                 self.tail.lock().unwrap_or_else(|e| e.into_inner()).clear();
+                // What this gateway held belongs to the ledger it just replaced.
+                self.held.lock().await.clear(&self.unflushed);
                 writer.lease = Some((lease, std::time::Instant::now()));
                 Ok(())
             }
@@ -796,23 +909,40 @@ impl PartitionLog {
         let mut bytes = 0usize;
         let mut next_smq = run.smq_offset;
         let mut expected = run.kafka_offset;
+        let mut skipped = 0usize;
         while (out.len() as i64) < run.smq_count && (out.is_empty() || bytes < max_bytes) {
             let msg = tokio::time::timeout(Duration::from_secs(10), sub.next())
                 .await
                 .map_err(|_| GatewayError::Corrupt(format!(
-                    "{} partition {}: SMQ has no record at offset {next_smq} that the ledger maps to Kafka offset {expected}",
+                    "{} partition {}: SMQ has no record at offset {next_smq} that the ledger maps to Kafka offset {expected} ({skipped} other records skipped)",
                     self.smq_name,
                     self.index,
                 )))??
                 .ok_or_else(|| GatewayError::Internal("subscription ended".to_string()))?;
             let u = decode_stored_unit(&msg.value)?;
-            self.check_unit(run, expected, &u)?;
+            if self.check_unit(run, expected, &u).is_err() {
+                // After a broker crash SMQ can hand out offsets again, so a stored offset can
+                // hold an older record (or one published again) before ours: skip it.
+                skipped += 1;
+                if skipped > SKIP_LIMIT {
+                    return Err(GatewayError::Corrupt(format!(
+                        "{} partition {}: no record with Kafka offset {expected} among {SKIP_LIMIT} records from SMQ offset {}",
+                        self.smq_name, self.index, run.smq_offset
+                    )));
+                }
+                continue;
+            }
             expected = u.end_offset();
             bytes += unit_size(&u);
             out.push(u);
             next_smq += 1;
         }
-        *slot = Some((next_smq, sub));
+        if skipped > 0 {
+            tracing::info!(topic = %self.smq_name, partition = self.index, smq_offset = run.smq_offset, skipped, "skipped records SMQ stored twice at one offset");
+        } else {
+            // Where the stream stands is known only when nothing was skipped.
+            *slot = Some((next_smq, sub));
+        }
         Ok(out)
     }
 

@@ -1,0 +1,249 @@
+//! Appends acknowledged to clients whose SMQ records the broker may not have written yet.
+//!
+//! SMQ acks a record once it is in the broker's memory and writes it to the filer seconds later
+//! (see `smq_client::durability`). Until the publisher proves a record durable, the gateway keeps
+//! it, one [`HeldEntry`] per ledger entry; when the publish stream breaks before that, the
+//! partition publishes the held records again and writes ledger entries that supersede the old
+//! ones (a later entry replaces everything from its start, on replay as in memory).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use crate::error::{GatewayError, GatewayResult};
+use crate::ledger::LedgerEntry;
+
+/// One ledger entry's SMQ records, as published on stream `epoch`: SMQ record `i` is at
+/// `entry.smq_offset + i` and holds `units[i].0` Kafka records.
+#[derive(Debug, Clone)]
+pub struct HeldEntry {
+    pub entry: LedgerEntry,
+    pub epoch: u64,
+    pub values: Vec<Vec<u8>>,
+    /// (Kafka records, max timestamp) of each SMQ record.
+    pub units: Vec<(i64, i64)>,
+}
+
+impl HeldEntry {
+    fn bytes(&self) -> usize {
+        self.values.iter().map(Vec::len).sum()
+    }
+
+    /// The Kafka offset of each SMQ record's first record.
+    pub fn unit_offsets(&self) -> impl Iterator<Item = i64> + '_ {
+        self.units.iter().scan(self.entry.kafka_offset, |k, &(n, _)| {
+            let first = *k;
+            *k += n;
+            Some(first)
+        })
+    }
+}
+
+/// Groups SMQ records published for consecutive Kafka offsets from `kafka_offset` into ledger
+/// entries: a new entry wherever the SMQ offset does not continue or the stream changed.
+/// `acks[i]` is (epoch, SMQ offset) of record `i`.
+pub fn group(
+    kafka_offset: i64,
+    units: &[(i64, i64)],
+    values: Vec<Vec<u8>>,
+    acks: &[(u64, i64)],
+) -> Vec<HeldEntry> {
+    let mut out: Vec<HeldEntry> = Vec::new();
+    let mut kafka = kafka_offset;
+    for (i, ((&(n, ts), value), &(epoch, smq))) in units.iter().zip(values).zip(acks).enumerate() {
+        match out.last_mut() {
+            Some(h) if i > 0 && h.epoch == epoch && smq == acks[i - 1].1 + 1 => {
+                h.entry.count += n as u32;
+                h.entry.smq_count += 1;
+                h.entry.max_timestamp = h.entry.max_timestamp.max(ts);
+                h.values.push(value);
+                h.units.push((n, ts));
+            }
+            _ => out.push(HeldEntry {
+                entry: LedgerEntry {
+                    kafka_offset: kafka,
+                    count: n as u32,
+                    smq_offset: smq,
+                    smq_count: 1,
+                    max_timestamp: ts,
+                },
+                epoch,
+                values: vec![value],
+                units: vec![(n, ts)],
+            }),
+        }
+        kafka += n;
+    }
+    out
+}
+
+/// A partition's held entries, oldest first; a suffix of its ledger, entry for entry.
+#[derive(Debug, Default)]
+pub struct Held {
+    entries: VecDeque<HeldEntry>,
+    bytes: usize,
+}
+
+impl Held {
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub fn entries(&self) -> &VecDeque<HeldEntry> {
+        &self.entries
+    }
+
+    pub fn push(&mut self, e: HeldEntry, budget: &UnflushedBudget) {
+        let b = e.bytes();
+        self.bytes += b;
+        budget.add(b);
+        self.entries.push_back(e);
+    }
+
+    /// Drops entries from `len` on (an append that failed after pushing them).
+    pub fn truncate(&mut self, len: usize, budget: &UnflushedBudget) {
+        while self.entries.len() > len {
+            if let Some(e) = self.entries.pop_back() {
+                self.release(e.bytes(), budget);
+            }
+        }
+    }
+
+    /// Replaces the entries from `from` on.
+    pub fn replace_from(&mut self, from: usize, new: Vec<HeldEntry>, budget: &UnflushedBudget) {
+        self.truncate(from, budget);
+        for e in new {
+            self.push(e, budget);
+        }
+    }
+
+    pub fn clear(&mut self, budget: &UnflushedBudget) {
+        self.truncate(0, budget);
+    }
+
+    /// Drops the oldest entries while they are durable: `durable_below(epoch)` is the SMQ
+    /// offset below which records acked on that stream are written (None: stream replaced).
+    pub fn prune(&mut self, durable_below: impl Fn(u64) -> Option<i64>, budget: &UnflushedBudget) {
+        while let Some(e) = self.entries.front() {
+            if durable_below(e.epoch).is_none_or(|below| below < e.entry.smq_end()) {
+                break;
+            }
+            if let Some(e) = self.entries.pop_front() {
+                self.release(e.bytes(), budget);
+            }
+        }
+    }
+
+    /// The first entry published on a stream other than the healthy one.
+    pub fn first_stale(&self, healthy: Option<u64>) -> Option<usize> {
+        self.entries.iter().position(|e| Some(e.epoch) != healthy)
+    }
+
+    fn release(&mut self, b: usize, budget: &UnflushedBudget) {
+        self.bytes -= b;
+        budget.sub(b);
+    }
+}
+
+/// Bytes held across every partition, and a cap past which new appends wait.
+#[derive(Debug)]
+pub struct UnflushedBudget {
+    used: AtomicUsize,
+    cap: usize,
+    freed: Notify,
+}
+
+impl UnflushedBudget {
+    /// `cap` 0: no limit.
+    pub fn new(cap: usize) -> Self {
+        Self {
+            used: AtomicUsize::new(0),
+            cap,
+            freed: Notify::new(),
+        }
+    }
+
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    fn add(&self, b: usize) {
+        let now = self.used.fetch_add(b, Ordering::Relaxed) + b;
+        crate::metrics::set_unflushed_bytes(now);
+    }
+
+    fn sub(&self, b: usize) {
+        let now = self.used.fetch_sub(b, Ordering::Relaxed) - b;
+        crate::metrics::set_unflushed_bytes(now);
+        self.freed.notify_waiters();
+    }
+
+    /// Waits until the held bytes are under the cap; a retriable error after `timeout` (SMQ has
+    /// not written what it acked for that long).
+    pub async fn wait_for_room(&self, timeout: Duration) -> GatewayResult<()> {
+        if self.cap == 0 {
+            return Ok(());
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let freed = self.freed.notified();
+            if self.used() < self.cap {
+                return Ok(());
+            }
+            if tokio::time::timeout_at(deadline, freed).await.is_err() {
+                return Err(GatewayError::UnflushedBacklog(self.used()));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_splits_where_the_smq_offset_or_the_stream_changes() {
+        let units = [(1, 10), (1, 11), (3, 12), (1, 13)];
+        let values = vec![vec![0u8; 1], vec![0; 2], vec![0; 3], vec![0; 4]];
+        let got = group(100, &units, values, &[(1, 7), (1, 8), (2, 0), (2, 1)]);
+        let entries: Vec<_> = got.iter().map(|h| (h.entry, h.epoch)).collect();
+        let e = |k, n, s, m, ts| LedgerEntry {
+            kafka_offset: k,
+            count: n,
+            smq_offset: s,
+            smq_count: m,
+            max_timestamp: ts,
+        };
+        assert_eq!(entries, [(e(100, 2, 7, 2, 11), 1), (e(102, 4, 0, 2, 13), 2)]);
+        assert_eq!(got[1].unit_offsets().collect::<Vec<_>>(), [102, 105]);
+    }
+
+    #[test]
+    fn prune_stops_at_the_first_entry_not_yet_durable_and_budget_follows() {
+        let budget = UnflushedBudget::new(0);
+        let mut held = Held::default();
+        for (k, s) in [(0, 0), (5, 5), (10, 10)] {
+            held.push(
+                group(k, &[(5, 0)], vec![vec![0u8; 100]], &[(1, s)]).remove(0),
+                &budget,
+            );
+        }
+        assert_eq!(budget.used(), 300);
+        held.prune(|_| Some(5), &budget);
+        assert_eq!((held.len(), budget.used()), (2, 200));
+        held.prune(|_| None, &budget);
+        assert_eq!(held.len(), 2, "a replaced stream proves nothing");
+        assert_eq!(held.first_stale(Some(1)), None);
+        assert_eq!(held.first_stale(Some(2)), Some(0));
+        held.truncate(1, &budget);
+        assert_eq!(budget.used(), 100);
+        held.clear(&budget);
+        assert_eq!(budget.used(), 0);
+    }
+}
