@@ -518,11 +518,13 @@ async fn read_acks(
         tokio::select! {
             r = responses.message() => match r {
                 Ok(Some(resp)) => {
-                    let mut p = lock(&pending);
                     if resp.error_code != 0 || !resp.error.is_empty() {
                         break SmqError::Broker { code: resp.error_code, message: resp.error };
                     }
-                    match p.waiters.pop_front() {
+                    // Never hold `pending` while taking `durable`: the tracker locks them the
+                    // other way round.
+                    let waiter = lock(&pending).waiters.pop_front();
+                    match waiter {
                         Some(w) => {
                             {
                                 let mut d = lock_durable(&durable);

@@ -15,9 +15,10 @@ class ContinuousProducer(threading.Thread):
     """Produces 'seq-N' values round-robin over the partitions with acks=all until stopped, recording
     every acknowledged (partition, offset, value) and every delivery error."""
 
-    def __init__(self, bootstrap, topic):
+    def __init__(self, bootstrap, topic, prefix=b"seq-"):
         super().__init__(daemon=True)
         self.topic = topic
+        self.prefix = prefix
         # Not idempotent: a retried batch may legitimately be written twice (at new offsets), which
         # the checks allow; what must hold is that every acknowledged offset is exact.
         self.p = kgw.producer(bootstrap, **{
@@ -42,7 +43,7 @@ class ContinuousProducer(threading.Thread):
     def run(self):
         try:
             while not self.stop_flag.is_set():
-                v = b"seq-%08d" % self.sent
+                v = self.prefix + b"%08d" % self.sent
                 try:
                     self.p.produce(self.topic, value=v, key=v, partition=self.sent % PARTS,
                                    on_delivery=self._cb)
