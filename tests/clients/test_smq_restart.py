@@ -1,5 +1,5 @@
 """Everything the gateway stored survives a restart of SMQ itself (after SMQ's flush interval:
-a broker stopped sooner loses acknowledged records, which issue 7 addresses): records at their
+a broker stopped sooner is covered by test_smq_crash.py): records at their
 offsets, the offset ledger, and committed consumer offsets. Runs last: it restarts the session's
 SMQ."""
 
