@@ -198,7 +198,10 @@ async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     if store.unflushed_bytes() > 0 {
-        tracing::warn!(bytes = store.unflushed_bytes(), "stopping with acknowledged records SMQ has not yet confirmed written");
+        tracing::warn!(
+            bytes = store.unflushed_bytes(),
+            "stopping with acknowledged records SMQ has not yet confirmed written"
+        );
     }
     durable.abort();
     store.close().await;

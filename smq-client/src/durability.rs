@@ -118,7 +118,8 @@ impl Watermark {
         // Only offsets this stream acked: a buffer start beyond them says nothing about ours.
         let start = buffer_start.min(self.acked_below);
         if start > self.durable_below && self.handed_over.back().is_none_or(|h| h.1 < start) {
-            self.handed_over.push_back((answered + timing.settle, start));
+            self.handed_over
+                .push_back((answered + timing.settle, start));
         }
     }
 }

@@ -215,7 +215,10 @@ impl PartitionPublisher {
     /// its epoch.
     pub async fn ensure_open(&self) -> SmqResult<u64> {
         let mut guard = self.inner.stream.lock().await;
-        self.inner.stream_for_send(&mut guard).await.map(|s| s.epoch)
+        self.inner
+            .stream_for_send(&mut guard)
+            .await
+            .map(|s| s.epoch)
     }
 
     /// Publishes one record and waits for its ack.

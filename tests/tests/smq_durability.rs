@@ -55,7 +55,11 @@ async fn a_replaying_publisher_loses_nothing_it_got_acked_when_the_broker_is_kil
     for i in 1..20 {
         p.publish(msg(i)).await.unwrap();
     }
-    assert_eq!(p.durable_below(first.epoch), Some(0), "nothing proven written yet");
+    assert_eq!(
+        p.durable_below(first.epoch),
+        Some(0),
+        "nothing proven written yet"
+    );
     assert!(p.retained_bytes() > 0);
     smq.kill_broker();
     smq.start_broker();
@@ -66,8 +70,16 @@ async fn a_replaying_publisher_loses_nothing_it_got_acked_when_the_broker_is_kil
     let mut distinct: Vec<&String> = got.iter().collect();
     distinct.sort();
     distinct.dedup();
-    assert_eq!(distinct.len(), 21, "every acked record is readable: {got:?}");
-    assert_eq!(got.last().map(String::as_str), Some("v20"), "kept records come first");
+    assert_eq!(
+        distinct.len(),
+        21,
+        "every acked record is readable: {got:?}"
+    );
+    assert_eq!(
+        got.last().map(String::as_str),
+        Some("v20"),
+        "kept records come first"
+    );
 
     // Once the broker has written them, nothing is kept.
     tokio::time::timeout(Duration::from_secs(20), async {
@@ -123,5 +135,9 @@ async fn kept_records_are_readable_when_the_broker_reuses_offsets_after_a_crash(
     let mut distinct: Vec<&String> = got.iter().collect();
     distinct.sort();
     distinct.dedup();
-    assert_eq!(distinct.len(), 21, "every acked record is readable: {got:?}");
+    assert_eq!(
+        distinct.len(),
+        21,
+        "every acked record is readable: {got:?}"
+    );
 }

@@ -33,11 +33,13 @@ impl HeldEntry {
 
     /// The Kafka offset of each SMQ record's first record.
     pub fn unit_offsets(&self) -> impl Iterator<Item = i64> + '_ {
-        self.units.iter().scan(self.entry.kafka_offset, |k, &(n, _)| {
-            let first = *k;
-            *k += n;
-            Some(first)
-        })
+        self.units
+            .iter()
+            .scan(self.entry.kafka_offset, |k, &(n, _)| {
+                let first = *k;
+                *k += n;
+                Some(first)
+            })
     }
 }
 
@@ -220,7 +222,10 @@ mod tests {
             smq_count: m,
             max_timestamp: ts,
         };
-        assert_eq!(entries, [(e(100, 2, 7, 2, 11), 1), (e(102, 4, 0, 2, 13), 2)]);
+        assert_eq!(
+            entries,
+            [(e(100, 2, 7, 2, 11), 1), (e(102, 4, 0, 2, 13), 2)]
+        );
         assert_eq!(got[1].unit_offsets().collect::<Vec<_>>(), [102, 105]);
     }
 

@@ -41,7 +41,6 @@ struct Writer {
     last_done: Option<oneshot::Receiver<bool>>,
     /// Bumped by every roll-back; appends begun before it fail.
     epoch: u64,
-    lease: Option<(LockLease, std::time::Instant)>,
 }
 
 /// (producer id, epoch, base sequence, record count, base offset) of an idempotent batch.
@@ -104,6 +103,9 @@ pub struct PartitionLog {
     writer: Mutex<Writer>,
     /// `Writer::epoch`, readable without the lock.
     epoch: AtomicU64,
+    /// The partition's write lock, when held, and when it was last renewed. Apart from `writer`
+    /// so that renewals go on while appends wait for SMQ (the lock lives in the filer).
+    lease: Mutex<Option<(LockLease, std::time::Instant)>>,
     /// The newest stored units, so consumers at the tail do not go to SMQ.
     tail: std::sync::Mutex<TailCache>,
     /// This gateway's identity in the partition locks.
@@ -249,6 +251,7 @@ impl PartitionLog {
             ledger: RwLock::new(ledger),
             writer: Mutex::new(Writer::default()),
             epoch: AtomicU64::new(0),
+            lease: Mutex::new(None),
             tail: std::sync::Mutex::new(TailCache::new(tail_cache_bytes)),
             owner,
             hwm,
@@ -292,11 +295,8 @@ impl PartitionLog {
     /// now). Only then is its high water mark the partition's own rather than what it read when
     /// it opened the partition.
     pub fn is_writer(&self) -> bool {
-        match self.writer.try_lock() {
-            Ok(w) => w
-                .lease
-                .as_ref()
-                .is_some_and(|(_, at)| at.elapsed() < LOCK_TTL),
+        match self.lease.try_lock() {
+            Ok(l) => l.as_ref().is_some_and(|(_, at)| at.elapsed() < LOCK_TTL),
             Err(_) => true,
         }
     }
@@ -688,7 +688,8 @@ impl PartitionLog {
     /// since another gateway may have written in between.
     async fn ensure_owner(&self, writer: &mut Writer) -> GatewayResult<()> {
         let name = self.lock_name();
-        if let Some((lease, at)) = &writer.lease {
+        let mut slot = self.lease.lock().await;
+        if let Some((lease, at)) = slot.as_ref() {
             let age = at.elapsed();
             if age < LOCK_TTL / 3 {
                 return Ok(());
@@ -700,17 +701,17 @@ impl PartitionLog {
                     .await?
                 {
                     LockOutcome::Acquired(l) => {
-                        writer.lease = Some((l, std::time::Instant::now()));
+                        *slot = Some((l, std::time::Instant::now()));
                         return Ok(());
                     }
                     LockOutcome::HeldBy(other) => {
-                        writer.lease = None;
+                        *slot = None;
                         tracing::warn!(lock = %name, %other, "lost the partition lock");
                         return Err(GatewayError::NotLeader);
                     }
                 }
             }
-            writer.lease = None;
+            *slot = None;
         }
         match self.client.lock(&name, &self.owner, LOCK_TTL, None).await? {
             LockOutcome::Acquired(lease) => {
@@ -718,25 +719,37 @@ impl PartitionLog {
                     .ledger_store
                     .recover_partition(&self.smq_name, self.index, Duration::from_secs(60))
                     .await?;
-                {
+                let kept = {
                     let mut ledger = self.ledger.write().unwrap_or_else(|e| e.into_inner());
-                    if fresh.next_offset() != ledger.next_offset() {
-                        tracing::info!(lock = %name, before = ledger.next_offset(), after = fresh.next_offset(), "ledger reloaded on taking the partition");
+                    // What SMQ holds is a prefix of what this gateway wrote: nobody wrote in
+                    // between (another writer would have added entries of its own), and the rest
+                    // of ours is still held for publishing again. Keep ours.
+                    let ours = ledger.entries();
+                    let prefix = fresh.len() <= ours.len()
+                        && fresh.entries() == &ours[..fresh.len()]
+                        && !ours.is_empty();
+                    if !prefix {
+                        if fresh.next_offset() != ledger.next_offset() {
+                            tracing::info!(lock = %name, before = ledger.next_offset(), after = fresh.next_offset(), "ledger reloaded on taking the partition");
+                        }
+                        *ledger = fresh;
+                        self.hwm.send_replace(ledger.next_offset());
                     }
-                    *ledger = fresh;
-                    self.hwm.send_replace(ledger.next_offset());
+                    prefix
+                };
+                if !kept {
+                    // Appends begun under the lapsed lock fail: the ledger may have moved on.
+                    writer.producers = ProducerStates::default();
+                    writer.committed_producers = ProducerStates::default();
+                    writer.next = None;
+                    writer.last_done = None;
+                    writer.epoch += 1;
+                    self.epoch.store(writer.epoch, Ordering::Release);
+                    self.tail.lock().unwrap_or_else(|e| e.into_inner()).clear();
+                    // What this gateway held belongs to the ledger it just replaced.
+                    self.held.lock().await.clear(&self.unflushed);
                 }
-                // Appends begun under the lapsed lock fail: the ledger may have moved on.
-                writer.producers = ProducerStates::default();
-                writer.committed_producers = ProducerStates::default();
-                writer.next = None;
-                writer.last_done = None;
-                writer.epoch += 1;
-                self.epoch.store(writer.epoch, Ordering::Release);
-                self.tail.lock().unwrap_or_else(|e| e.into_inner()).clear();
-                // What this gateway held belongs to the ledger it just replaced.
-                self.held.lock().await.clear(&self.unflushed);
-                writer.lease = Some((lease, std::time::Instant::now()));
+                *slot = Some((lease, std::time::Instant::now()));
                 Ok(())
             }
             LockOutcome::HeldBy(other) => {
@@ -747,12 +760,12 @@ impl PartitionLog {
     }
 
     /// Renews this partition's lock when due, so a live gateway keeps its partitions even while
-    /// they are idle. Skipped while an append runs (appends renew for themselves).
+    /// they are idle or their appends wait for SMQ.
     pub async fn renew_lock_if_due(&self) {
-        let Ok(mut writer) = self.writer.try_lock() else {
+        let Ok(mut slot) = self.lease.try_lock() else {
             return;
         };
-        let Some((lease, at)) = writer.lease.clone() else {
+        let Some((lease, at)) = slot.clone() else {
             return;
         };
         if at.elapsed() < LOCK_TTL / 3 || at.elapsed() >= LOCK_TTL * 2 / 3 {
@@ -763,10 +776,10 @@ impl PartitionLog {
             .lock(&self.lock_name(), &self.owner, LOCK_TTL, Some(&lease))
             .await
         {
-            Ok(LockOutcome::Acquired(l)) => writer.lease = Some((l, std::time::Instant::now())),
+            Ok(LockOutcome::Acquired(l)) => *slot = Some((l, std::time::Instant::now())),
             Ok(LockOutcome::HeldBy(other)) => {
                 tracing::warn!(lock = %self.lock_name(), %other, "lost the partition lock");
-                writer.lease = None;
+                *slot = None;
             }
             Err(e) => {
                 tracing::debug!(lock = %self.lock_name(), error = %e, "renewing the partition lock failed")
@@ -977,9 +990,9 @@ impl PartitionLog {
     pub async fn close(&self) {
         self.publisher.close().await;
         // An append stuck on a dead SMQ must not keep the gateway from stopping.
-        let writer = tokio::time::timeout(Duration::from_secs(5), self.writer.lock()).await;
-        if let Ok(mut writer) = writer
-            && let Some((lease, _)) = writer.lease.take()
+        let slot = tokio::time::timeout(Duration::from_secs(5), self.lease.lock()).await;
+        if let Ok(mut slot) = slot
+            && let Some((lease, _)) = slot.take()
             && let Err(e) = self.client.unlock(&lease).await
         {
             tracing::debug!(error = %e, "releasing a partition lock failed; it will expire");
