@@ -368,6 +368,11 @@ async fn write_status(
     );
     let write = decide::status_needs_write(stored, &new);
     ctx.metrics.status_write(KIND, write);
+    tracing::debug!(
+        reason = outcome.verdict.ready_reason(),
+        write,
+        "KafkaTopic status"
+    );
     let written = if write {
         patch_status(api, &obj.name_any(), &new).await.map(Some)
     } else {
