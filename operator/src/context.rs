@@ -22,6 +22,21 @@ pub struct Context {
     pub smq: SmqPool,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
+    pub topic_memo: crate::topic::memo::TopicMemo,
+}
+
+fn build_event(warning: bool, reason: &str, message: &str, action: &str) -> Event {
+    Event {
+        type_: if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: reason.to_string(),
+        note: Some(message.chars().take(1000).collect()),
+        action: action.to_string(),
+        secondary: None,
+    }
 }
 
 impl Context {
@@ -35,20 +50,30 @@ impl Context {
         message: &str,
         action: &str,
     ) {
-        let ev = Event {
-            type_: if warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: reason.to_string(),
-            note: Some(message.chars().take(1000).collect()),
-            action: action.to_string(),
-            secondary: None,
-        };
+        let ev = build_event(warning, reason, message, action);
         if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
             tracing::warn!(error = %e, reason, "could not record an Event");
         }
+    }
+
+    /// Records an Event without waiting for the API server, so the reconcile that caused it does
+    /// not hold one of the controller's concurrency slots for it.
+    pub fn event_in_background<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        warning: bool,
+        reason: &str,
+        message: &str,
+        action: &str,
+    ) {
+        let ev = build_event(warning, reason, message, action);
+        let recorder = self.recorder.clone();
+        let reference = obj.object_ref(&());
+        tokio::spawn(async move {
+            if let Err(e) = recorder.publish(&ev, &reference).await {
+                tracing::warn!(error = %e, reason = ev.reason, "could not record an Event");
+            }
+        });
     }
 }
 

@@ -108,6 +108,7 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
                 instance: Some(cfg.identity.clone()),
             },
         ),
+        topic_memo: Default::default(),
     });
     let controller_cfg = ControllerConfig::default()
         .concurrency(cfg.concurrency)

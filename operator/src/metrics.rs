@@ -32,6 +32,9 @@ pub struct Metrics {
     pub errors: Family<ErrorLabels, Counter>,
     pub duration: Family<KindLabel, Histogram>,
     pub status_writes: Family<WriteLabels, Counter>,
+    /// Reconciles whose cached object did not show the operator's last status write yet, so the
+    /// object was read from the API server.
+    pub stale_reads: Family<KindLabel, Counter>,
     /// 1 while this replica holds the leader Lease.
     pub leader: Gauge,
 }
@@ -46,6 +49,7 @@ impl Metrics {
                 Histogram::new(exponential_buckets(0.001, 2.0, 14))
             }),
             status_writes: Family::default(),
+            stale_reads: Family::default(),
             leader: Gauge::default(),
         };
         let r = registry.sub_registry_with_prefix("kafka_operator");
@@ -64,6 +68,11 @@ impl Metrics {
             "status_writes",
             "Status writes made or skipped because nothing changed",
             m.status_writes.clone(),
+        );
+        r.register(
+            "stale_cache_reads",
+            "Objects read from the API server because the watch cache lagged the operator's own status write",
+            m.stale_reads.clone(),
         );
         r.register(
             "leader",
@@ -90,6 +99,10 @@ impl Metrics {
                 reason: error.metric_label(),
             })
             .inc();
+    }
+
+    pub fn stale_read(&self, kind: &'static str) {
+        self.stale_reads.get_or_create(&KindLabel { kind }).inc();
     }
 
     pub fn status_write(&self, kind: &'static str, written: bool) {
@@ -126,6 +139,7 @@ mod tests {
         drop(m.start("KafkaTopic"));
         m.error("KafkaTopic", &crate::Error::MissingObjectKey("uid"));
         m.status_write("KafkaTopic", false);
+        m.stale_read("KafkaTopic");
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &registry).unwrap();
         assert!(
@@ -138,5 +152,9 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("result=\"skipped\"} 1"), "{out}");
+        assert!(
+            out.contains("kafka_operator_stale_cache_reads_total{kind=\"KafkaTopic\"} 1"),
+            "{out}"
+        );
     }
 }

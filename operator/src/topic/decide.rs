@@ -230,12 +230,14 @@ pub struct Observed {
 /// The SMQ call to make, if any.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Plan {
-    /// Create the topic. When `claim_first`, `status.topicName` is written before the call so a
-    /// crash between the two cannot make the object's own topic look foreign.
+    /// Create the topic (SMQ reported it missing). `status.topicName` is written once, together
+    /// with Ready, after the call: no separate claim write. Should the process die between the
+    /// two, the next reconcile finds an unclaimed topic and reports `TopicAlreadyExists`, which
+    /// fails safe (the adopt annotation recovers it); a failed status write within one process is
+    /// covered by the reconciler's memory of what it created.
     Create {
         partitions: i32,
         retention_seconds: Option<i64>,
-        claim_first: bool,
     },
     /// Same partition count (so ConfigureTopic only updates topic.conf), new retention.
     UpdateRetention {
@@ -268,7 +270,6 @@ pub fn plan(
         return Plan::Create {
             partitions: facts.partitions.unwrap_or(gateway.default_partitions),
             retention_seconds: config.retention.as_smq(),
-            claim_first: !claimed,
         };
     };
     if !claimed && !facts.adopt {
@@ -414,13 +415,42 @@ pub fn status(
     s
 }
 
+/// The operator's part of a stored status: without the gateway's `stats` and `partitions`.
+pub fn operator_part(stored: &KafkaTopicStatus) -> KafkaTopicStatus {
+    KafkaTopicStatus {
+        stats: None,
+        partitions: Vec::new(),
+        ..stored.clone()
+    }
+}
+
 /// Whether the operator's part of the status differs from what is stored.
 pub fn status_needs_write(stored: Option<&KafkaTopicStatus>, new: &KafkaTopicStatus) -> bool {
     let Some(stored) = stored else { return true };
-    let mut own = stored.clone();
-    own.stats = None;
-    own.partitions = Vec::new();
-    &own != new
+    &operator_part(stored) != new
+}
+
+/// Whether the watch cache's copy of an object can be trusted for the operator's own status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheView {
+    Current,
+    /// The cache does not yet show the status this process last wrote (the watch event of that
+    /// write has not arrived): read the object from the API server instead. Deciding on the old
+    /// status would rewrite Ready with a new `lastTransitionTime`, or take the object's own new
+    /// topic for a foreign one.
+    Stale,
+}
+
+/// `cached`: the status in the watch cache; `last_written`: the operator's part of the status
+/// this process last wrote for the object, if any since the object's last reconcile.
+pub fn cache_view(
+    cached: Option<&KafkaTopicStatus>,
+    last_written: Option<&KafkaTopicStatus>,
+) -> CacheView {
+    match last_written {
+        Some(w) if cached.map(operator_part).as_ref() != Some(w) => CacheView::Stale,
+        _ => CacheView::Current,
+    }
 }
 
 /// An Event to record.
@@ -429,6 +459,25 @@ pub struct EventSpec {
     pub warning: bool,
     pub reason: &'static str,
     pub message: String,
+}
+
+/// The one Event of a reconcile, if any. `action` is what the reconcile did to SMQ (Created,
+/// Adopted, ConfigUpdated): it is always reported, and stands for the transition it causes, so a
+/// created topic gets one Event, not also a `Reconciled` one. Otherwise an Event is sent only
+/// when the status was written and the Ready reason changed.
+pub fn reconcile_event(
+    previous_reason: Option<&str>,
+    verdict: &Verdict,
+    action: Option<EventSpec>,
+    status_written: bool,
+) -> Option<EventSpec> {
+    if action.is_some() {
+        return action;
+    }
+    if !status_written {
+        return None;
+    }
+    transition_event(previous_reason, verdict)
 }
 
 /// Events are sent on transitions only: when the Ready reason changes.

@@ -68,20 +68,19 @@ fn at(secs: i64) -> Time {
 }
 
 #[test]
-fn creates_a_missing_topic_and_claims_it_first() {
+fn creates_a_missing_topic() {
     let p = plan(&facts(), &no_config(), &gw(), None);
     assert_eq!(
         p,
         Plan::Create {
             partitions: 3,
             retention_seconds: None,
-            claim_first: true
         }
     );
 }
 
 #[test]
-fn creation_without_partitions_uses_the_gateway_default_and_claimed_objects_need_no_claim() {
+fn creation_without_partitions_uses_the_gateway_default() {
     let f = TopicFacts {
         partitions: None,
         recorded_name: Some("orders".into()),
@@ -93,7 +92,6 @@ fn creation_without_partitions_uses_the_gateway_default_and_claimed_objects_need
         Plan::Create {
             partitions: 6,
             retention_seconds: Some(2),
-            claim_first: false
         }
     );
 }
@@ -361,7 +359,7 @@ fn status_keeps_earlier_observations_when_nothing_new_was_learned() {
     assert_eq!(paused.partition_count, Some(3));
     assert_eq!(paused.retention_seconds, Some(60));
     assert_eq!(paused.topic_name.as_deref(), Some("orders"));
-    // A claim records the name before the topic's count is known.
+    // A failed creation records the claim before the topic's count is known.
     let claim = Recorded {
         partitions: None,
         ..rec.clone()
@@ -369,7 +367,7 @@ fn status_keeps_earlier_observations_when_nothing_new_was_learned() {
     let claiming = status(
         None,
         &Verdict::Progressing {
-            reason: reasons::CREATING,
+            reason: reasons::BACKEND_UNAVAILABLE,
             message: String::new(),
         },
         &[],
@@ -395,6 +393,97 @@ fn events_only_on_transitions() {
     assert!(e.warning);
     assert_eq!(e.reason, reasons::PARTITION_DECREASE_NOT_ALLOWED);
     assert!(transition_event(Some(reasons::PARTITION_DECREASE_NOT_ALLOWED), &stalled).is_none());
+}
+
+#[test]
+fn a_reconcile_sends_one_event_for_what_it_did() {
+    let created = EventSpec {
+        warning: false,
+        reason: "Created",
+        message: "created SMQ topic kafka/orders with 3 partitions".into(),
+    };
+    // Creating a topic is one Event, not also the None -> Reconciled transition.
+    assert_eq!(
+        reconcile_event(None, &Verdict::Ready, Some(created.clone()), true),
+        Some(created)
+    );
+    let e = reconcile_event(None, &Verdict::Ready, None, true).unwrap();
+    assert_eq!(e.reason, reasons::RECONCILED);
+    // No status write, no transition to report.
+    assert_eq!(reconcile_event(None, &Verdict::Ready, None, false), None);
+    assert_eq!(
+        reconcile_event(Some(reasons::RECONCILED), &Verdict::Ready, None, true),
+        None
+    );
+}
+
+/// The bug of issue 5's 1,000-topic run: the reconcile woken by the operator's own finalizer
+/// write was handed the cached object from before its status write, and rewrote Ready with a
+/// new lastTransitionTime. Status must be written only when it changed.
+#[test]
+fn status_is_written_only_when_it_changed_even_when_the_cache_lags() {
+    let rec = Recorded {
+        topic_name: "orders".into(),
+        smq_topic: "kafka/orders".into(),
+        partitions: Some(3),
+        retention_seconds: None,
+    };
+    // First reconcile: the object has no status; the topic is created and Ready written.
+    assert_eq!(cache_view(None, None), CacheView::Current);
+    let ready = status(None, &Verdict::Ready, &[], Some(&rec), Some(1), &at(100));
+    assert!(status_needs_write(None, &ready));
+
+    // Second reconcile, one second later, handed the cached object from before that write:
+    // deciding on it would write again (and, without the claim, call the topic foreign).
+    let stale: Option<&KafkaTopicStatus> = None;
+    let rewrite = status(stale, &Verdict::Ready, &[], Some(&rec), Some(1), &at(101));
+    assert!(status_needs_write(stale, &rewrite));
+    assert_ne!(
+        rewrite.conditions[0].last_transition_time,
+        ready.conditions[0].last_transition_time
+    );
+    assert_eq!(
+        plan(&facts(), &no_config(), &gw(), observed(3, None)),
+        Plan::Refuse(Verdict::Stalled {
+            reason: reasons::TOPIC_ALREADY_EXISTS,
+            message: "SMQ topic kafka/orders exists and was not created by this object; annotate it with kafka.seaweedfs.com/adopt=\"true\" to take it over".into(),
+        })
+    );
+    // So the reconciler compares the cache with what it wrote and reads the object afresh.
+    assert_eq!(cache_view(stale, Some(&ready)), CacheView::Stale);
+    let older = status(
+        None,
+        &Verdict::Progressing {
+            reason: reasons::BACKEND_UNAVAILABLE,
+            message: "m".into(),
+        },
+        &[],
+        None,
+        Some(1),
+        &at(90),
+    );
+    assert_eq!(cache_view(Some(&older), Some(&ready)), CacheView::Stale);
+
+    // The fresh object (with the gateway's statistics added meanwhile) needs no write.
+    let mut fresh = ready.clone();
+    fresh.stats = Some(TopicStats {
+        high_watermark_sum: 7,
+        ..Default::default()
+    });
+    assert_eq!(cache_view(Some(&fresh), Some(&ready)), CacheView::Current);
+    let again = status(
+        Some(&fresh),
+        &Verdict::Ready,
+        &[],
+        Some(&rec),
+        Some(1),
+        &at(101),
+    );
+    assert!(!status_needs_write(Some(&fresh), &again));
+    assert_eq!(
+        reconcile_event(Some(reasons::RECONCILED), &Verdict::Ready, None, false),
+        None
+    );
 }
 
 #[test]

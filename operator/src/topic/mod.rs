@@ -1,6 +1,7 @@
 //! The KafkaTopic reconciler.
 
 pub mod decide;
+pub mod memo;
 pub mod reconcile;
 
 #[cfg(test)]

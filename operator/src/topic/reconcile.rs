@@ -1,5 +1,6 @@
 //! The KafkaTopic reconcile: gathers facts, asks [`super::decide`], carries out the answer.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +15,8 @@ use serde_json::json;
 use smq_client::{SmqError, TopicSpec};
 
 use super::decide::{
-    self, FinalizerStep, GatewayFacts, Observed, Plan, Recorded, TopicFacts, Verdict,
+    self, CacheView, EventSpec, FinalizerStep, GatewayFacts, Observed, Plan, Recorded, TopicFacts,
+    Verdict,
 };
 use crate::context::{Context, FIELD_MANAGER, jittered};
 use crate::{Error, Result};
@@ -81,13 +83,48 @@ fn conflict_winner(ctx: &Context, obj: &KafkaTopic, gateway: &GatewayFacts) -> O
     decide::conflict_winner(&me, all.map(|(k, t)| (k.as_str(), t.as_ref())))
 }
 
+/// The object to decide on: the cached one, unless the cache does not show the status this
+/// process last wrote yet; then the API server's (None: it is gone).
+async fn current_object(
+    ctx: &Context,
+    api: &Api<KafkaTopic>,
+    cached: Arc<KafkaTopic>,
+) -> Result<Option<Arc<KafkaTopic>>> {
+    let Some(uid) = cached.uid() else {
+        return Ok(Some(cached));
+    };
+    let written = ctx.topic_memo.take_written(&uid);
+    match decide::cache_view(cached.status.as_ref(), written.as_ref()) {
+        CacheView::Current => Ok(Some(cached)),
+        CacheView::Stale => {
+            ctx.metrics.stale_read(KIND);
+            match api.get_opt(&cached.name_any()).await? {
+                Some(fresh) if fresh.uid().as_deref() == Some(uid.as_str()) => {
+                    Ok(Some(Arc::new(fresh)))
+                }
+                _ => {
+                    ctx.topic_memo.forget(&uid);
+                    Ok(None)
+                }
+            }
+        }
+    }
+}
+
 pub async fn reconcile(obj: Arc<KafkaTopic>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.start(KIND);
     let ns = obj
         .namespace()
         .ok_or(Error::MissingObjectKey("namespace"))?;
     let api: Api<KafkaTopic> = Api::namespaced(ctx.client.clone(), &ns);
-    let facts = facts_of(&obj);
+    let Some(obj) = current_object(&ctx, &api, obj).await? else {
+        return Ok(Action::await_change());
+    };
+    let uid = obj.uid().unwrap_or_default();
+    let mut facts = facts_of(&obj);
+    if facts.recorded_name.is_none() {
+        facts.recorded_name = ctx.topic_memo.created_name(&uid);
+    }
     let gateway = gateway_of(&ctx, &obj, &ns);
 
     let deleting = obj.meta().deletion_timestamp.is_some();
@@ -113,6 +150,7 @@ pub async fn reconcile(obj: Arc<KafkaTopic>, ctx: Arc<Context>) -> Result<Action
         FinalizerStep::None => {}
     }
     if deleting {
+        ctx.topic_memo.forget(&uid);
         return Ok(Action::await_change());
     }
 
@@ -125,7 +163,12 @@ pub async fn reconcile(obj: Arc<KafkaTopic>, ctx: Arc<Context>) -> Result<Action
             let unsupported = decide::analyze_config(&facts.config)
                 .map(|c| c.unsupported)
                 .unwrap_or_default();
-            return finish(&ctx, &api, &obj, &facts, verdict, &unsupported, None).await;
+            let status = Outcome {
+                verdict,
+                recorded: None,
+                action: None,
+            };
+            return finish(&ctx, &api, &obj, &facts, status, &unsupported).await;
         }
     };
     let gateway = gateway.ok_or(Error::MissingObjectKey("gateway"))?;
@@ -138,6 +181,11 @@ pub async fn reconcile(obj: Arc<KafkaTopic>, ctx: Arc<Context>) -> Result<Action
         partitions,
         retention_seconds,
     };
+    let event = |reason: &'static str, message: String| EventSpec {
+        warning: false,
+        reason,
+        message,
+    };
 
     let observed = match smq.topic_configuration(&topic).await {
         Ok(c) => Some(Observed {
@@ -145,50 +193,50 @@ pub async fn reconcile(obj: Arc<KafkaTopic>, ctx: Arc<Context>) -> Result<Action
             retention_seconds: c.retention_seconds,
         }),
         Err(SmqError::TopicNotFound(_)) => None,
-        Err(e) => return backend_failed(&ctx, &api, &obj, &facts, &config.unsupported, e).await,
+        Err(e) => {
+            return backend_failed(&ctx, &api, &obj, &facts, &config.unsupported, None, e).await;
+        }
     };
 
-    let (verdict, seen) = match decide::plan(&facts, &config, &gateway, observed) {
+    let outcome = match decide::plan(&facts, &config, &gateway, observed) {
         Plan::Create {
             partitions,
             retention_seconds,
-            claim_first,
         } => {
-            if claim_first {
-                let creating = Verdict::Progressing {
-                    reason: reasons::CREATING,
-                    message: format!("creating SMQ topic {smq_name}"),
-                };
-                write_status(
-                    &ctx,
-                    &api,
-                    &obj,
-                    &facts,
-                    &creating,
-                    &config.unsupported,
-                    Some(&recorded(None, None)),
-                )
-                .await?;
-            }
             let spec = TopicSpec {
                 topic: topic.clone(),
                 partitions,
                 record_type: config.format.map(|f| f.record_type()),
                 retention_seconds,
             };
-            if let Err(e) = smq.ensure_topic(&spec).await {
-                return backend_failed(&ctx, &api, &obj, &facts, &config.unsupported, e).await;
-            }
-            let msg = format!("created SMQ topic {smq_name} with {partitions} partitions");
-            ctx.event(obj.as_ref(), false, "Created", &msg, "Create")
+            // SMQ has just reported the topic missing, so ConfigureTopic creates it
+            // (ensure_topic would only ask SMQ again first).
+            if let Err(e) = smq.configure_topic(&spec).await {
+                // It may exist now (created, then the lookup failed): it is this object's.
+                let claim = recorded(None, None);
+                return backend_failed(
+                    &ctx,
+                    &api,
+                    &obj,
+                    &facts,
+                    &config.unsupported,
+                    Some(&claim),
+                    e,
+                )
                 .await;
-            (
-                Verdict::Ready,
-                Some(recorded(
+            }
+            ctx.topic_memo.created(&uid, &facts.desired_name);
+            Outcome {
+                verdict: Verdict::Ready,
+                recorded: Some(recorded(
                     Some(partitions),
                     retention_seconds.filter(|s| *s > 0),
                 )),
-            )
+                action: Some(event(
+                    "Created",
+                    format!("created SMQ topic {smq_name} with {partitions} partitions"),
+                )),
+            }
         }
         Plan::UpdateRetention {
             partitions,
@@ -201,56 +249,60 @@ pub async fn reconcile(obj: Arc<KafkaTopic>, ctx: Arc<Context>) -> Result<Action
                 retention_seconds,
             };
             if let Err(e) = smq.configure_topic(&spec).await {
-                return backend_failed(&ctx, &api, &obj, &facts, &config.unsupported, e).await;
+                return backend_failed(&ctx, &api, &obj, &facts, &config.unsupported, None, e)
+                    .await;
             }
-            let msg = format!(
-                "retention of {smq_name} set to {:?} seconds",
-                retention_seconds.filter(|s| *s > 0)
-            );
-            ctx.event(obj.as_ref(), false, "ConfigUpdated", &msg, "Configure")
-                .await;
-            (
-                Verdict::Ready,
-                Some(recorded(
+            Outcome {
+                verdict: Verdict::Ready,
+                recorded: Some(recorded(
                     Some(partitions),
                     retention_seconds.filter(|s| *s > 0),
                 )),
-            )
+                action: Some(event(
+                    "ConfigUpdated",
+                    format!(
+                        "retention of {smq_name} set to {:?} seconds",
+                        retention_seconds.filter(|s| *s > 0)
+                    ),
+                )),
+            }
         }
         Plan::InSync => {
             let o = observed.ok_or(Error::MissingObjectKey("observed topic"))?;
-            if !facts.claimed() {
-                let msg = format!(
-                    "adopted existing SMQ topic {smq_name} ({} partitions)",
-                    o.partitions
-                );
-                ctx.event(obj.as_ref(), false, "Adopted", &msg, "Adopt")
-                    .await;
+            let action = (!facts.claimed()).then(|| {
+                event(
+                    "Adopted",
+                    format!(
+                        "adopted existing SMQ topic {smq_name} ({} partitions)",
+                        o.partitions
+                    ),
+                )
+            });
+            Outcome {
+                verdict: Verdict::Ready,
+                recorded: Some(recorded(Some(o.partitions), o.retention_seconds)),
+                action,
             }
-            (
-                Verdict::Ready,
-                Some(recorded(Some(o.partitions), o.retention_seconds)),
-            )
         }
         // What SMQ holds is still worth showing when refusing to change it; an unclaimed topic
         // is someone else's and stays out of this object's status.
-        Plan::Refuse(v) => (
-            v,
-            observed
+        Plan::Refuse(verdict) => Outcome {
+            verdict,
+            recorded: observed
                 .filter(|_| facts.claimed())
                 .map(|o| recorded(Some(o.partitions), o.retention_seconds)),
-        ),
+            action: None,
+        },
     };
-    finish(
-        &ctx,
-        &api,
-        &obj,
-        &facts,
-        verdict,
-        &config.unsupported,
-        seen.as_ref(),
-    )
-    .await
+    finish(&ctx, &api, &obj, &facts, outcome, &config.unsupported).await
+}
+
+/// How a reconcile ended: the verdict, what SMQ was seen to hold (None: nothing new) and the
+/// Event of what the reconcile did to SMQ.
+struct Outcome {
+    verdict: Verdict,
+    recorded: Option<Recorded>,
+    action: Option<EventSpec>,
 }
 
 /// Reports an SMQ failure in the status, then returns it so the error policy counts it and backs
@@ -261,6 +313,7 @@ async fn backend_failed(
     obj: &KafkaTopic,
     facts: &TopicFacts,
     unsupported: &[String],
+    recorded: Option<&Recorded>,
     e: SmqError,
 ) -> Result<Action> {
     let reason = if e.is_retriable() {
@@ -268,11 +321,15 @@ async fn backend_failed(
     } else {
         reasons::BACKEND_ERROR
     };
-    let verdict = Verdict::Progressing {
-        reason,
-        message: e.to_string(),
+    let outcome = Outcome {
+        verdict: Verdict::Progressing {
+            reason,
+            message: e.to_string(),
+        },
+        recorded: recorded.cloned(),
+        action: None,
     };
-    write_status(ctx, api, obj, facts, &verdict, unsupported, None).await?;
+    write_status(ctx, api, obj, facts, &outcome, unsupported).await?;
     Err(e.into())
 }
 
@@ -281,52 +338,77 @@ async fn finish(
     api: &Api<KafkaTopic>,
     obj: &KafkaTopic,
     facts: &TopicFacts,
-    verdict: Verdict,
+    outcome: Outcome,
     unsupported: &[String],
-    recorded: Option<&Recorded>,
 ) -> Result<Action> {
-    write_status(ctx, api, obj, facts, &verdict, unsupported, recorded).await?;
-    Ok(Action::requeue(jittered(decide::requeue_after(&verdict))))
+    write_status(ctx, api, obj, facts, &outcome, unsupported).await?;
+    Ok(Action::requeue(jittered(decide::requeue_after(
+        &outcome.verdict,
+    ))))
 }
 
-/// Writes the operator's part of the status if it changed, and records an Event when the Ready
-/// reason changed.
+/// Writes the operator's part of the status if it changed, then records the reconcile's Event
+/// (in the background), if any.
 async fn write_status(
     ctx: &Context,
     api: &Api<KafkaTopic>,
     obj: &KafkaTopic,
     facts: &TopicFacts,
-    verdict: &Verdict,
+    outcome: &Outcome,
     unsupported: &[String],
-    recorded: Option<&Recorded>,
 ) -> Result<()> {
     let stored = obj.status.as_ref();
     let new = decide::status(
         stored,
-        verdict,
+        &outcome.verdict,
         unsupported,
-        recorded,
+        outcome.recorded.as_ref(),
         facts.generation,
         &crate::conditions::now(),
     );
     let write = decide::status_needs_write(stored, &new);
     ctx.metrics.status_write(KIND, write);
-    if !write {
-        return Ok(());
+    tracing::debug!(
+        reason = outcome.verdict.ready_reason(),
+        write,
+        "KafkaTopic status"
+    );
+    let written = if write {
+        patch_status(api, &obj.name_any(), &new).await.map(Some)
+    } else {
+        Ok(None)
+    };
+    // What the API server stored (timestamps in whole seconds), to compare the cache with.
+    if let Ok(Some(stored)) = &written
+        && let (Some(uid), Some(status)) = (obj.uid(), stored.status.as_ref())
+    {
+        ctx.topic_memo.wrote(&uid, decide::operator_part(status));
+        let live =
+            || -> HashSet<String> { ctx.topics.state().iter().filter_map(|t| t.uid()).collect() };
+        ctx.topic_memo
+            .prune(2 * ctx.topics.state().len() + 64, live);
     }
-    patch_status(api, &obj.name_any(), &new).await?;
     let previous = stored.and_then(|s| crate::conditions::reason_of(&s.conditions, types::READY));
-    if let Some(e) = decide::transition_event(previous, verdict) {
-        ctx.event(obj, e.warning, e.reason, &e.message, "Reconcile")
-            .await;
+    let event = decide::reconcile_event(
+        previous,
+        &outcome.verdict,
+        outcome.action.clone(),
+        matches!(written, Ok(Some(_))),
+    );
+    if let Some(e) = event {
+        ctx.event_in_background(obj, e.warning, e.reason, &e.message, "Reconcile");
     }
-    Ok(())
+    written.map(|_| ())
 }
 
 /// Server-side apply of the status under the operator's field manager. Fields the operator no
 /// longer sends (a condition that went away) are removed; the gateway's `stats` and `partitions`
 /// belong to another manager and are left alone.
-async fn patch_status(api: &Api<KafkaTopic>, name: &str, status: &KafkaTopicStatus) -> Result<()> {
+async fn patch_status(
+    api: &Api<KafkaTopic>,
+    name: &str,
+    status: &KafkaTopicStatus,
+) -> Result<KafkaTopic> {
     let body = json!({
         "apiVersion": KafkaTopic::api_version(&()),
         "kind": KafkaTopic::kind(&()),
@@ -338,8 +420,8 @@ async fn patch_status(api: &Api<KafkaTopic>, name: &str, status: &KafkaTopicStat
         &PatchParams::apply(FIELD_MANAGER).force(),
         &Patch::Apply(&body),
     )
-    .await?;
-    Ok(())
+    .await
+    .map_err(Into::into)
 }
 
 /// Adds or removes the finalizer with a merge patch that carries the resourceVersion, so a
