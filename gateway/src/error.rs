@@ -28,6 +28,10 @@ pub enum GatewayError {
     MessageTooLarge(String),
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
+    #[error("{0}")]
+    InvalidReplicaAssignment(String),
+    #[error("{0}")]
+    InvalidRequest(String),
     #[error("another gateway owns this partition")]
     NotLeader,
     #[error("an earlier produce to this partition failed; retry")]
@@ -86,6 +90,8 @@ impl GatewayError {
             GatewayError::OffsetOutOfRange { .. } => E::OffsetOutOfRange,
             GatewayError::MessageTooLarge(_) => E::MessageTooLarge,
             GatewayError::InvalidConfig(_) => E::InvalidConfig,
+            GatewayError::InvalidReplicaAssignment(_) => E::InvalidReplicaAssignment,
+            GatewayError::InvalidRequest(_) => E::InvalidRequest,
             GatewayError::NotLeader => E::NotLeaderOrFollower,
             // Retriable: the producer sends the batch again after the earlier one.
             GatewayError::EarlierAppendFailed => E::NotEnoughReplicas,
@@ -114,6 +120,8 @@ impl GatewayError {
             GatewayError::OffsetOutOfRange { .. } => "offset_out_of_range",
             GatewayError::MessageTooLarge(_) => "message_too_large",
             GatewayError::InvalidConfig(_) => "invalid_config",
+            GatewayError::InvalidReplicaAssignment(_) => "invalid_replica_assignment",
+            GatewayError::InvalidRequest(_) => "invalid_request",
             GatewayError::NotLeader => "not_leader",
             GatewayError::EarlierAppendFailed => "earlier_append_failed",
             GatewayError::UnflushedBacklog(_) => "unflushed_backlog",

@@ -371,3 +371,91 @@ def test_unknown_topic_and_partition_raw_list_offsets(gateway):
             assert [(r[0], r[1], r[2]) for r in res] == [(t, part, want)], res
             if want == 0:
                 assert res[0][4] == 0  # latest of an empty partition
+
+
+def _admin_error(future):
+    """The KafkaError an admin future fails with (within OP_TIMEOUT: never a hang)."""
+    with pytest.raises(KafkaException) as ei:
+        future.result(timeout=kgw.OP_TIMEOUT)
+    return ei.value.args[0]
+
+
+def test_create_partitions_refused_and_records_kept(bootstrap):
+    """AdminClient.create_partitions: SMQ cannot add partitions without hiding the stored records,
+    so growth is refused with INVALID_PARTITIONS and a message saying why, validate_only included;
+    no growth, fewer partitions and unknown topics get Kafka's own errors. Afterwards the topic
+    still has its partitions and every record."""
+    from confluent_kafka.admin import NewPartitions
+    topic = kgw.unique_topic("ck-addparts")
+    kgw.create_topic(bootstrap, topic, partitions=2)
+    records = sample_records(0, n=3) + sample_records(1, n=3)
+    kgw.produce_all(kgw.producer(bootstrap), topic, records)
+    a = kgw.admin(bootstrap)
+
+    def create_partitions(name, count, **kw):
+        return a.create_partitions([NewPartitions(name, count)], request_timeout=kgw.OP_TIMEOUT,
+                                   **kw)[name]
+
+    for validate_only in (True, False):
+        t0 = time.monotonic()
+        err = _admin_error(create_partitions(topic, 4, validate_only=validate_only))
+        assert err.code() == KafkaError.INVALID_PARTITIONS, (validate_only, err)
+        assert "cannot add partitions to an existing topic" in err.str(), err
+        assert "keeps its 2 partitions" in err.str(), err
+        assert time.monotonic() - t0 < 10, "CreatePartitions took %.1fs" % (time.monotonic() - t0)
+    err = _admin_error(create_partitions(topic, 2))
+    assert err.code() == KafkaError.INVALID_PARTITIONS and "already has 2 partitions" in err.str(), err
+    err = _admin_error(create_partitions(topic, 1, validate_only=True))
+    assert err.code() == KafkaError.INVALID_PARTITIONS and "higher than the requested 1" in err.str(), err
+    missing = kgw.unique_topic("ck-addparts-missing")
+    err = _admin_error(create_partitions(missing, 3))
+    assert err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART, err
+
+    md = a.list_topics(topic=topic, timeout=kgw.OP_TIMEOUT)
+    assert sorted(md.topics[topic].partitions) == [0, 1]
+    got = kgw.consume_partitions(bootstrap, topic, {0: 9, 1: 9})
+    for p in (0, 1):
+        assert len(got[p]) == 9, "partition %d: %d records" % (p, len(got[p]))
+        for i, (m, r) in enumerate(zip(got[p], [r for r in records if r["partition"] == p])):
+            assert_same(m, r, i)
+
+
+def test_create_topics_manual_replica_assignment(bootstrap):
+    """CreateTopics with a replica assignment, as Kafka checks it: every partition on this gateway
+    (broker 1) creates one partition per assignment; another broker id is refused with
+    INVALID_REPLICA_ASSIGNMENT; validate_only creates nothing."""
+    from confluent_kafka.admin import NewTopic
+    a = kgw.admin(bootstrap)
+
+    def create(name, assignment, **kw):
+        # confluent-kafka wants num_partitions to match; librdkafka sends -1 with the assignment.
+        fs = a.create_topics([NewTopic(name, num_partitions=len(assignment),
+                                       replica_assignment=assignment)],
+                             request_timeout=kgw.OP_TIMEOUT, operation_timeout=30, **kw)
+        return fs[name]
+
+    checked = kgw.unique_topic("ck-assign-validate")
+    assert create(checked, [[1], [1]], validate_only=True).result(timeout=kgw.OP_TIMEOUT) is None
+    md = a.list_topics(timeout=kgw.OP_TIMEOUT)
+    assert checked not in md.topics or md.topics[checked].error is not None
+
+    topic = kgw.unique_topic("ck-assign")
+    assert create(topic, [[1], [1], [1]]).result(timeout=kgw.OP_TIMEOUT) is None
+    deadline = time.monotonic() + kgw.OP_TIMEOUT
+    while True:
+        t = a.list_topics(topic=topic, timeout=kgw.OP_TIMEOUT).topics.get(topic)
+        if t is not None and t.error is None:
+            break
+        assert time.monotonic() < deadline, "topic %s not in metadata: %r" % (topic, t)
+        time.sleep(0.2)
+    assert sorted(t.partitions) == [0, 1, 2]
+    assert all(p.replicas == [1] for p in t.partitions.values())
+    delivered = kgw.produce_all(kgw.producer(bootstrap), topic, sample_records(2, n=2))
+    assert [(m.partition(), m.offset()) for m in delivered][:2] == [(2, 0), (2, 1)]
+
+    elsewhere = kgw.unique_topic("ck-assign-other")
+    err = _admin_error(create(elsewhere, [[1], [2]]))
+    assert err.code() == KafkaError.INVALID_REPLICA_ASSIGNMENT, err
+    assert "broker 2" in err.str(), err
+    md = a.list_topics(timeout=kgw.OP_TIMEOUT)
+    assert elsewhere not in md.topics or md.topics[elsewhere].error is not None

@@ -798,6 +798,54 @@ def test_java_static_membership_restart_without_rebalance(bootstrap):
             m.cleanup()
 
 
+def test_ck_static_member_fenced_by_same_instance_id(bootstrap):
+    """Static membership fencing (classic protocol), as Kafka does it: a second consumer with the
+    same group.instance.id takes over the first one's place; the first one's next request is
+    answered FENCED_INSTANCE_ID, which librdkafka raises as a fatal error. The newcomer owns the
+    partitions, the other member is undisturbed, and every record is consumed exactly once by the
+    two live members."""
+    topic, group = kgw.unique_topic("grp-fence"), unique_group("g-fence")
+    kgw.create_topic(bootstrap, topic, partitions=4)
+    a = CkMember("a", bootstrap, group, topic, **{"group.instance.id": "fence-a"})
+    b1 = CkMember("b1", bootstrap, group, topic, **{"group.instance.id": "fence-b"})
+    members = [a, b1]
+    try:
+        poll_members(members, lambda: partition_split([a.parts(), b1.parts()], 4), JOIN_TIMEOUT,
+                     "two static members own all 4 partitions")
+        b2 = CkMember("b2", bootstrap, group, topic, **{"group.instance.id": "fence-b"})
+        members.append(b2)
+        fatal = []
+
+        def b1_fenced():
+            for m in b1.c.consume(num_messages=10, timeout=0.05):
+                if m.error() is None:
+                    b1.records.append((m.partition(), m.offset(), m.value()))
+                elif m.error().code() == KafkaError._FATAL:
+                    fatal.append(m.error())
+                else:
+                    b1.errors.append(str(m.error()))
+            return bool(fatal)
+
+        poll_members([a, b2], lambda: b1_fenced() and partition_split([a.parts(), b2.parts()], 4),
+                     JOIN_TIMEOUT, "b1 fenced, a and b2 own all 4 partitions", extra=[b1])
+        # librdkafka's text for FENCED_INSTANCE_ID (its fatal error names the broker's error).
+        assert "Static consumer fenced" in fatal[0].str(), fatal[0]
+        b1.close()
+
+        expected = produce_spread(bootstrap, topic, 4, 20)
+        poll_members([a, b2], lambda: len(a.records) + len(b2.records) >= len(expected),
+                     kgw.OP_TIMEOUT, "a and b2 consume %d records" % len(expected))
+        assert not b1.records, b1.records
+        assert_exactly_once(a.records + b2.records, expected, "after fencing")
+        assert not a.errors and not b2.errors, (a.errors, b2.errors)
+    finally:
+        for m in members:
+            try:
+                m.close()
+            except KafkaException:
+                pass
+
+
 # ---------------------------------------------------------------------------------------------
 # 8. Java AdminClient: list, describe, offsets, delete group, delete offsets
 

@@ -155,6 +155,18 @@ impl Group {
             .cloned()
     }
 
+    /// Whether a request from `member_id` with this group.instance.id comes from a static
+    /// member that another member with the same instance id has replaced (Kafka answers such a
+    /// request with FENCED_INSTANCE_ID, a fatal error for the old member).
+    fn is_fenced(&self, instance_id: Option<&str>, member_id: &str) -> bool {
+        let Some(iid) = instance_id else {
+            return false;
+        };
+        self.members
+            .iter()
+            .any(|(id, m)| m.instance_id.as_deref() == Some(iid) && id != member_id)
+    }
+
     fn remove_member(&mut self, id: &str, initial_delay: Duration) {
         if self.members.shift_remove(id).is_none() {
             return;
@@ -336,6 +348,8 @@ impl Coordinator {
                     g.pending.insert(member_id.clone());
                     return fail(E::MemberIdRequired, member_id);
                 }
+            } else if g.is_fenced(a.instance_id.as_deref(), &member_id) {
+                return fail(E::FencedInstanceId, member_id);
             } else if !g.members.contains_key(&member_id) && !g.pending.remove(&member_id) {
                 return fail(E::UnknownMemberId, member_id);
             }
@@ -375,6 +389,9 @@ impl Coordinator {
                 let Some(g) = groups.get(&a.group_id) else {
                     return fail(E::UnknownMemberId, member_id);
                 };
+                if g.is_fenced(a.instance_id.as_deref(), &member_id) {
+                    return fail(E::FencedInstanceId, member_id);
+                }
                 if !g.members.contains_key(&member_id) {
                     return fail(E::UnknownMemberId, member_id);
                 }
@@ -395,6 +412,7 @@ impl Coordinator {
         group_id: &str,
         generation: i32,
         member_id: &str,
+        instance_id: Option<&str>,
         assignments: Vec<(String, Bytes)>,
     ) -> (i16, Option<String>, Option<String>, Bytes) {
         let mut rx = {
@@ -402,6 +420,9 @@ impl Coordinator {
             let Some(g) = groups.get_mut(group_id) else {
                 return (code(E::UnknownMemberId), None, None, Bytes::new());
             };
+            if g.is_fenced(instance_id, member_id) {
+                return (code(E::FencedInstanceId), None, None, Bytes::new());
+            }
             if !g.members.contains_key(member_id) {
                 return (code(E::UnknownMemberId), None, None, Bytes::new());
             }
@@ -448,6 +469,9 @@ impl Coordinator {
             let Some(g) = groups.get(group_id) else {
                 return (code(E::UnknownMemberId), None, None, Bytes::new());
             };
+            if g.is_fenced(instance_id, member_id) {
+                return (code(E::FencedInstanceId), None, None, Bytes::new());
+            }
             let Some(m) = g.members.get(member_id) else {
                 return (code(E::UnknownMemberId), None, None, Bytes::new());
             };
@@ -465,11 +489,20 @@ impl Coordinator {
         }
     }
 
-    pub fn heartbeat(&self, group_id: &str, generation: i32, member_id: &str) -> i16 {
+    pub fn heartbeat(
+        &self,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+    ) -> i16 {
         let mut groups = self.lock();
         let Some(g) = groups.get_mut(group_id) else {
             return code(E::UnknownMemberId);
         };
+        if g.is_fenced(instance_id, member_id) {
+            return code(E::FencedInstanceId);
+        }
         let state = g.state;
         let gen_now = g.generation;
         let Some(m) = g.members.get_mut(member_id) else {
@@ -494,6 +527,9 @@ impl Coordinator {
         members
             .iter()
             .map(|(id, iid)| {
+                if !id.is_empty() && g.is_fenced(iid.as_deref(), id) {
+                    return code(E::FencedInstanceId);
+                }
                 let target = if id.is_empty() {
                     g.members
                         .iter()
@@ -515,7 +551,13 @@ impl Coordinator {
 
     /// Checks that a commit may be made: by a member of the current generation, or (generation
     /// -1) by a simple consumer of a group with no members.
-    pub fn check_commit(&self, group_id: &str, generation: i32, member_id: &str) -> i16 {
+    pub fn check_commit(
+        &self,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+    ) -> i16 {
         let groups = self.lock();
         let Some(g) = groups.get(group_id) else {
             return if generation < 0 {
@@ -524,6 +566,9 @@ impl Coordinator {
                 code(E::IllegalGeneration)
             };
         };
+        if g.is_fenced(instance_id, member_id) {
+            return code(E::FencedInstanceId);
+        }
         if generation < 0 {
             return if g.members.is_empty() {
                 0

@@ -8,8 +8,11 @@ pub async fn handle(
     _header: &RequestHeader,
     req: HeartbeatRequest,
 ) -> GatewayResult<HeartbeatResponse> {
-    let error = ctx
-        .groups
-        .heartbeat(&req.group_id.0, req.generation_id, &req.member_id);
+    let error = ctx.groups.heartbeat(
+        &req.group_id.0,
+        req.generation_id,
+        &req.member_id,
+        req.group_instance_id.as_deref(),
+    );
     Ok(HeartbeatResponse::default().with_error_code(error))
 }

@@ -3,6 +3,7 @@
 
 mod alter_configs;
 mod api_versions;
+mod create_partitions;
 mod create_topics;
 mod delete_groups;
 mod delete_topics;
@@ -95,6 +96,8 @@ handlers! {
     ApiVersions => api_versions, 0, 4;
     CreateTopics => create_topics, 2, 7;
     DeleteTopics => delete_topics, 1, 5;
+    // Refused for every topic: SMQ cannot add partitions without hiding the stored records.
+    CreatePartitions => create_partitions, 0, 3;
     InitProducerId => init_producer_id, 0, 5;
     DescribeConfigs => describe_configs, 1, 4;
     AlterConfigs => alter_configs, 0, 2;

@@ -19,6 +19,7 @@ pub async fn handle(
             &req.group_id.0,
             req.generation_id,
             &req.member_id,
+            req.group_instance_id.as_deref(),
             assignments,
         )
         .await;

@@ -11,6 +11,9 @@ use crate::records::{StorageFormat, TimestampType};
 pub const KNOWN: &[(&str, &str)] = &[
     ("cleanup.policy", "delete"),
     ("compression.type", "producer"),
+    // Tombstone retention of compacted topics: accepted and reported as Kafka does for a topic
+    // with cleanup.policy=delete (the only policy here), where it has no effect.
+    ("delete.retention.ms", "86400000"),
     ("max.message.bytes", "8388608"),
     ("message.timestamp.type", "CreateTime"),
     ("retention.ms", "-1"),
@@ -52,7 +55,9 @@ impl TopicConfigs {
                     v.parse::<StorageFormat>()
                         .map_err(|e| GatewayError::InvalidConfig(e.to_string()))?;
                 }
-                "retention.ms" | "max.message.bytes" if v.parse::<i64>().is_err() => {
+                "retention.ms" | "max.message.bytes" | "delete.retention.ms"
+                    if v.parse::<i64>().is_err() =>
+                {
                     return Err(GatewayError::InvalidConfig(format!(
                         "{k}={v} is not a number"
                     )));
@@ -167,6 +172,9 @@ mod tests {
         let err = TopicConfigs::parse([("segment.bogus", Some("1"))]).unwrap_err();
         assert!(err.to_string().contains("segment.bogus"));
         assert!(TopicConfigs::parse([("cleanup.policy", Some("compact"))]).is_err());
+        let d = TopicConfigs::parse([("delete.retention.ms", Some("900"))]).unwrap();
+        assert_eq!(d.get("delete.retention.ms"), Some("900"));
+        assert!(TopicConfigs::parse([("delete.retention.ms", Some("soon"))]).is_err());
         let batch = TopicConfigs::parse([("smq.storage.format", Some("batch"))]).unwrap();
         assert_eq!(batch.storage_format(), StorageFormat::Batch);
         assert_eq!(c.storage_format(), StorageFormat::Record);
