@@ -52,14 +52,33 @@ fn json_response(status: StatusCode, v: serde_json::Value) -> Response {
         .into_response()
 }
 
+/// Ready once the ledger is recovered and while every SMQ broker the gateway uses answers: a
+/// broker whose circuit is open is probed (at most once per breaker cooldown), so readiness
+/// returns by itself when SMQ does.
 async fn readyz(State(s): State<HttpState>) -> Response {
-    match s.ready.get() {
-        Some(_) => (StatusCode::OK, "ready\n").into_response(),
-        None => (
+    let Some(ctx) = s.ready.get() else {
+        return (
             StatusCode::SERVICE_UNAVAILABLE,
             "starting: recovering the offset ledger\n",
         )
-            .into_response(),
+            .into_response();
+    };
+    let client = ctx.store.client();
+    let mut down = Vec::new();
+    for broker in client.open_circuits() {
+        let probe = tokio::time::timeout(std::time::Duration::from_secs(2), client.probe(&broker));
+        if !matches!(probe.await, Ok(Ok(()))) {
+            down.push(broker);
+        }
+    }
+    if down.is_empty() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("SMQ broker unreachable (circuit open): {}\n", down.join(", ")),
+        )
+            .into_response()
     }
 }
 

@@ -161,6 +161,30 @@ impl SmqClient {
         self.breaker(broker).state()
     }
 
+    /// Brokers whose circuit is open (repeated connection failures).
+    pub fn open_circuits(&self) -> Vec<String> {
+        let mut open: Vec<String> = lock(&self.inner.breakers)
+            .iter()
+            .filter(|(_, b)| b.state() == crate::BreakerState::Open)
+            .map(|(k, _)| k.clone())
+            .collect();
+        open.sort();
+        open
+    }
+
+    /// One cheap call to `broker` under its circuit breaker, so that an open circuit closes once
+    /// the broker is back even when nothing else calls it (a health check with no traffic).
+    pub async fn probe(&self, broker: &str) -> SmqResult<()> {
+        self.unary(broker, "FindBrokerLeader", |mut c| async move {
+            c.find_broker_leader(smq_proto::messaging_pb::FindBrokerLeaderRequest {
+                filer_group: String::new(),
+            })
+            .await
+        })
+        .await
+        .map(|_| ())
+    }
+
     /// Runs one unary call against `broker` under its circuit breaker and the request deadline.
     pub(crate) async fn unary<T, F, Fut>(&self, broker: &str, what: &str, call: F) -> SmqResult<T>
     where

@@ -11,7 +11,7 @@ import os
 import subprocess
 import time
 
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaError, TopicPartition
 
 import kgw
 from test_restart import PARTS, ContinuousProducer, check_acked_readable, read_all
@@ -112,3 +112,63 @@ def test_gateway_then_broker_killed_loses_no_acknowledged_record(smq, gateway):
         gateway.start()
 
     run_scenario(smq, gateway, "bothkill", crash)
+
+
+def readyz(gateway):
+    import urllib.error
+    import urllib.request
+    try:
+        with urllib.request.urlopen(gateway.http + "/readyz", timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def wait_readyz(gateway, status, timeout):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = readyz(gateway)
+        if last[0] == status:
+            return last
+        time.sleep(0.5)
+    raise AssertionError("/readyz still %r after %ss, wanted %d" % (last, timeout, status))
+
+
+def test_while_smq_is_down_produces_fail_retriably_and_readyz_says_so(smq, gateway):
+    """With the broker down, a produce gets a retriable Kafka error within the client's request
+    timeout (no hang), /readyz turns 503 naming the broker, and both recover by themselves when
+    the broker is back, with no record lost or duplicated."""
+    bootstrap = gateway.bootstrap
+    topic = kgw.unique_topic("smqdown")
+    kgw.create_topic(bootstrap, topic, partitions=1)
+    kgw.produce_all(kgw.producer(bootstrap), topic, [{"value": b"before", "partition": 0}])
+    assert readyz(gateway)[0] == 200
+    smq_cmd(smq, "kill-broker")
+    try:
+        p = kgw.producer(bootstrap, **{"retries": 0, "request.timeout.ms": 30_000,
+                                       "message.timeout.ms": 60_000})
+        errors = []
+        started = time.monotonic()
+        p.produce(topic, value=b"during", partition=0,
+                  on_delivery=lambda err, msg: errors.append(err))
+        left = p.flush(60)
+        took = time.monotonic() - started
+        assert left == 0 and len(errors) == 1, "no answer within 60 s (%d left)" % left
+        err = errors[0]
+        assert err is not None, "a produce succeeded with the only broker down"
+        # Kafka's protocol marks these retriable (a producer with retries keeps trying).
+        retriable = {KafkaError.NOT_ENOUGH_REPLICAS, KafkaError.REQUEST_TIMED_OUT,
+                     KafkaError.LEADER_NOT_AVAILABLE, KafkaError.NOT_LEADER_FOR_PARTITION,
+                     KafkaError.NOT_ENOUGH_REPLICAS_AFTER_APPEND}
+        assert err.code() in retriable, "not a retriable Kafka error: %s" % err
+        assert took < 35, "the error took %.1fs, past the request timeout" % took
+        status, text = wait_readyz(gateway, 503, 30)
+        assert "SMQ broker" in text, text
+    finally:
+        smq_cmd(smq, "start-broker")
+    wait_readyz(gateway, 200, 60)
+    delivered = kgw.produce_all(kgw.producer(bootstrap), topic, [{"value": b"after", "partition": 0}])
+    assert [m.offset() for m in delivered] == [1]
+    got = kgw.consume_partitions(bootstrap, topic, {0: 2})
+    assert [m.value() for m in got[0]] == [b"before", b"after"]
