@@ -20,6 +20,10 @@ use crate::records::{
 
 /// Records read from SMQ per FetchMessage call at most.
 const READ_CHUNK: i32 = 1000;
+/// Bytes read from SMQ at once for a consumer behind the tail; what the fetch does not take is
+/// kept for the consumer's next fetch. SMQ's cost is per call and its disk path reads whole
+/// chunks, so one call for several client fetches is much cheaper than one call each.
+const READ_AHEAD_BYTES: usize = 4 << 20;
 /// Records an exact read passes over looking for the one the ledger names (SMQ offsets handed
 /// out twice after a broker crash): about one flush interval's worth of records.
 const SKIP_LIMIT: usize = 200_000;
@@ -108,6 +112,8 @@ pub struct PartitionLog {
     lease: Mutex<Option<(LockLease, std::time::Instant)>>,
     /// The newest stored units, so consumers at the tail do not go to SMQ.
     tail: std::sync::Mutex<TailCache>,
+    /// Units read from SMQ beyond what the last fetch behind the tail took.
+    ahead: std::sync::Mutex<TailCache>,
     /// This gateway's identity in the partition locks.
     owner: Arc<str>,
     hwm: watch::Sender<i64>,
@@ -253,6 +259,7 @@ impl PartitionLog {
             epoch: AtomicU64::new(0),
             lease: Mutex::new(None),
             tail: std::sync::Mutex::new(TailCache::new(tail_cache_bytes)),
+            ahead: std::sync::Mutex::new(TailCache::new(2 * READ_AHEAD_BYTES)),
             owner,
             hwm,
             reader: Mutex::new(None),
@@ -746,6 +753,7 @@ impl PartitionLog {
                     writer.epoch += 1;
                     self.epoch.store(writer.epoch, Ordering::Release);
                     self.tail.lock().unwrap_or_else(|e| e.into_inner()).clear();
+                    self.ahead.lock().unwrap_or_else(|e| e.into_inner()).clear();
                     // What this gateway held belongs to the ledger it just replaced.
                     self.held.lock().await.clear(&self.unflushed);
                 }
@@ -794,7 +802,13 @@ impl PartitionLog {
             .tail
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .read(offset, max_bytes);
+            .read(offset, max_bytes)
+            .or_else(|| {
+                self.ahead
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .read(offset, max_bytes)
+            });
         if let Some(units) = cached {
             let l = lock_read(&self.ledger);
             return Ok(ReadResult {
@@ -826,28 +840,41 @@ impl PartitionLog {
                 end: hwm,
             });
         }
+        let target = max_bytes.max(READ_AHEAD_BYTES);
+        let mut read = Vec::new();
         let mut bytes = 0usize;
-        'runs: for run in runs {
-            let got = self.read_run(run, max_bytes.saturating_sub(bytes)).await?;
+        for run in runs {
+            let got = self.read_run(run, target.saturating_sub(bytes)).await?;
             let complete = got.len() as i64 == run.smq_count;
-            // SMQ measures its own encoding, not Kafka's: keep to the client's limit here, with at
-            // least one record so a record larger than the limit still gets through (KIP-74).
             for u in got {
                 // Batches of the same entry that end before the offset asked for.
                 if u.end_offset() <= offset {
                     continue;
                 }
-                let size = unit_size(&u);
-                if !result.units.is_empty() && bytes + size > max_bytes {
-                    break 'runs;
-                }
-                bytes += size;
-                result.units.push(u);
+                bytes += unit_size(&u);
+                read.push(u);
             }
-            if !complete || bytes >= max_bytes {
+            if !complete || bytes >= target {
                 break;
             }
         }
+        // SMQ measures its own encoding, not Kafka's: keep to the client's limit here, with at
+        // least one record so a record larger than the limit still gets through (KIP-74).
+        let mut served = 0usize;
+        let mut take = 0;
+        for u in &read {
+            let size = unit_size(u);
+            if take > 0 && served + size > max_bytes {
+                break;
+            }
+            served += size;
+            take += 1;
+        }
+        let rest = read.split_off(take);
+        result.units = read;
+        let mut ahead = self.ahead.lock().unwrap_or_else(|e| e.into_inner());
+        ahead.clear();
+        ahead.push(rest);
         Ok(result)
     }
 
