@@ -1,6 +1,6 @@
 //! One Kafka partition: its ledger, its SMQ publish stream, and the produce and read paths.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -24,6 +24,10 @@ const READ_CHUNK: i32 = 1000;
 /// kept for the consumer's next fetch. SMQ's cost is per call and its disk path reads whole
 /// chunks, so one call for several client fetches is much cheaper than one call each.
 const READ_AHEAD_BYTES: usize = 4 << 20;
+/// Read-ahead bytes kept across all partitions at most; past it reads take only what the fetch
+/// asked for (many partitions consumed from behind must not multiply memory).
+const READ_AHEAD_TOTAL: usize = 256 << 20;
+static READ_AHEAD_HELD: AtomicUsize = AtomicUsize::new(0);
 /// Records an exact read passes over looking for the one the ledger names (SMQ offsets handed
 /// out twice after a broker crash): about one flush interval's worth of records.
 const SKIP_LIMIT: usize = 200_000;
@@ -753,7 +757,11 @@ impl PartitionLog {
                     writer.epoch += 1;
                     self.epoch.store(writer.epoch, Ordering::Release);
                     self.tail.lock().unwrap_or_else(|e| e.into_inner()).clear();
-                    self.ahead.lock().unwrap_or_else(|e| e.into_inner()).clear();
+                    {
+                        let mut ahead = self.ahead.lock().unwrap_or_else(|e| e.into_inner());
+                        READ_AHEAD_HELD.fetch_sub(ahead.bytes, Ordering::Relaxed);
+                        ahead.clear();
+                    }
                     // What this gateway held belongs to the ledger it just replaced.
                     self.held.lock().await.clear(&self.unflushed);
                 }
@@ -840,7 +848,11 @@ impl PartitionLog {
                 end: hwm,
             });
         }
-        let target = max_bytes.max(READ_AHEAD_BYTES);
+        let target = if READ_AHEAD_HELD.load(Ordering::Relaxed) < READ_AHEAD_TOTAL {
+            max_bytes.max(READ_AHEAD_BYTES)
+        } else {
+            max_bytes
+        };
         let mut read = Vec::new();
         let mut bytes = 0usize;
         for run in runs {
@@ -873,8 +885,11 @@ impl PartitionLog {
         let rest = read.split_off(take);
         result.units = read;
         let mut ahead = self.ahead.lock().unwrap_or_else(|e| e.into_inner());
+        let before = ahead.bytes;
         ahead.clear();
         ahead.push(rest);
+        READ_AHEAD_HELD.fetch_add(ahead.bytes, Ordering::Relaxed);
+        READ_AHEAD_HELD.fetch_sub(before, Ordering::Relaxed);
         Ok(result)
     }
 
