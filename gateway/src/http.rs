@@ -76,7 +76,10 @@ async fn readyz(State(s): State<HttpState>) -> Response {
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("SMQ broker unreachable (circuit open): {}\n", down.join(", ")),
+            format!(
+                "SMQ broker unreachable (circuit open): {}\n",
+                down.join(", ")
+            ),
         )
             .into_response()
     }

@@ -112,6 +112,13 @@ fn request_body(key: ApiKey, batch: &Bytes) -> RequestKind {
         ApiKey::IncrementalAlterConfigs => {
             RequestKind::IncrementalAlterConfigs(IncrementalAlterConfigsRequest::default())
         }
+        ApiKey::CreatePartitions => {
+            RequestKind::CreatePartitions(CreatePartitionsRequest::default().with_topics(vec![
+                create_partitions_request::CreatePartitionsTopic::default()
+                    .with_name(name())
+                    .with_count(6),
+            ]))
+        }
         other => panic!("no seed for {other:?}: add one when registering a new API"),
     }
 }
