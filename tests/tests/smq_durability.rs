@@ -30,16 +30,17 @@ async fn read_values(client: &SmqClient, t: &smq_client::Topic, n: usize) -> Vec
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replaying_publisher_loses_nothing_it_got_acked_when_the_broker_is_killed() {
-    init_tracing();
-    let smq = SmqCluster::start();
+/// A one-partition topic and a replaying publisher on it, with durability tracking on.
+async fn replaying_publisher(
+    smq: &SmqCluster,
+    name: &str,
+) -> (smq_client::Topic, PartitionPublisher) {
     let config = smq_client::SmqConfig {
         flush_timing: Some(FlushTiming::default()),
         ..smq.config()
     };
     let client = SmqClient::connect(config).await.unwrap();
-    let t = topic("test", "replaying");
+    let t = topic("test", name);
     client
         .ensure_topic(&TopicSpec {
             topic: t.clone(),
@@ -49,7 +50,15 @@ async fn a_replaying_publisher_loses_nothing_it_got_acked_when_the_broker_is_kil
         })
         .await
         .unwrap();
-    let p = PartitionPublisher::replaying(client.clone(), t.clone(), 0);
+    let p = PartitionPublisher::replaying(client, t.clone(), 0);
+    (t, p)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaying_publisher_loses_nothing_it_got_acked_when_the_broker_is_killed() {
+    init_tracing();
+    let smq = SmqCluster::start();
+    let (t, p) = replaying_publisher(&smq, "replaying").await;
     let first = p.publish(msg(0)).await.unwrap();
     // Everything acked from here on is still only in the broker's memory when it dies.
     for i in 1..20 {
@@ -98,22 +107,7 @@ async fn a_replaying_publisher_loses_nothing_it_got_acked_when_the_broker_is_kil
 async fn kept_records_are_readable_when_the_broker_reuses_offsets_after_a_crash() {
     init_tracing();
     let smq = SmqCluster::start();
-    let config = smq_client::SmqConfig {
-        flush_timing: Some(FlushTiming::default()),
-        ..smq.config()
-    };
-    let client = SmqClient::connect(config).await.unwrap();
-    let t = topic("test", "reused");
-    client
-        .ensure_topic(&TopicSpec {
-            topic: t.clone(),
-            partitions: 1,
-            record_type: None,
-            retention_seconds: None,
-        })
-        .await
-        .unwrap();
-    let p = PartitionPublisher::replaying(client.clone(), t.clone(), 0);
+    let (t, p) = replaying_publisher(&smq, "reused").await;
     for i in 0..10 {
         p.publish(msg(i)).await.unwrap();
     }
