@@ -231,3 +231,22 @@ def test_many_pipelining_producers_stay_within_the_memory_bound(smq, tmp_path):
             assert growth_mb < ALLOWED_GROWTH_MB, "memory grew past the bound: " + summary
     finally:
         gw.stop()
+
+
+def test_without_durable_acks_nothing_is_held(smq, tmp_path):
+    """--smq-flush-interval 0 turns holding off: produces never wait for the held-bytes bound,
+    however small it is (here 64 KiB, far below what is produced)."""
+    gw = kgw.Gateway(smq.master, os.path.join(str(tmp_path), "volatile-gateway.log"),
+                     extra_args=["--smq-flush-interval", "0", "--max-unflushed-bytes", "65536"])
+    gw.start()
+    try:
+        topic = kgw.unique_topic("volatile")
+        kgw.create_topic(gw.bootstrap, topic, partitions=1)
+        records = [{"value": bytes([i % 251]) * 4096, "partition": 0} for i in range(500)]
+        delivered = kgw.produce_all(kgw.producer(gw.bootstrap, **{"message.timeout.ms": 30000}),
+                                    topic, records)
+        assert [m.offset() for m in delivered] == list(range(500))
+        metrics = urllib.request.urlopen(gw.http + "/metrics", timeout=10).read().decode()
+        assert "kafka_gateway_unflushed_bytes 0" in metrics
+    finally:
+        gw.stop()

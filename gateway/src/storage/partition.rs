@@ -395,6 +395,8 @@ impl PartitionLog {
         let mut offset = base;
         let mut pending = Vec::new();
         let mut units: Vec<(i64, i64)> = Vec::new();
+        // What was published is kept only when acks are held until SMQ has written them.
+        let hold = self.holds_acks();
         let mut values = Vec::new();
         let mut stored_units = Vec::new();
         for b in &to_store {
@@ -416,8 +418,8 @@ impl PartitionLog {
                             headers: r.headers.clone(),
                         };
                         let value = encode_stored(&stored);
-                        pending.push(self.publish(offset, value.clone()).await?);
-                        values.push(value);
+                        values.extend(hold.then(|| value.clone()));
+                        pending.push(self.publish(offset, value).await?);
                         units.push((1, ts));
                         stored_units.push(StoredUnit::Record(stored));
                         offset += 1;
@@ -435,8 +437,8 @@ impl PartitionLog {
                         raw: rebase_batch(&b.raw, offset, log_append_time),
                     };
                     let value = encode_stored_batch(&stored);
-                    pending.push(self.publish(offset, value.clone()).await?);
-                    values.push(value);
+                    values.extend(hold.then(|| value.clone()));
+                    pending.push(self.publish(offset, value).await?);
                     units.push((n, max_ts));
                     stored_units.push(StoredUnit::Batch(stored));
                     offset += n;
@@ -518,8 +520,13 @@ impl PartitionLog {
         }
         // One ledger entry per run of consecutive SMQ offsets on one stream (a broken stream in
         // between leaves a hole, and the retried records land further on).
-        let entries = group(t.base, &t.units, std::mem::take(&mut t.values), &acks);
-        {
+        if !self.holds_acks() {
+            let values = vec![Vec::new(); t.units.len()];
+            let entries = group(t.base, &t.units, values, &acks);
+            self.append_ledger(entries.into_iter().map(|h| h.entry).collect())
+                .await?;
+        } else {
+            let entries = group(t.base, &t.units, std::mem::take(&mut t.values), &acks);
             let mut held = self.held.lock().await;
             let before = held.len();
             for e in entries {
@@ -548,16 +555,26 @@ impl PartitionLog {
         self.epoch.load(Ordering::Acquire)
     }
 
+    /// Whether acknowledged records are held until SMQ has written them (`--smq-flush-interval`
+    /// not 0); otherwise nothing is held and nothing is published again.
+    fn holds_acks(&self) -> bool {
+        self.client.config().flush_timing.is_some()
+    }
+
     /// Persists and applies the ledger entries of the held entries from `from` on (just pushed
     /// by an append). When an earlier held entry's stream broke before SMQ wrote it, publishes
     /// every such entry again first and rewrites the ledger from the first of them.
     async fn write_ledger_tail(&self, held: &mut Held, from: usize) -> GatewayResult<()> {
-        if let Some(stale) = held.first_stale(self.publisher.healthy_epoch())
-            && stale < held.len()
-        {
+        if let Some(stale) = held.first_stale(self.publisher.healthy_epoch()) {
             return self.republish(held, stale.min(from)).await;
         }
-        let entries: Vec<LedgerEntry> = held.entries().range(from..).map(|h| h.entry).collect();
+        self.append_ledger(held.entries().range(from..).map(|h| h.entry).collect())
+            .await
+    }
+
+    /// Persists entries that continue the ledger, then applies them and moves the high water
+    /// mark.
+    async fn append_ledger(&self, entries: Vec<LedgerEntry>) -> GatewayResult<()> {
         self.persist_entries(&entries).await?;
         let mut ledger = self.ledger.write().unwrap_or_else(|e| e.into_inner());
         for entry in entries {
