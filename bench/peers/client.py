@@ -280,7 +280,7 @@ def e2e_tail(args, topic, expected, ready, done, q):
         now = time.time_ns()
         if m is not None and not m.error():
             sent = struct.unpack_from(">q", m.value(), 0)[0]
-            lat.append((now - sent) / 1e6)
+            lat.append(((now - sent) / 1e6, sent, m.partition()))
         if done.is_set():
             if deadline is None:
                 deadline = time.monotonic() + 60
@@ -303,12 +303,16 @@ def e2e(args, pids):
     p = Producer(producer_conf(args))
     p.list_topics(topic=topic, timeout=30)
     state = {"err": 0, "first_err": None, "last": 0.0}
+    acked = []  # (ack latency ms, send time ns, partition): the produce path alone
 
     def on_delivery(err, msg):
         state["last"] = time.perf_counter()
         if err is not None:
             state["err"] += 1
             state["first_err"] = state["first_err"] or str(err)
+        else:
+            sent = struct.unpack_from(">q", msg.value(), 0)[0]
+            acked.append(((time.time_ns() - sent) / 1e6, sent, msg.partition()))
 
     filler = b"y" * (args.size - 8)
     metrics0 = scrape(args.metrics_url)
@@ -333,12 +337,19 @@ def e2e(args, pids):
     tail.join(30)
     used = cpu.used()
     metrics1 = scrape(args.metrics_url)
-    lat.sort()
+    if args.e2e_timeline:
+        # one line per record: send time (ns), partition, ack latency ms, receive latency ms
+        acks = {(s, p): a for a, s, p in acked}
+        with open(args.e2e_timeline, "w") as f:
+            for e, s, p in sorted(lat, key=lambda x: x[1]):
+                f.write("%d %d %.2f %.2f\n" % (s, p, acks.get((s, p), -1.0), e))
+    ack = sorted(a for a, _, _ in acked) or [float("nan")]
+    lat = sorted(e for e, _, _ in lat)
     if not lat:
         raise SystemExit("e2e: no message received")
 
-    def pct(x):
-        return round(lat[min(len(lat) - 1, int(len(lat) * x))], 2)
+    def pct(x, v=lat):
+        return round(v[min(len(v) - 1, int(len(v) * x))], 2)
 
     r = {
         "sent": n, "received": len(lat), "send_seconds": round(send_wall, 2),
@@ -346,12 +357,15 @@ def e2e(args, pids):
         "all_delivered_after_s": round(delivered_wall, 2), "undelivered": left,
         "delivery_errors": state["err"], "first_delivery_error": state["first_err"],
         "p50_ms": pct(0.50), "p99_ms": pct(0.99), "max_ms": round(lat[-1], 2), "cpu": used,
+        "ack_p50_ms": pct(0.50, ack), "ack_p99_ms": pct(0.99, ack), "ack_max_ms": pct(1.0, ack),
     }
     if metrics0 is not None:
         r["metrics_before"] = metrics0
         r["metrics_after"] = metrics1
-    log("e2e: %d/%d received at %d msg/s; p50 %.2f ms, p99 %.2f ms, max %.2f ms; cpu %s"
-        % (len(lat), n, r["achieved_rate"], r["p50_ms"], r["p99_ms"], r["max_ms"], used))
+    log("e2e: %d/%d received at %d msg/s; p50 %.2f ms, p99 %.2f ms, max %.2f ms; "
+        "acks p50 %.2f ms, p99 %.2f ms, max %.2f ms; cpu %s"
+        % (len(lat), n, r["achieved_rate"], r["p50_ms"], r["p99_ms"], r["max_ms"],
+           r["ack_p50_ms"], r["ack_p99_ms"], r["ack_max_ms"], used))
     return r
 
 
@@ -369,6 +383,8 @@ def main():
     ap.add_argument("--pid", action="append", default=[], metavar="NAME=PID",
                     help="process to watch (CPU per phase, peak RSS); repeatable")
     ap.add_argument("--metrics-url", help="scrape this Prometheus endpoint before/after each phase")
+    ap.add_argument("--e2e-timeline", metavar="FILE",
+                    help="write one line per e2e record: send ns, partition, ack ms, receive ms")
     ap.add_argument("--phases", default="produce,consume,e2e", help="comma-separated subset to run")
     ap.add_argument("--label", default="")
     ap.add_argument("--out", required=True)

@@ -12,11 +12,25 @@ use prometheus_client::registry::Registry;
 use crate::error::GatewayError;
 
 type Labels = Vec<(String, String)>;
+type HistogramFamily = Family<Labels, Histogram, fn() -> Histogram>;
 
 /// Records published to SMQ a second time because their stream broke before SMQ wrote them.
 static REPUBLISHED: std::sync::LazyLock<Counter> = std::sync::LazyLock::new(Counter::default);
 /// Acknowledged bytes held until SMQ has written them.
 static UNFLUSHED_BYTES: std::sync::LazyLock<Gauge> = std::sync::LazyLock::new(Gauge::default);
+
+/// Where an append's time goes, by stage (see `append_stage`).
+static APPEND_STAGE_SECONDS: std::sync::LazyLock<HistogramFamily> =
+    std::sync::LazyLock::new(|| Family::new_with_constructor(latency));
+
+/// Records how long one stage of a partition append took: `admit` (room in the unflushed
+/// budget, the partition's writer, its lock), `smq_ack` (SMQ's acks of the records), `previous`
+/// (the append begun before it finishing), `ledger` (persisting the ledger entry).
+pub fn append_stage(stage: &'static str, elapsed: Duration) {
+    APPEND_STAGE_SECONDS
+        .get_or_create(&vec![("stage".into(), stage.into())])
+        .observe(elapsed.as_secs_f64());
+}
 
 pub fn republished(records: u64) {
     REPUBLISHED.inc_by(records);
@@ -34,7 +48,7 @@ fn latency() -> Histogram {
 pub struct Metrics {
     registry: Registry,
     requests: Family<Labels, Counter>,
-    request_seconds: Family<Labels, Histogram, fn() -> Histogram>,
+    request_seconds: HistogramFamily,
     produce_errors: Family<Labels, Counter>,
     records_in: Family<Labels, Counter>,
     bytes_in: Family<Labels, Counter>,
@@ -142,6 +156,11 @@ impl Default for Metrics {
             "unflushed_bytes",
             "Acknowledged bytes held until SMQ has written them (bounded by --max-unflushed-bytes)",
             UNFLUSHED_BYTES.clone(),
+        );
+        registry.register(
+            "append_stage_seconds",
+            "Time spent per stage of a partition append (admit, smq_ack, previous, ledger)",
+            APPEND_STAGE_SECONDS.clone(),
         );
         registry.register(
             "backpressure_waits",

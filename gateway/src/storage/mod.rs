@@ -286,11 +286,37 @@ impl Store {
             retention_seconds: configs.retention_seconds(),
         };
         match self.client.ensure_topic(&spec).await {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                self.warm_up(name).await;
+                Ok(())
+            }
             Err(SmqError::PartitionCountMismatch { .. }) => {
                 Err(GatewayError::TopicExists(name.to_string()))
             }
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Prepares a new topic's partitions for their first produce in the background (see
+    /// `PartitionLog::warm_up`). Failures only cost the first produce its speed: it does the
+    /// same work itself.
+    async fn warm_up(&self, name: &str) {
+        let topic = match self.topic(name).await {
+            Ok(Some(t)) => t,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::debug!(topic = name, error = %e, "warming up a new topic failed");
+                return;
+            }
+        };
+        for p in &topic.partitions {
+            let p = p.clone();
+            let name = name.to_string();
+            tokio::spawn(async move {
+                if let Err(e) = p.warm_up().await {
+                    tracing::debug!(topic = %name, partition = p.index(), error = %e, "warming up a partition failed");
+                }
+            });
         }
     }
 
