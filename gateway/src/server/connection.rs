@@ -100,6 +100,11 @@ pub async fn serve(
                     return;
                 }
                 Ok(Err(FrameError::Closed)) => return,
+                // A client that resets its connection sent nothing wrong.
+                Ok(Err(FrameError::Io(e))) => {
+                    tracing::debug!(%peer, error = %e, "connection lost");
+                    return;
+                }
                 Ok(Err(e)) => {
                     metrics.bad_frames.inc();
                     tracing::warn!(%peer, error = %e, "closing connection: bad frame");
