@@ -165,6 +165,7 @@ async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
         config: Arc::new(config.clone()),
         metrics,
         groups: groups.clone(),
+        budgets: server::Budgets::new(config.max_inflight_bytes),
         next_producer_id: AtomicI64::new(rand::random_range(0..1i64 << 47)),
     });
     let _ = ready.set(ctx.clone());

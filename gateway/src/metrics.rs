@@ -30,12 +30,18 @@ fn latency() -> Histogram {
     Histogram::new(exponential_buckets(0.0001, 2.0, 18))
 }
 
+/// 0 (the first bucket) to 32 s, in milliseconds.
+fn throttle_ms() -> Histogram {
+    Histogram::new([0.0].into_iter().chain(exponential_buckets(1.0, 2.0, 16)))
+}
+
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
     requests: Family<Labels, Counter>,
     request_seconds: Family<Labels, Histogram, fn() -> Histogram>,
     produce_errors: Family<Labels, Counter>,
+    throttle_time_ms: Family<Labels, Histogram, fn() -> Histogram>,
     records_in: Family<Labels, Counter>,
     bytes_in: Family<Labels, Counter>,
     records_out: Family<Labels, Counter>,
@@ -57,6 +63,8 @@ impl Default for Metrics {
         let request_seconds =
             Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(latency);
         let produce_errors = Family::<Labels, Counter>::default();
+        let throttle_time_ms =
+            Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(throttle_ms);
         let records_in = Family::<Labels, Counter>::default();
         let bytes_in = Family::<Labels, Counter>::default();
         let records_out = Family::<Labels, Counter>::default();
@@ -82,6 +90,11 @@ impl Default for Metrics {
             "produce_errors",
             "Failed partition produces by reason",
             produce_errors.clone(),
+        );
+        registry.register(
+            "throttle_time_ms",
+            "throttle_time_ms of Produce and Fetch responses (time the request waited for byte budget), by API",
+            throttle_time_ms.clone(),
         );
         registry.register(
             "produced_records",
@@ -153,6 +166,7 @@ impl Default for Metrics {
             requests,
             request_seconds,
             produce_errors,
+            throttle_time_ms,
             records_in,
             bytes_in,
             records_out,
@@ -185,6 +199,12 @@ impl Metrics {
         self.produce_errors
             .get_or_create(&vec![("reason".into(), e.metric_label().into())])
             .inc();
+    }
+
+    pub fn throttled(&self, api: &str, ms: i32) {
+        self.throttle_time_ms
+            .get_or_create(&vec![("api".into(), api.into())])
+            .observe(f64::from(ms));
     }
 
     pub fn produced(&self, topic: &str, records: u64, bytes: u64) {

@@ -17,16 +17,29 @@ pub async fn handle(
 ) -> GatewayResult<FetchResponse> {
     let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.clamp(0, 60_000) as u64);
     let min_bytes = req.min_bytes.max(0) as usize;
+    // The response is bounded by the request's max_bytes, the connection's in-flight budget
+    // and what is free of the gateway's response budget, reserved before anything is read.
+    let want = if req.max_bytes > 0 {
+        req.max_bytes as usize
+    } else {
+        usize::MAX
+    }
+    .min(ctx.config.max_connection_inflight_bytes);
     loop {
+        let mut grant = crate::server::reserve_response(ctx, want, deadline).await;
         let mut watchers = Vec::new();
-        let (response, bytes) = fetch_once(ctx, &req, &mut watchers).await;
+        let (response, bytes) = fetch_once(ctx, &req, grant.bytes(), &mut watchers).await;
         if bytes >= min_bytes.max(1) || Instant::now() >= deadline || watchers.is_empty() {
+            crate::server::keep_until_written(grant);
             return Ok(response);
         }
+        // Only what was read is held while waiting for more.
+        grant.resize(bytes);
         // Long-poll here: SMQ ignores max_wait_ms. Wake on any partition's new high water mark.
         let changed = watchers.iter_mut().map(|w| Box::pin(w.changed()));
         let _ = tokio::time::timeout_at(deadline, futures::future::select_all(changed)).await;
         if Instant::now() >= deadline && bytes > 0 {
+            crate::server::keep_until_written(grant);
             return Ok(response);
         }
     }
@@ -35,16 +48,14 @@ pub async fn handle(
 /// Bytes of a v2 batch header.
 const BATCH_HEADER: usize = 61;
 
+/// One read of every partition asked for, within `max_total` bytes of records (0: only the first
+/// record batch).
 async fn fetch_once(
     ctx: &Context,
     req: &FetchRequest,
+    max_total: usize,
     watchers: &mut Vec<tokio::sync::watch::Receiver<i64>>,
 ) -> (FetchResponse, usize) {
-    let max_total = if req.max_bytes > 0 {
-        req.max_bytes as usize
-    } else {
-        usize::MAX
-    };
     let count = req
         .topics
         .iter()
