@@ -49,6 +49,7 @@ pub struct Metrics {
     pub connections: Gauge,
     pub bad_frames: Counter,
     pub inflight_bytes: Gauge,
+    pub response_bytes: Gauge,
     pub backpressure_waits: Counter,
     group_lag: Family<Labels, Gauge>,
     status_writes: Family<Labels, Counter>,
@@ -72,6 +73,7 @@ impl Default for Metrics {
         let connections = Gauge::default();
         let bad_frames = Counter::default();
         let inflight_bytes = Gauge::default();
+        let response_bytes = Gauge::default();
         let backpressure_waits = Counter::default();
         let group_lag = Family::<Labels, Gauge>::default();
         let status_writes = Family::<Labels, Counter>::default();
@@ -147,6 +149,11 @@ impl Default for Metrics {
             inflight_bytes.clone(),
         );
         registry.register(
+            "response_bytes",
+            "Of those, bytes reserved for Fetch responses and their reads (bounded by half of --max-inflight-bytes, and one batch per fetch past it)",
+            response_bytes.clone(),
+        );
+        registry.register(
             "republished_records",
             "Acknowledged records published again after their SMQ stream broke before SMQ wrote them",
             REPUBLISHED.clone(),
@@ -174,6 +181,7 @@ impl Default for Metrics {
             connections,
             bad_frames,
             inflight_bytes,
+            response_bytes,
             backpressure_waits,
             group_lag,
             status_writes,

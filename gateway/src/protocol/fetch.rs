@@ -8,7 +8,7 @@ use tokio::time::Instant;
 use super::Context;
 use crate::error::{GatewayError, GatewayResult};
 use crate::records::{Record, StoredRecord, StoredUnit, encode_batch};
-use crate::storage::unit_size;
+use crate::storage::{READ_AHEAD_BYTES, unit_size};
 
 pub async fn handle(
     ctx: &Context,
@@ -75,7 +75,12 @@ async fn fetch_once(
                 .max(1);
             let found = match ctx.store.partition(&name, p.partition).await {
                 Ok(part) => {
-                    let read = part.read(p.fetch_offset, budget).await;
+                    // Reading ahead of the fetch (for the next one) takes memory too: only as
+                    // much as the response budget has free now, held while reading.
+                    let ahead = crate::server::try_reserve_response(ctx, READ_AHEAD_BYTES);
+                    let allowed = ahead.as_ref().map_or(0, |a| a.bytes());
+                    let read = part.read_ahead(p.fetch_offset, budget, allowed).await;
+                    drop(ahead);
                     Ok((part, read))
                 }
                 Err(e) => Err(e),

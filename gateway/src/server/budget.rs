@@ -10,6 +10,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::Notify;
 
 /// The gateway's byte budgets, shared by all connections.
@@ -23,10 +24,11 @@ pub struct Budgets {
 }
 
 impl Budgets {
-    pub fn new(max_inflight_bytes: usize) -> Self {
+    /// The gauges follow the bytes in use.
+    pub fn new(max_inflight_bytes: usize, inflight: Gauge, responses: Gauge) -> Self {
         Self {
-            inflight: Budget::new(max_inflight_bytes),
-            responses: Budget::new(max_inflight_bytes / 2),
+            inflight: Budget::with_gauge(max_inflight_bytes, Some(inflight)),
+            responses: Budget::with_gauge(max_inflight_bytes / 2, Some(responses)),
         }
     }
 }
@@ -36,6 +38,7 @@ pub struct Budget {
     limit: usize,
     used: Mutex<usize>,
     freed: Notify,
+    gauge: Option<Gauge>,
 }
 
 /// Bytes held from a [`Budget`] until dropped.
@@ -47,16 +50,24 @@ pub struct Held {
 
 impl Budget {
     pub fn new(limit: usize) -> Arc<Self> {
+        Self::with_gauge(limit, None)
+    }
+
+    pub fn with_gauge(limit: usize, gauge: Option<Gauge>) -> Arc<Self> {
         Arc::new(Self {
             limit: limit.max(1),
             used: Mutex::new(0),
             freed: Notify::new(),
+            gauge,
         })
     }
 
-    fn used(&self) -> MutexGuard<'_, usize> {
+    fn used(&self) -> Used<'_> {
         // The counter stays consistent even if a holder panicked: recover it.
-        self.used.lock().unwrap_or_else(|p| p.into_inner())
+        Used {
+            guard: self.used.lock().unwrap_or_else(|p| p.into_inner()),
+            gauge: self.gauge.as_ref(),
+        }
     }
 
     pub fn in_use(&self) -> usize {
@@ -133,6 +144,33 @@ impl Budget {
         Held {
             budget: self.clone(),
             bytes,
+        }
+    }
+}
+
+/// The counter, locked; the gauge is set when it is unlocked.
+struct Used<'a> {
+    guard: MutexGuard<'a, usize>,
+    gauge: Option<&'a Gauge>,
+}
+
+impl std::ops::Deref for Used<'_> {
+    type Target = usize;
+    fn deref(&self) -> &usize {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for Used<'_> {
+    fn deref_mut(&mut self) -> &mut usize {
+        &mut self.guard
+    }
+}
+
+impl Drop for Used<'_> {
+    fn drop(&mut self) {
+        if let Some(g) = self.gauge {
+            g.set(*self.guard as i64);
         }
     }
 }

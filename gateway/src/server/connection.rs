@@ -89,12 +89,18 @@ pub async fn reserve_response(
         }
     };
     let global = ctx.budgets.inflight.charge(held.bytes());
-    ctx.metrics
-        .inflight_bytes
-        .set(ctx.budgets.inflight.in_use() as i64);
     ResponseGrant {
         held: [held, global],
     }
+}
+
+/// Takes what is free of `want` bytes of the response budget, without waiting.
+pub fn try_reserve_response(ctx: &Context, want: usize) -> Option<ResponseGrant> {
+    let held = ctx.budgets.responses.try_reserve_up_to(want)?;
+    let global = ctx.budgets.inflight.charge(held.bytes());
+    Some(ResponseGrant {
+        held: [held, global],
+    })
 }
 
 /// Keeps a response's reservation until the response is written to the client.
@@ -160,7 +166,6 @@ pub async fn serve(
                         held
                     }
                 };
-                metrics.inflight_bytes.set(global.in_use() as i64);
                 Ok::<_, FrameError>((read_frame_body(&mut rd, size).await?, held, waited))
             };
             // The idle timeout covers time spent waiting for budget too: a connection that
@@ -261,7 +266,6 @@ async fn respond<W: AsyncWriteExt + Unpin>(
                 Some(g) => Err(g),
                 None => Ok(global.charge(response.len())),
             };
-            ctx.metrics.inflight_bytes.set(global.in_use() as i64);
             // A client that does not read its answer for the idle timeout is closed like an
             // idle one, releasing what its answer holds.
             let write = async { wr.write_all(&response).await.is_ok() && wr.flush().await.is_ok() };
@@ -281,7 +285,6 @@ async fn respond<W: AsyncWriteExt + Unpin>(
         }
     };
     drop(held);
-    ctx.metrics.inflight_bytes.set(global.in_use() as i64);
     open
 }
 
