@@ -24,9 +24,16 @@ pub async fn handle(
     } else {
         usize::MAX
     }
-    .min(ctx.config.max_connection_inflight_bytes);
+    .min(ctx.config.max_connection_inflight_bytes)
+    // At least eight fetches read at full size at once before any waits.
+    .min((ctx.config.max_inflight_bytes / 16).max(1));
     loop {
-        let mut grant = crate::server::reserve_response(ctx, want, deadline).await;
+        // Consumers waiting at the tail reserve nothing until there is something to read.
+        let mut grant = if has_data(ctx, &req).await {
+            crate::server::reserve_response(ctx, want, deadline).await
+        } else {
+            crate::server::empty_grant(ctx)
+        };
         let mut watchers = Vec::new();
         let (response, bytes) = fetch_once(ctx, &req, grant.bytes(), &mut watchers).await;
         if bytes >= min_bytes.max(1) || Instant::now() >= deadline || watchers.is_empty() {
@@ -43,6 +50,20 @@ pub async fn handle(
             return Ok(response);
         }
     }
+}
+
+/// Whether any partition asked for has records at or past the fetch offset (or an error to
+/// report).
+async fn has_data(ctx: &Context, req: &FetchRequest) -> bool {
+    for t in &req.topics {
+        for p in &t.partitions {
+            match ctx.store.partition(&t.topic.0, p.partition).await {
+                Ok(part) if part.high_water_mark() == p.fetch_offset => {}
+                _ => return true,
+            }
+        }
+    }
+    false
 }
 
 /// Bytes of a v2 batch header.

@@ -94,6 +94,16 @@ pub async fn reserve_response(
     }
 }
 
+/// A grant of nothing (the response is charged its size once built).
+pub fn empty_grant(ctx: &Context) -> ResponseGrant {
+    ResponseGrant {
+        held: [
+            ctx.budgets.responses.charge(0),
+            ctx.budgets.inflight.charge(0),
+        ],
+    }
+}
+
 /// Takes what is free of `want` bytes of the response budget, without waiting.
 pub fn try_reserve_response(ctx: &Context, want: usize) -> Option<ResponseGrant> {
     let held = ctx.budgets.responses.try_reserve_up_to(want)?;
@@ -354,8 +364,9 @@ async fn handle_frame(ctx: &Context, frame: Bytes, waited: Duration) -> Handled 
     REQUEST.scope(state, handle_request(ctx, frame)).await
 }
 
-/// The longest back-off asked of a client.
-const MAX_THROTTLE_MS: u128 = 30_000;
+/// The longest back-off asked of a client: longer ones would come close to clients' request
+/// timeouts (30 s by default); a longer wait still delayed the answer itself.
+const MAX_THROTTLE_MS: u128 = 10_000;
 
 async fn handle_request(ctx: &Context, frame: Bytes) -> Handled {
     let started = Instant::now();

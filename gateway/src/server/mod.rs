@@ -5,7 +5,7 @@ mod connection;
 
 pub use budget::{Budget, Budgets, Held};
 pub use connection::{
-    PEER, ParsedRequest, ResponseGrant, encode as encode_response, keep_until_written,
+    PEER, ParsedRequest, ResponseGrant, empty_grant, encode as encode_response, keep_until_written,
     mark_sequenced, note_throttle, parse_request, reserve_response, try_reserve_response,
 };
 pub use frame::{FrameError, read_frame};
