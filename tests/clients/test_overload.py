@@ -483,3 +483,37 @@ def test_normal_load_is_not_throttled(gateway):
             s.sendall(fetch_v4(100 + i, topic, 0, 200, 1024 * 1024, max_wait_ms=0))
             corr, throttle, err, _, batches = parse_fetch_v4(kgw.recv_frame(s))
             assert (corr, err, throttle) == (100 + i, 0, 0) and batches
+
+
+def test_a_client_that_does_not_read_its_response_is_disconnected(smq, tmp_path):
+    """A response left unread for --idle-timeout-secs closes the connection and releases the
+    budget it held; the gateway serves on."""
+    gw = kgw.Gateway(smq.master, os.path.join(str(tmp_path), "unread-gateway.log"),
+                     extra_args=["--idle-timeout-secs", "3"])
+    gw.start()
+    try:
+        topic = kgw.unique_topic("unread")
+        kgw.create_topic(gw.bootstrap, topic, partitions=1)
+        kgw.produce_all(kgw.producer(gw.bootstrap), topic,
+                        [{"value": bytes([i]) * SLOW_RECORD_BYTES, "partition": 0}
+                         for i in range(64)], flush_each=True)
+        mark = gw.log_size()
+        s = slow_reader(gw.port, topic, 0)
+        try:
+            deadline = time.monotonic() + 10
+            while metric(gw, "kafka_gateway_response_bytes") == 0:
+                assert time.monotonic() < deadline, "the unread response never held budget"
+                time.sleep(0.05)
+            held_at = time.monotonic()
+            while metric(gw, "kafka_gateway_response_bytes") > 0:
+                assert time.monotonic() < held_at + 15, "the unread response still held budget"
+                time.sleep(0.1)
+            released_after = time.monotonic() - held_at
+            assert "response not read within the idle timeout" in gw.log_since(mark)
+        finally:
+            s.close()
+        kgw.log("unread response released after %.1fs" % released_after)
+        assert 2 <= released_after <= 10, released_after
+        round_trip(gw.bootstrap, topic, b"after", count=3)
+    finally:
+        gw.stop()

@@ -282,7 +282,7 @@ async fn respond<W: AsyncWriteExt + Unpin>(
             match tokio::time::timeout(ctx.config.idle_timeout(), write).await {
                 Ok(written) => written,
                 Err(_) => {
-                    tracing::info!(%peer, bytes = response.len(), "closing connection: response not read within the idle timeout");
+                    tracing::warn!(%peer, bytes = response.len(), "closing connection: response not read within the idle timeout");
                     false
                 }
             }
