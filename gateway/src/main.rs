@@ -160,11 +160,17 @@ async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
         })
     };
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let budgets = server::Budgets::new(
+        config.max_inflight_bytes,
+        metrics.inflight_bytes.clone(),
+        metrics.response_bytes.clone(),
+    );
     let ctx = Arc::new(Context {
         store: store.clone(),
         config: Arc::new(config.clone()),
         metrics,
         groups: groups.clone(),
+        budgets,
         next_producer_id: AtomicI64::new(rand::random_range(0..1i64 << 47)),
     });
     let _ = ready.set(ctx.clone());

@@ -44,12 +44,18 @@ fn latency() -> Histogram {
     Histogram::new(exponential_buckets(0.0001, 2.0, 18))
 }
 
+/// 0 (the first bucket) to 32 s, in milliseconds.
+fn throttle_ms() -> Histogram {
+    Histogram::new([0.0].into_iter().chain(exponential_buckets(1.0, 2.0, 16)))
+}
+
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
     requests: Family<Labels, Counter>,
     request_seconds: HistogramFamily,
     produce_errors: Family<Labels, Counter>,
+    throttle_time_ms: Family<Labels, Histogram, fn() -> Histogram>,
     records_in: Family<Labels, Counter>,
     bytes_in: Family<Labels, Counter>,
     records_out: Family<Labels, Counter>,
@@ -57,6 +63,7 @@ pub struct Metrics {
     pub connections: Gauge,
     pub bad_frames: Counter,
     pub inflight_bytes: Gauge,
+    pub response_bytes: Gauge,
     pub backpressure_waits: Counter,
     group_lag: Family<Labels, Gauge>,
     status_writes: Family<Labels, Counter>,
@@ -71,6 +78,8 @@ impl Default for Metrics {
         let request_seconds =
             Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(latency);
         let produce_errors = Family::<Labels, Counter>::default();
+        let throttle_time_ms =
+            Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(throttle_ms);
         let records_in = Family::<Labels, Counter>::default();
         let bytes_in = Family::<Labels, Counter>::default();
         let records_out = Family::<Labels, Counter>::default();
@@ -78,6 +87,7 @@ impl Default for Metrics {
         let connections = Gauge::default();
         let bad_frames = Counter::default();
         let inflight_bytes = Gauge::default();
+        let response_bytes = Gauge::default();
         let backpressure_waits = Counter::default();
         let group_lag = Family::<Labels, Gauge>::default();
         let status_writes = Family::<Labels, Counter>::default();
@@ -96,6 +106,11 @@ impl Default for Metrics {
             "produce_errors",
             "Failed partition produces by reason",
             produce_errors.clone(),
+        );
+        registry.register(
+            "throttle_time_ms",
+            "throttle_time_ms of Produce and Fetch responses (time the request waited for byte budget), by API",
+            throttle_time_ms.clone(),
         );
         registry.register(
             "produced_records",
@@ -148,6 +163,11 @@ impl Default for Metrics {
             inflight_bytes.clone(),
         );
         registry.register(
+            "response_bytes",
+            "Of those, bytes reserved for Fetch responses and their reads (bounded by half of --max-inflight-bytes, and one batch per fetch past it)",
+            response_bytes.clone(),
+        );
+        registry.register(
             "republished_records",
             "Acknowledged records published again after their SMQ stream broke before SMQ wrote them",
             REPUBLISHED.clone(),
@@ -172,6 +192,7 @@ impl Default for Metrics {
             requests,
             request_seconds,
             produce_errors,
+            throttle_time_ms,
             records_in,
             bytes_in,
             records_out,
@@ -179,6 +200,7 @@ impl Default for Metrics {
             connections,
             bad_frames,
             inflight_bytes,
+            response_bytes,
             backpressure_waits,
             group_lag,
             status_writes,
@@ -204,6 +226,12 @@ impl Metrics {
         self.produce_errors
             .get_or_create(&vec![("reason".into(), e.metric_label().into())])
             .inc();
+    }
+
+    pub fn throttled(&self, api: &str, ms: i32) {
+        self.throttle_time_ms
+            .get_or_create(&vec![("api".into(), api.into())])
+            .observe(f64::from(ms));
     }
 
     pub fn produced(&self, topic: &str, records: u64, bytes: u64) {

@@ -8,7 +8,7 @@ use tokio::time::Instant;
 use super::Context;
 use crate::error::{GatewayError, GatewayResult};
 use crate::records::{Record, StoredRecord, StoredUnit, encode_batch};
-use crate::storage::unit_size;
+use crate::storage::{READ_AHEAD_BYTES, unit_size};
 
 pub async fn handle(
     ctx: &Context,
@@ -17,34 +17,66 @@ pub async fn handle(
 ) -> GatewayResult<FetchResponse> {
     let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.clamp(0, 60_000) as u64);
     let min_bytes = req.min_bytes.max(0) as usize;
+    // The response is bounded by the request's max_bytes, the connection's in-flight budget
+    // and what is free of the gateway's response budget, reserved before anything is read.
+    let want = if req.max_bytes > 0 {
+        req.max_bytes as usize
+    } else {
+        usize::MAX
+    }
+    .min(ctx.config.max_connection_inflight_bytes)
+    // At least eight fetches read at full size at once before any waits.
+    .min((ctx.config.max_inflight_bytes / 16).max(1));
     loop {
+        // Consumers waiting at the tail reserve nothing until there is something to read.
+        let mut grant = if has_data(ctx, &req).await {
+            crate::server::reserve_response(ctx, want, deadline).await
+        } else {
+            crate::server::empty_grant(ctx)
+        };
         let mut watchers = Vec::new();
-        let (response, bytes) = fetch_once(ctx, &req, &mut watchers).await;
+        let (response, bytes) = fetch_once(ctx, &req, grant.bytes(), &mut watchers).await;
         if bytes >= min_bytes.max(1) || Instant::now() >= deadline || watchers.is_empty() {
+            crate::server::keep_until_written(grant);
             return Ok(response);
         }
+        // Only what was read is held while waiting for more.
+        grant.resize(bytes);
         // Long-poll here: SMQ ignores max_wait_ms. Wake on any partition's new high water mark.
         let changed = watchers.iter_mut().map(|w| Box::pin(w.changed()));
         let _ = tokio::time::timeout_at(deadline, futures::future::select_all(changed)).await;
         if Instant::now() >= deadline && bytes > 0 {
+            crate::server::keep_until_written(grant);
             return Ok(response);
         }
     }
 }
 
+/// Whether any partition asked for has records at or past the fetch offset (or an error to
+/// report).
+async fn has_data(ctx: &Context, req: &FetchRequest) -> bool {
+    for t in &req.topics {
+        for p in &t.partitions {
+            match ctx.store.partition(&t.topic.0, p.partition).await {
+                Ok(part) if part.high_water_mark() == p.fetch_offset => {}
+                _ => return true,
+            }
+        }
+    }
+    false
+}
+
 /// Bytes of a v2 batch header.
 const BATCH_HEADER: usize = 61;
 
+/// One read of every partition asked for, within `max_total` bytes of records (0: only the first
+/// record batch).
 async fn fetch_once(
     ctx: &Context,
     req: &FetchRequest,
+    max_total: usize,
     watchers: &mut Vec<tokio::sync::watch::Receiver<i64>>,
 ) -> (FetchResponse, usize) {
-    let max_total = if req.max_bytes > 0 {
-        req.max_bytes as usize
-    } else {
-        usize::MAX
-    };
     let count = req
         .topics
         .iter()
@@ -64,7 +96,12 @@ async fn fetch_once(
                 .max(1);
             let found = match ctx.store.partition(&name, p.partition).await {
                 Ok(part) => {
-                    let read = part.read(p.fetch_offset, budget).await;
+                    // Reading ahead of the fetch (for the next one) takes memory too: only as
+                    // much as the response budget has free now, held while reading.
+                    let ahead = crate::server::try_reserve_response(ctx, READ_AHEAD_BYTES);
+                    let allowed = ahead.as_ref().map_or(0, |a| a.bytes());
+                    let read = part.read_ahead(p.fetch_offset, budget, allowed).await;
+                    drop(ahead);
                     Ok((part, read))
                 }
                 Err(e) => Err(e),

@@ -46,6 +46,8 @@ pub struct Context {
     pub config: Arc<GatewayConfig>,
     pub metrics: Arc<Metrics>,
     pub groups: Arc<Coordinator>,
+    /// Byte budgets of requests in flight and of responses not yet written.
+    pub budgets: crate::server::Budgets,
     /// Source of producer ids for InitProducerId; seeded randomly so ids do not repeat across
     /// restarts.
     pub next_producer_id: AtomicI64,

@@ -10,6 +10,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 use std::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -30,6 +31,91 @@ tokio::task_local! {
     pub static PEER: SocketAddr;
     /// Fired when a pipelined request has done what must happen in request order.
     static SEQUENCED: RefCell<Option<oneshot::Sender<()>>>;
+    /// What the request being handled waited for, and the budget its response holds.
+    static REQUEST: RefCell<RequestState>;
+}
+
+#[derive(Default)]
+struct RequestState {
+    /// Time spent waiting for a byte budget (in flight, responses, unflushed).
+    throttled: Duration,
+    /// Bytes reserved for the response before it was built (Fetch).
+    response: Option<ResponseGrant>,
+}
+
+/// Notes that the request being handled waited `waited` for a byte budget; Produce and Fetch
+/// responses then ask the client to back off as long (`throttle_time_ms`, KIP-219).
+pub fn note_throttle(waited: Duration) {
+    let _ = REQUEST.try_with(|r| r.borrow_mut().throttled += waited);
+}
+
+/// Bytes reserved for a response before it is built, from the response budget (half of the
+/// in-flight budget) and counted in the in-flight budget as well; held until it is written.
+#[derive(Debug)]
+pub struct ResponseGrant {
+    held: [Held; 2],
+}
+
+impl ResponseGrant {
+    /// Bytes the response may take (0: only its first record batch, KIP-74).
+    pub fn bytes(&self) -> usize {
+        self.held[0].bytes()
+    }
+
+    /// Holds `bytes` instead, past the limit if need be.
+    pub fn resize(&mut self, bytes: usize) {
+        for h in &mut self.held {
+            h.resize(bytes);
+        }
+    }
+}
+
+/// Reserves up to `want` bytes for the response of the request being handled: what is free of
+/// the response budget, waiting until `deadline` while nothing is (the wait counts as throttle
+/// time); an empty grant after that.
+pub async fn reserve_response(
+    ctx: &Context,
+    want: usize,
+    deadline: tokio::time::Instant,
+) -> ResponseGrant {
+    let responses = &ctx.budgets.responses;
+    let held = match responses.try_reserve_up_to(want) {
+        Some(h) => h,
+        None => {
+            let started = Instant::now();
+            let got = responses.reserve_up_to(want, deadline).await;
+            note_throttle(started.elapsed());
+            got.unwrap_or_else(|| responses.charge(0))
+        }
+    };
+    let global = ctx.budgets.inflight.charge(held.bytes());
+    ResponseGrant {
+        held: [held, global],
+    }
+}
+
+/// A grant of nothing (the response is charged its size once built).
+pub fn empty_grant(ctx: &Context) -> ResponseGrant {
+    ResponseGrant {
+        held: [
+            ctx.budgets.responses.charge(0),
+            ctx.budgets.inflight.charge(0),
+        ],
+    }
+}
+
+/// Takes what is free of `want` bytes of the response budget, without waiting.
+pub fn try_reserve_response(ctx: &Context, want: usize) -> Option<ResponseGrant> {
+    let held = ctx.budgets.responses.try_reserve_up_to(want)?;
+    let global = ctx.budgets.inflight.charge(held.bytes());
+    Some(ResponseGrant {
+        held: [held, global],
+    })
+}
+
+/// Keeps a response's reservation until the response is written to the client.
+pub fn keep_until_written(grant: ResponseGrant) {
+    let _ = REQUEST.try_with(|r| r.borrow_mut().response = Some(grant));
 }
 
 /// Called by a pipelined handler once the next request may start (the Produce handler, after
@@ -47,7 +133,8 @@ const READ_AHEAD: usize = 8;
 /// Produce requests in flight at once on one connection.
 const PIPELINE: usize = 8;
 
-type Handled = Result<Option<Bytes>, String>;
+/// A response, with the budget reserved for it (if any) that is held until it is written.
+type Handled = Result<Option<(Bytes, Option<ResponseGrant>)>, String>;
 /// A pipelined request being handled, with the budget it holds until its answer is written.
 type Pending<'a> = Pin<Box<dyn Future<Output = (Handled, [Held; 2])> + Send + 'a>>;
 
@@ -55,13 +142,13 @@ pub async fn serve(
     ctx: Arc<Context>,
     stream: TcpStream,
     peer: SocketAddr,
-    global: Arc<Budget>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
     let (mut rd, wr) = stream.into_split();
     let mut wr = BufWriter::new(wr);
-    let (tx, mut rx) = mpsc::channel::<(Bytes, [Held; 2])>(READ_AHEAD);
+    let global = ctx.budgets.inflight.clone();
+    let (tx, mut rx) = mpsc::channel::<(Bytes, [Held; 2], Duration)>(READ_AHEAD);
     let limit = ctx.config.max_request_bytes;
     let idle = ctx.config.idle_timeout();
     let own = Budget::new(ctx.config.max_connection_inflight_bytes);
@@ -73,6 +160,8 @@ pub async fn serve(
             let read = async {
                 let size = read_frame_size(&mut rd, limit).await?;
                 // Waiting here leaves the socket unread: backpressure to the client.
+                let started = Instant::now();
+                let mut waited = Duration::ZERO;
                 let held = match (own.try_reserve(size), global.try_reserve(size)) {
                     (Some(a), Some(b)) => [a, b],
                     (a, b) => {
@@ -82,11 +171,12 @@ pub async fn serve(
                             Some(a) => a,
                             None => own.reserve(size).await,
                         };
-                        [a, global.reserve(size).await]
+                        let held = [a, global.reserve(size).await];
+                        waited = started.elapsed();
+                        held
                     }
                 };
-                metrics.inflight_bytes.set(global.in_use() as i64);
-                Ok::<_, FrameError>((read_frame_body(&mut rd, size).await?, held))
+                Ok::<_, FrameError>((read_frame_body(&mut rd, size).await?, held, waited))
             };
             // The idle timeout covers time spent waiting for budget too: a connection that
             // cannot be served for that long is closed like an idle one.
@@ -133,7 +223,7 @@ pub async fn serve(
                 sequencing = None;
             }
             frame = rx.recv(), if can_take => {
-                let Some((frame, held)) = frame else { break };
+                let Some((frame, held, waited)) = frame else { break };
                 if is_produce(&frame) {
                     let (tx, rx) = oneshot::channel();
                     let ctx = &ctx;
@@ -141,7 +231,10 @@ pub async fn serve(
                         let handled = PEER
                             .scope(
                                 peer,
-                                SEQUENCED.scope(RefCell::new(Some(tx)), handle_frame(ctx, frame)),
+                                SEQUENCED.scope(
+                                    RefCell::new(Some(tx)),
+                                    handle_frame(ctx, frame, waited),
+                                ),
                             )
                             .await;
                         (handled, held)
@@ -156,7 +249,7 @@ pub async fn serve(
                     }
                 }
                 if open {
-                    let handled = PEER.scope(peer, handle_frame(&ctx, frame)).await;
+                    let handled = PEER.scope(peer, handle_frame(&ctx, frame, waited)).await;
                     open = respond(&ctx, &global, &mut wr, peer, handled, held).await;
                 }
             }
@@ -180,12 +273,24 @@ async fn respond<W: AsyncWriteExt + Unpin>(
     held: [Held; 2],
 ) -> bool {
     let open = match handled {
-        Ok(Some(response)) => {
+        Ok(Some((response, grant))) => {
             // The response counts until written: a slow consumer holds the global budget and
-            // so slows the reading of new requests, instead of growing memory.
-            let _writing = global.charge(response.len());
-            ctx.metrics.inflight_bytes.set(global.in_use() as i64);
-            wr.write_all(&response).await.is_ok() && wr.flush().await.is_ok()
+            // so slows the reading of new requests, instead of growing memory. Fetch responses
+            // were reserved before they were built (and sized to fit what was free).
+            let _writing = match grant {
+                Some(g) => Err(g),
+                None => Ok(global.charge(response.len())),
+            };
+            // A client that does not read its answer for the idle timeout is closed like an
+            // idle one, releasing what its answer holds.
+            let write = async { wr.write_all(&response).await.is_ok() && wr.flush().await.is_ok() };
+            match tokio::time::timeout(ctx.config.idle_timeout(), write).await {
+                Ok(written) => written,
+                Err(_) => {
+                    tracing::warn!(%peer, bytes = response.len(), "closing connection: response not read within the idle timeout");
+                    false
+                }
+            }
         }
         Ok(None) => true,
         Err(reason) => {
@@ -195,7 +300,6 @@ async fn respond<W: AsyncWriteExt + Unpin>(
         }
     };
     drop(held);
-    ctx.metrics.inflight_bytes.set(global.in_use() as i64);
     open
 }
 
@@ -257,10 +361,22 @@ pub fn parse_request(mut frame: Bytes) -> Result<ParsedRequest, String> {
 
 /// Handles one request frame. `Ok(None)`: no response is due (Produce with acks=0).
 /// `Err`: the connection must be closed, for the reason given.
-async fn handle_frame(ctx: &Context, frame: Bytes) -> Result<Option<Bytes>, String> {
+async fn handle_frame(ctx: &Context, frame: Bytes, waited: Duration) -> Handled {
+    let state = RefCell::new(RequestState {
+        throttled: waited,
+        response: None,
+    });
+    REQUEST.scope(state, handle_request(ctx, frame)).await
+}
+
+/// The longest back-off asked of a client: longer ones would come close to clients' request
+/// timeouts (30 s by default); a longer wait still delayed the answer itself.
+const MAX_THROTTLE_MS: u128 = 10_000;
+
+async fn handle_request(ctx: &Context, frame: Bytes) -> Handled {
     let started = Instant::now();
     let (key, version, correlation_id, header, request) = match parse_request(frame)? {
-        ParsedRequest::Unsupported(response) => return Ok(Some(response)),
+        ParsedRequest::Unsupported(response) => return Ok(Some((response, None))),
         ParsedRequest::Request {
             key,
             version,
@@ -271,7 +387,7 @@ async fn handle_frame(ctx: &Context, frame: Bytes) -> Result<Option<Bytes>, Stri
     };
     let no_response = matches!(&request, RequestKind::Produce(p) if p.acks == 0);
     let result = dispatch(ctx, &header, request).await;
-    let response = match result {
+    let mut response = match result {
         Ok(r) => r,
         Err(e) => {
             ctx.metrics
@@ -280,10 +396,30 @@ async fn handle_frame(ctx: &Context, frame: Bytes) -> Result<Option<Bytes>, Stri
         }
     };
     ctx.metrics.request(key_name(key), 0, started.elapsed());
+    let (throttled, grant) = REQUEST.with(|r| {
+        let mut r = r.borrow_mut();
+        (r.throttled, r.response.take())
+    });
+    let throttle_ms = throttled.as_millis().min(MAX_THROTTLE_MS) as i32;
+    // throttle_time_ms exists from v1 on.
+    let settable = version >= 1;
+    match &mut response {
+        ResponseKind::Produce(r) if settable => r.throttle_time_ms = throttle_ms,
+        ResponseKind::Fetch(r) if settable => r.throttle_time_ms = throttle_ms,
+        _ => {}
+    }
+    if matches!(key, ApiKey::Produce | ApiKey::Fetch) {
+        ctx.metrics.throttled(key_name(key), throttle_ms);
+    }
     if no_response {
         return Ok(None);
     }
-    encode(key, version, correlation_id, &response).map(Some)
+    let encoded = encode(key, version, correlation_id, &response)?;
+    let grant = grant.map(|mut g| {
+        g.resize(encoded.len());
+        g
+    });
+    Ok(Some((encoded, grant)))
 }
 
 fn key_name(key: ApiKey) -> &'static str {

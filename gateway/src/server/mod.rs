@@ -3,9 +3,10 @@
 mod budget;
 mod connection;
 
-pub use budget::{Budget, Held};
+pub use budget::{Budget, Budgets, Held};
 pub use connection::{
-    PEER, ParsedRequest, encode as encode_response, mark_sequenced, parse_request,
+    PEER, ParsedRequest, ResponseGrant, empty_grant, encode as encode_response, keep_until_written,
+    mark_sequenced, note_throttle, parse_request, reserve_response, try_reserve_response,
 };
 pub use frame::{FrameError, read_frame};
 mod frame;
@@ -28,7 +29,6 @@ pub async fn run(
     drain: Duration,
 ) {
     let limit = Arc::new(Semaphore::new(ctx.config.max_connections.max(1)));
-    let inflight = Budget::new(ctx.config.max_inflight_bytes);
     let mut connections = JoinSet::new();
     let mut backoff = Duration::from_millis(5);
     loop {
@@ -55,10 +55,9 @@ pub async fn run(
         };
         let ctx = ctx.clone();
         let rx = shutdown.clone();
-        let inflight = inflight.clone();
         connections.spawn(async move {
             ctx.metrics.connections.inc();
-            connection::serve(ctx.clone(), stream, peer, inflight, rx).await;
+            connection::serve(ctx.clone(), stream, peer, rx).await;
             ctx.metrics.connections.dec();
             drop(permit);
         });

@@ -189,19 +189,25 @@ impl UnflushedBudget {
     /// Waits until the held bytes are under the cap; a retriable error after `timeout` (SMQ has
     /// not written what it acked for that long).
     pub async fn wait_for_room(&self, timeout: Duration) -> GatewayResult<()> {
-        if self.cap == 0 {
+        if self.cap == 0 || self.used() < self.cap {
             return Ok(());
         }
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
+        let started = tokio::time::Instant::now();
+        let deadline = started + timeout;
+        let result = loop {
             let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
             if self.used() < self.cap {
-                return Ok(());
+                break Ok(());
             }
             if tokio::time::timeout_at(deadline, freed).await.is_err() {
-                return Err(GatewayError::UnflushedBacklog(self.used()));
+                break Err(GatewayError::UnflushedBacklog(self.used()));
             }
-        }
+        };
+        // The time waited is the request's throttle time: the client is asked to back off.
+        crate::server::note_throttle(started.elapsed());
+        result
     }
 }
 

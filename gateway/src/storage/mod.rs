@@ -8,7 +8,8 @@ mod registry;
 mod topic_config;
 
 pub use partition::{
-    AppendTicket, Appended, PartitionLog, Placement, ReadResult, record_size, unit_size,
+    AppendTicket, Appended, PartitionLog, Placement, READ_AHEAD_BYTES, ReadResult, record_size,
+    unit_size,
 };
 pub use topic_config::{KNOWN as TOPIC_CONFIGS, TopicConfigs, validate_topic_name};
 

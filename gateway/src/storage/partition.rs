@@ -23,7 +23,7 @@ const READ_CHUNK: i32 = 1000;
 /// Bytes read from SMQ at once for a consumer behind the tail; what the fetch does not take is
 /// kept for the consumer's next fetch. SMQ's cost is per call and its disk path reads whole
 /// chunks, so one call for several client fetches is much cheaper than one call each.
-const READ_AHEAD_BYTES: usize = 4 << 20;
+pub const READ_AHEAD_BYTES: usize = 4 << 20;
 /// Read-ahead bytes kept across all partitions at most; past it reads take only what the fetch
 /// asked for (many partitions consumed from behind must not multiply memory).
 const READ_AHEAD_TOTAL: usize = 256 << 20;
@@ -842,6 +842,17 @@ impl PartitionLog {
     /// Reads records from `offset` on, about `max_bytes` worth (at least one record if any):
     /// from the tail cache when it holds `offset`, else from SMQ.
     pub async fn read(&self, offset: i64, max_bytes: usize) -> GatewayResult<ReadResult> {
+        self.read_ahead(offset, max_bytes, READ_AHEAD_BYTES).await
+    }
+
+    /// [`PartitionLog::read`], reading up to `read_ahead` bytes from SMQ (kept for the next
+    /// fetch) when that is more than `max_bytes`: the caller decides what memory it may take.
+    pub async fn read_ahead(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        read_ahead: usize,
+    ) -> GatewayResult<ReadResult> {
         let cached = self
             .tail
             .lock()
@@ -885,7 +896,7 @@ impl PartitionLog {
             });
         }
         let target = if READ_AHEAD_HELD.load(Ordering::Relaxed) < READ_AHEAD_TOTAL {
-            max_bytes.max(READ_AHEAD_BYTES)
+            max_bytes.max(read_ahead)
         } else {
             max_bytes
         };
