@@ -18,6 +18,22 @@ static REPUBLISHED: std::sync::LazyLock<Counter> = std::sync::LazyLock::new(Coun
 /// Acknowledged bytes held until SMQ has written them.
 static UNFLUSHED_BYTES: std::sync::LazyLock<Gauge> = std::sync::LazyLock::new(Gauge::default);
 
+/// Records and bytes read from SMQ for fetches, by where they came from (`filer`: the
+/// partition's flushed log files; `broker`: FetchMessage or a subscription).
+static SMQ_READ_RECORDS: std::sync::LazyLock<Family<Labels, Counter>> =
+    std::sync::LazyLock::new(Family::default);
+static SMQ_READ_BYTES: std::sync::LazyLock<Family<Labels, Counter>> =
+    std::sync::LazyLock::new(Family::default);
+
+pub fn smq_read(source: &str, records: u64, bytes: u64) {
+    if records == 0 {
+        return;
+    }
+    let l = vec![("source".to_string(), source.to_string())];
+    SMQ_READ_RECORDS.get_or_create(&l).inc_by(records);
+    SMQ_READ_BYTES.get_or_create(&l).inc_by(bytes);
+}
+
 pub fn republished(records: u64) {
     REPUBLISHED.inc_by(records);
 }
@@ -132,6 +148,16 @@ impl Default for Metrics {
             "inflight_bytes",
             "Bytes of requests read and responses not yet written (bounded by --max-inflight-bytes)",
             inflight_bytes.clone(),
+        );
+        registry.register(
+            "smq_read_records",
+            "Records (format record) or batches (format batch) read from SMQ for fetches, by source: filer (flushed log files) or broker",
+            SMQ_READ_RECORDS.clone(),
+        );
+        registry.register(
+            "smq_read_bytes",
+            "Kafka bytes of what was read from SMQ for fetches, by source: filer (flushed log files) or broker",
+            SMQ_READ_BYTES.clone(),
         );
         registry.register(
             "republished_records",

@@ -45,16 +45,6 @@ pub(crate) fn filer_grpc_address(advertised: &str) -> String {
 }
 
 /// The HTTP address (`host:httpPort`) of a filer advertised as `host:httpPort.grpcPort`.
-pub(crate) fn filer_http_address(advertised: &str) -> String {
-    match advertised.rsplit_once(':') {
-        Some((host, ports)) => match ports.split_once('.') {
-            Some((http, _)) => format!("{host}:{http}"),
-            None => advertised.to_string(),
-        },
-        None => advertised.to_string(),
-    }
-}
-
 impl SmqClient {
     /// Filer gRPC addresses, from the master.
     pub async fn filers(&self) -> SmqResult<Vec<String>> {

@@ -30,13 +30,13 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use prost::Message;
 use smq_proto::filer_pb::seaweed_filer_client::SeaweedFilerClient;
-use smq_proto::filer_pb::{Entry, ListEntriesRequest, LogEntry};
+use smq_proto::filer_pb::{Entry, ListEntriesRequest, LogEntry, LookupVolumeRequest};
 use smq_proto::schema_pb::Topic;
 use tokio::sync::Mutex;
 
 use crate::client::SmqClient;
 use crate::error::{SmqError, SmqResult};
-use crate::lock::{filer_grpc_address, filer_http_address};
+use crate::lock::filer_grpc_address;
 
 /// A record is never larger than this (SMQ gives records over 8 MiB their own window, up to
 /// about 1 GiB); a larger length prefix means the bytes are not a log file.
@@ -161,11 +161,23 @@ fn attr(e: &Entry, name: &str) -> Option<i64> {
     Some(i64::from_be_bytes(b))
 }
 
+/// A piece of a log file, stored as one needle on a volume server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Chunk {
+    /// Where it starts in the file.
+    start: u64,
+    size: u64,
+    file_id: String,
+    volume: String,
+}
+
 /// What is known of one log file.
 #[derive(Debug, Clone)]
 struct LogFile {
     name: String,
     size: u64,
+    /// In file order, covering `[0, size)` without gaps.
+    chunks: Vec<Chunk>,
     /// Smallest offset: `offset_min`, or the first record's once read.
     min: Option<i64>,
     /// Largest offset: `offset_max`, `buffer_start` − 1, or the last record's once read.
@@ -181,23 +193,35 @@ impl LogFile {
         if e.is_directory || !is_log_file_name(&e.name) || !e.content.is_empty() {
             return None;
         }
-        let chunks_end = e
-            .chunks
-            .iter()
-            .filter(|c| !c.is_chunk_manifest)
-            .map(|c| (c.offset.max(0) as u64).saturating_add(c.size))
-            .max()
-            .unwrap_or(0);
-        let size = e
-            .attributes
-            .as_ref()
-            .map_or(0, |a| a.file_size)
-            .max(chunks_end);
+        // Only plain chunks that tile the file are read here (SMQ writes nothing else);
+        // anything else is left to the broker.
+        let mut chunks = Vec::with_capacity(e.chunks.len());
+        for c in &e.chunks {
+            let volume = c.file_id.split_once(',').map(|(v, _)| v.to_string())?;
+            if c.is_chunk_manifest || c.is_compressed || !c.cipher_key.is_empty() || c.offset < 0 {
+                return None;
+            }
+            chunks.push(Chunk {
+                start: c.offset as u64,
+                size: c.size,
+                file_id: c.file_id.clone(),
+                volume,
+            });
+        }
+        chunks.sort_by_key(|c| c.start);
+        let mut size = 0u64;
+        for c in &chunks {
+            if c.start != size {
+                return None;
+            }
+            size = size.checked_add(c.size)?;
+        }
         let min = attr(e, "offset_min");
         let max = attr(e, "offset_max").or_else(|| attr(e, "buffer_start").map(|b| b - 1));
         Some(Self {
             name: e.name.clone(),
             size,
+            chunks,
             min,
             max,
             marks: Vec::new(),
@@ -233,8 +257,8 @@ impl LogFile {
 struct State {
     /// The partition's directory, once the topic's layout is known.
     dir: Option<String>,
-    /// The filer's (gRPC, HTTP) addresses.
-    filer: Option<(String, String)>,
+    /// The filer's gRPC address.
+    filer: Option<String>,
     /// Log files in name (time) order.
     files: Vec<LogFile>,
     listed_at: Option<Instant>,
@@ -257,6 +281,8 @@ pub struct PartitionLogFiles {
     topic: Topic,
     index: i32,
     state: Mutex<State>,
+    /// Volume id → a volume server's HTTP address.
+    volumes: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 impl std::fmt::Debug for PartitionLogFiles {
@@ -281,6 +307,18 @@ fn http() -> &'static Http {
     })
 }
 
+/// An error with its sources, which is where hyper says what went wrong.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
 /// Percent-encodes a path for a URL, keeping `/` and unreserved characters.
 fn encode_path(path: &str) -> String {
     let mut s = String::with_capacity(path.len());
@@ -301,6 +339,7 @@ impl PartitionLogFiles {
             topic,
             index,
             state: Mutex::new(State::default()),
+            volumes: std::sync::Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -317,8 +356,12 @@ impl PartitionLogFiles {
         let mut st = self.state.lock().await;
         let result = self.read_locked(&mut st, from, to, max_bytes).await;
         if result.is_err() {
-            // Files may have been deleted or the filer moved: start over next time.
+            // Files may have been deleted, volumes moved or the filer gone: start over.
             *st = State::default();
+            self.volumes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
         }
         result
     }
@@ -360,7 +403,7 @@ impl PartitionLogFiles {
         if st.filer.is_none() {
             let nodes = self.client.filer_nodes().await?;
             let n = &nodes[0];
-            st.filer = Some((filer_grpc_address(n), filer_http_address(n)));
+            st.filer = Some(filer_grpc_address(n));
         }
         let stale = st
             .listed_at
@@ -368,8 +411,8 @@ impl PartitionLogFiles {
         if stale {
             self.list(st).await?;
         }
-        let (dir, http_addr) = match (&st.dir, &st.filer) {
-            (Some(d), Some((_, h))) => (d.clone(), h.clone()),
+        let (dir, grpc) = match (&st.dir, &st.filer) {
+            (Some(d), Some(g)) => (d.clone(), g.clone()),
             _ => return Ok(Vec::new()),
         };
         let mut out = Vec::new();
@@ -381,7 +424,7 @@ impl PartitionLogFiles {
             if st.files[i].min.is_none() {
                 // Only the first file of a partition lacks offset_min (its offsets start at 0),
                 // but look rather than assume.
-                let first = self.first_offset(&http_addr, &dir, &st.files[i]).await?;
+                let first = self.first_offset(&grpc, &dir, &st.files[i]).await?;
                 st.files[i].min = Some(first.unwrap_or(i64::MAX));
             }
             let f = &st.files[i];
@@ -391,14 +434,7 @@ impl PartitionLogFiles {
                 continue;
             }
             let got = self
-                .read_records(
-                    &http_addr,
-                    &dir,
-                    &mut st.files[i],
-                    from,
-                    to,
-                    max_bytes - bytes,
-                )
+                .read_records(&grpc, &dir, &mut st.files[i], from, to, max_bytes - bytes)
                 .await?;
             bytes += got.iter().map(|r| r.data.len()).sum::<usize>();
             out.extend(got);
@@ -408,7 +444,7 @@ impl PartitionLogFiles {
 
     /// Lists the partition's directory again from the newest known file on.
     async fn list(&self, st: &mut State) -> SmqResult<()> {
-        let (Some(dir), Some((grpc, _))) = (&st.dir, &st.filer) else {
+        let (Some(dir), Some(grpc)) = (&st.dir, &st.filer) else {
             return Ok(());
         };
         let mut client = SeaweedFilerClient::new(self.client.channel(grpc)?)
@@ -449,7 +485,10 @@ impl PartitionLogFiles {
                 match st.files.iter_mut().find(|k| k.name == f.name) {
                     // The newest file grows with later flushes: keep what was learned.
                     Some(k) => {
-                        k.size = k.size.max(f.size);
+                        if f.size >= k.size {
+                            k.size = f.size;
+                            k.chunks = f.chunks;
+                        }
                         k.min = f.min.or(k.min);
                         k.max = match (k.max, f.max) {
                             (Some(a), Some(b)) => Some(a.max(b)),
@@ -473,7 +512,7 @@ impl PartitionLogFiles {
     /// data, starting where an earlier read left off when that is known.
     async fn read_records(
         &self,
-        http_addr: &str,
+        grpc: &str,
         dir: &str,
         f: &mut LogFile,
         from: i64,
@@ -491,7 +530,7 @@ impl PartitionLogFiles {
                 .max(need)
                 .min(MAX_READ.max(need));
             let len = want.min(f.size - pos);
-            let buf = self.range(http_addr, &path, pos, len).await?;
+            let buf = self.range(grpc, f, pos, len).await?;
             let ordered = !f.unordered;
             let mut full = false;
             let parsed = parse_records(&buf, |r| {
@@ -557,16 +596,11 @@ impl PartitionLogFiles {
     }
 
     /// The offset of a file's first record (None for an empty file).
-    async fn first_offset(
-        &self,
-        http_addr: &str,
-        dir: &str,
-        f: &LogFile,
-    ) -> SmqResult<Option<i64>> {
+    async fn first_offset(&self, grpc: &str, dir: &str, f: &LogFile) -> SmqResult<Option<i64>> {
         let path = format!("{dir}/{}", f.name);
         let mut len = f.size.min(READ_SLACK);
         while len >= 4 {
-            let buf = self.range(http_addr, &path, 0, len).await?;
+            let buf = self.range(grpc, f, 0, len).await?;
             let p = parse_records(&buf, |_| true)?;
             if let Some((_, _, r)) = p.records.first() {
                 return Ok(Some(r.offset));
@@ -584,11 +618,94 @@ impl PartitionLogFiles {
         Ok(None)
     }
 
-    /// Bytes `[pos, pos + len)` of a file, through the filer's HTTP port.
-    async fn range(&self, http_addr: &str, path: &str, pos: u64, len: u64) -> SmqResult<Bytes> {
-        let url = format!("http://{http_addr}{}", encode_path(path));
+    /// Bytes `[pos, pos + len)` of a file, read from the volume servers holding its chunks.
+    async fn range(&self, grpc: &str, f: &LogFile, pos: u64, len: u64) -> SmqResult<Bytes> {
+        let end = pos + len;
+        let mut parts: Vec<Bytes> = Vec::new();
+        for c in &f.chunks {
+            let (from, to) = (pos.max(c.start), end.min(c.start + c.size));
+            if from >= to {
+                continue;
+            }
+            let volume = self.volume_url(grpc, &c.volume).await?;
+            let got = self
+                .get_range(&volume, &c.file_id, from - c.start, to - from)
+                .await;
+            if got.is_err() {
+                // The volume may have moved: look it up again next time.
+                self.volumes
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&c.volume);
+            }
+            parts.push(got?);
+        }
+        let total: usize = parts.iter().map(Bytes::len).sum();
+        if total as u64 != len {
+            return Err(SmqError::LogFile(format!(
+                "{}: bytes {pos}+{len} are not all in its chunks ({total} found)",
+                f.name
+            )));
+        }
+        Ok(match parts.len() {
+            1 => parts.swap_remove(0),
+            _ => {
+                let mut all = Vec::with_capacity(total);
+                for p in parts {
+                    all.extend_from_slice(&p);
+                }
+                Bytes::from(all)
+            }
+        })
+    }
+
+    /// The HTTP address of a server of `volume`, from the filer (cached).
+    async fn volume_url(&self, grpc: &str, volume: &str) -> SmqResult<String> {
+        if let Some(u) = self
+            .volumes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(volume)
+        {
+            return Ok(u.clone());
+        }
+        let mut client = SeaweedFilerClient::new(self.client.channel(grpc)?);
+        let timeout = self.client.config().request_timeout;
+        let resp = tokio::time::timeout(
+            timeout,
+            client.lookup_volume(LookupVolumeRequest {
+                volume_ids: vec![volume.to_string()],
+            }),
+        )
+        .await
+        .map_err(|_| SmqError::Timeout {
+            what: format!("LookupVolume {volume} on filer {grpc}"),
+            after: timeout,
+        })?
+        .map_err(|s| SmqError::rpc(grpc, s))?
+        .into_inner();
+        let url = resp
+            .locations_map
+            .get(volume)
+            .and_then(|l| l.locations.first())
+            .map(|l| l.url.clone())
+            .filter(|u| !u.is_empty())
+            .ok_or_else(|| SmqError::LogFile(format!("no server holds volume {volume}")))?;
+        self.volumes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(volume.to_string(), url.clone());
+        Ok(url)
+    }
+
+    /// Bytes `[pos, pos + len)` of a needle, by an HTTP range request to its volume server.
+    async fn get_range(&self, server: &str, file_id: &str, pos: u64, len: u64) -> SmqResult<Bytes> {
+        let url = format!("http://{server}/{}", encode_path(file_id));
         let req = hyper::Request::get(&url)
-            .header(hyper::header::RANGE, format!("bytes={pos}-{}", pos + len - 1))
+            .header(
+                hyper::header::RANGE,
+                format!("bytes={pos}-{}", pos + len - 1),
+            )
             .body(Empty::<Bytes>::new())
             .map_err(|e| SmqError::LogFile(format!("GET {url}: {e}")))?;
         let timeout = self.client.config().request_timeout;
@@ -596,13 +713,13 @@ impl PartitionLogFiles {
             let resp = http()
                 .request(req)
                 .await
-                .map_err(|e| SmqError::LogFile(format!("GET {url}: {e}")))?;
+                .map_err(|e| SmqError::LogFile(format!("GET {url}: {}", chain(&e))))?;
             let status = resp.status();
             let body = resp
                 .into_body()
                 .collect()
                 .await
-                .map_err(|e| SmqError::LogFile(format!("GET {url}: {e}")))?
+                .map_err(|e| SmqError::LogFile(format!("GET {url}: {}", chain(&e))))?
                 .to_bytes();
             Ok::<_, SmqError>((status, body))
         };
@@ -615,7 +732,7 @@ impl PartitionLogFiles {
                 })??;
         let body = match status.as_u16() {
             206 => body,
-            // The whole file: take the part asked for.
+            // The whole needle: take the part asked for.
             200 => body.slice((pos as usize).min(body.len())..),
             s => {
                 return Err(SmqError::LogFile(format!(
@@ -712,7 +829,11 @@ mod tests {
         }
         let p = parse_records(&buf, |_| false).unwrap();
         assert_eq!(offsets(&p), vec![0, 1, 2, 1, 2, 3]);
-        let data: Vec<&[u8]> = p.records.iter().map(|(_, _, r)| r.data.as_slice()).collect();
+        let data: Vec<&[u8]> = p
+            .records
+            .iter()
+            .map(|(_, _, r)| r.data.as_slice())
+            .collect();
         assert_eq!(data, vec![&b"a"[..], b"b", b"c", b"B", b"C", b"D"]);
     }
 
@@ -736,7 +857,10 @@ mod tests {
             "v2026-11-28-14-47-00"
         );
         assert_eq!(generation_dir(0), "v1970-01-01-00-00-00");
-        assert_eq!(generation_dir(951_782_400 * 1_000_000_000), "v2000-02-29-00-00-00");
+        assert_eq!(
+            generation_dir(951_782_400 * 1_000_000_000),
+            "v2000-02-29-00-00-00"
+        );
     }
 
     #[test]
@@ -752,6 +876,7 @@ mod tests {
         let mut f = LogFile {
             name: "2026-11-28-14-47-00".into(),
             size: 1000,
+            chunks: Vec::new(),
             min: Some(0),
             max: Some(99),
             marks: Vec::new(),
