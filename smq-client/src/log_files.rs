@@ -281,6 +281,9 @@ pub struct PartitionLogFiles {
     topic: Topic,
     index: i32,
     state: Mutex<State>,
+    /// Set by a reader that did not find what it wanted: list again (after a broker crash SMQ
+    /// stores offsets again, in new files, so offsets below the known end can be new).
+    want_newer: std::sync::atomic::AtomicBool,
     /// Volume id → a volume server's HTTP address.
     volumes: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
@@ -339,8 +342,16 @@ impl PartitionLogFiles {
             topic,
             index,
             state: Mutex::new(State::default()),
+            want_newer: std::sync::atomic::AtomicBool::new(false),
             volumes: std::sync::Mutex::new(std::collections::HashMap::new()),
         })
+    }
+
+    /// Asks the next read to list the files again first (at most every 500 ms), for a reader
+    /// that missed records the files may hold by now.
+    pub fn want_newer(&self) {
+        self.want_newer
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Records with SMQ offsets in `[from, from + count)` found in the flushed log files, in file
@@ -405,9 +416,13 @@ impl PartitionLogFiles {
             let n = &nodes[0];
             st.filer = Some(filer_grpc_address(n));
         }
-        let stale = st
-            .listed_at
-            .is_none_or(|t| st.known_end() < to && t.elapsed() >= RELIST_INTERVAL);
+        let stale = st.listed_at.is_none_or(|t| {
+            t.elapsed() >= RELIST_INTERVAL
+                && (st.known_end() < to
+                    || self
+                        .want_newer
+                        .swap(false, std::sync::atomic::Ordering::Relaxed))
+        });
         if stale {
             self.list(st).await?;
         }

@@ -971,6 +971,7 @@ impl PartitionLog {
             }
         };
         let mut out = Vec::new();
+        let mut bytes = 0usize;
         let mut next_smq = run.smq_offset;
         let mut expected = run.kafka_offset;
         // In file order; an SMQ offset handed out twice (broker crash) has an older record
@@ -986,11 +987,16 @@ impl PartitionLog {
                 continue;
             }
             expected = u.end_offset();
+            bytes += unit_size(&u);
             out.push(u);
             next_smq += 1;
             if next_smq >= run.smq_offset + run.smq_count {
                 break;
             }
+        }
+        if (out.len() as i64) < run.smq_count && bytes < max_bytes {
+            // Not flushed yet, or flushed into a file not listed yet.
+            files.want_newer();
         }
         if out.is_empty() {
             tracing::debug!(topic = %self.smq_name, partition = self.index, smq_offset = run.smq_offset, "SMQ's log files do not hold the run's first record (yet)");
