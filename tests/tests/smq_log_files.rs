@@ -205,9 +205,11 @@ async fn records_read_from_the_files_after_a_broker_crash_are_complete_and_uniqu
         records = all.len(),
         "SMQ offsets stored more than once"
     );
-    eprintln!(
-        "after the crash: {present} of 200 in the files; {repeated} SMQ offsets stored more than once among {} records",
-        all.len()
+    // The scenario did what it is for: the restarted broker stored new records under offsets
+    // the files already held.
+    assert!(
+        repeated > 0,
+        "no SMQ offset stored twice ({present} of 200 kept after the crash)"
     );
 
     // Every id exactly once, in order, with its value.
