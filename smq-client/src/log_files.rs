@@ -385,23 +385,16 @@ impl PartitionLogFiles {
         max_bytes: usize,
     ) -> SmqResult<Vec<FlushedRecord>> {
         if st.dir.is_none() {
-            let a = self.client.leader_of(&self.topic, self.index).await;
-            // The layout is what matters here, not the leader.
-            let p = match a {
-                Ok(a) => a.partition,
-                Err(_) => {
-                    let layout = self.client.lookup(&self.topic).await?;
-                    layout
-                        .partitions
-                        .get(self.index as usize)
-                        .ok_or_else(|| SmqError::PartitionNotFound {
-                            topic: self.topic.name.clone(),
-                            partition: self.index,
-                        })?
-                        .partition
-                        .clone()
-                }
-            };
+            // The layout is what matters here, not whether a leader is up.
+            let layout = self.client.lookup(&self.topic).await?;
+            let p = layout
+                .partitions
+                .get(self.index as usize)
+                .ok_or_else(|| SmqError::PartitionNotFound {
+                    topic: self.topic.name.clone(),
+                    partition: self.index,
+                })?
+                .partition;
             st.dir = Some(format!(
                 "/topics/{}/{}/{}/{:04}-{:04}",
                 self.topic.namespace,
