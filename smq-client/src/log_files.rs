@@ -7,9 +7,12 @@
 //! broker flush appends one chunk to the file named after the flushed buffer's start time (UTC,
 //! `YYYY-MM-DD-hh-mm-ss`). A chunk is a sequence of records, each a 4-byte big-endian length and
 //! a `filer_pb.LogEntry` whose `data` is the published `DataMessage.value`, `key` its key and
-//! `offset` the SMQ offset. Log files carry extended attributes `buffer_start` (one past the
-//! last offset flushed into the file), and `offset_min`/`offset_max` when the smallest offset is
-//! above 0. Other entries (`checkpoint.offset`, `consumers/`, parquet files after compaction)
+//! `offset` the SMQ offset. Two flushes within one second go to the same file (two chunks), and
+//! chunks of compressible data are stored gzipped (`is_compressed`). Log files carry extended
+//! attributes `buffer_start`, and `offset_min`/`offset_max` when the smallest offset is above 0;
+//! none of them is exact (offset_min and offset_max were seen one above the file's real first
+//! and last offsets, buffer_start both above and below its last), so they only narrow which
+//! files to look at, and a file's first offset is read from the file itself. Other entries (`checkpoint.offset`, `consumers/`, parquet files after compaction)
 //! are skipped.
 //!
 //! Nothing here is trusted blindly: offsets in the files can repeat after a broker crash (SMQ
@@ -46,6 +49,8 @@ const LIST_PAGE: u32 = 1000;
 /// Least time between two listings of one partition's directory caused by reads past what is
 /// known (a consumer near the tail asks for unflushed offsets all the time).
 const RELIST_INTERVAL: Duration = Duration::from_millis(500);
+/// How far a file's `offset_min`/`offset_max` attributes are trusted to be off.
+const HINT_SLACK: i64 = 16;
 /// Read positions remembered per file.
 const MARKS_PER_FILE: usize = 8;
 /// Bytes read past the budget at least in one range request, so one request usually ends on a
@@ -178,10 +183,14 @@ struct LogFile {
     size: u64,
     /// In file order, covering `[0, size)` without gaps.
     chunks: Vec<Chunk>,
-    /// Smallest offset: `offset_min`, or the first record's once read.
+    /// Smallest offset: `offset_min` (a hint: seen one above the truth), or the first
+    /// record's once read (`min_exact`).
     min: Option<i64>,
-    /// Largest offset: `offset_max`, `buffer_start` − 1, or the last record's once read.
+    min_exact: bool,
+    /// Largest offset: `offset_max` (a hint: seen one above the truth), or the last record's
+    /// once read to the end (`max_exact`).
     max: Option<i64>,
+    max_exact: bool,
     /// (last offset read, position right after its record), sorted by position.
     marks: Vec<(i64, u64)>,
     /// Offsets were seen going backwards inside the file: positions say nothing about offsets.
@@ -193,12 +202,14 @@ impl LogFile {
         if e.is_directory || !is_log_file_name(&e.name) || !e.content.is_empty() {
             return None;
         }
-        // Only plain chunks that tile the file are read here (SMQ writes nothing else);
-        // anything else is left to the broker.
+        // Only chunks that tile the file are read here (SMQ writes nothing else); encrypted
+        // chunks and manifests are left to the broker. Compressed chunks (the volume server
+        // gzips compressible uploads) are fine: asked without `Accept-Encoding: gzip`, the
+        // volume server decompresses them and serves ranges of the original bytes.
         let mut chunks = Vec::with_capacity(e.chunks.len());
         for c in &e.chunks {
             let volume = c.file_id.split_once(',').map(|(v, _)| v.to_string())?;
-            if c.is_chunk_manifest || c.is_compressed || !c.cipher_key.is_empty() || c.offset < 0 {
+            if c.is_chunk_manifest || !c.cipher_key.is_empty() || c.offset < 0 {
                 return None;
             }
             chunks.push(Chunk {
@@ -216,14 +227,18 @@ impl LogFile {
             }
             size = size.checked_add(c.size)?;
         }
+        // `buffer_start` says nothing reliable about the file's offsets (seen above and below
+        // its largest one), so it is not used.
         let min = attr(e, "offset_min");
-        let max = attr(e, "offset_max").or_else(|| attr(e, "buffer_start").map(|b| b - 1));
+        let max = attr(e, "offset_max");
         Some(Self {
             name: e.name.clone(),
             size,
             chunks,
             min,
+            min_exact: false,
             max,
+            max_exact: false,
             marks: Vec::new(),
             unordered: false,
         })
@@ -429,17 +444,30 @@ impl PartitionLogFiles {
             if bytes >= max_bytes {
                 break;
             }
-            if st.files[i].min.is_none() {
-                // Only the first file of a partition lacks offset_min (its offsets start at 0),
-                // but look rather than assume.
-                let first = self.first_offset(&grpc, &dir, &st.files[i]).await?;
-                st.files[i].min = Some(first.unwrap_or(i64::MAX));
-            }
             let f = &st.files[i];
-            let below = f.min.is_some_and(|m| m >= to) && !f.unordered;
-            let above = f.max.is_some_and(|m| m < from) && !f.unordered;
-            if below || above || f.size == 0 {
+            if f.size == 0 {
                 continue;
+            }
+            let hint = |v: i64, exact: bool, slack: i64| if exact { v } else { v + slack };
+            let above = !f.unordered
+                && f.max
+                    .is_some_and(|m| hint(m, f.max_exact, HINT_SLACK) < from);
+            let maybe_below = !f.unordered
+                && f.min
+                    .is_some_and(|m| hint(m, f.min_exact, -HINT_SLACK) >= to);
+            if above || maybe_below {
+                continue;
+            }
+            if !f.min_exact && !f.unordered {
+                // The first file of a partition has no offset_min, and the others' may be off:
+                // look at the first record once.
+                let first = self.first_offset(&grpc, &dir, f).await?;
+                let f = &mut st.files[i];
+                f.min = Some(first.unwrap_or(i64::MAX));
+                f.min_exact = true;
+                if f.min.is_some_and(|m| m >= to) {
+                    continue;
+                }
             }
             let got = self
                 .read_records(&grpc, &dir, &mut st.files[i], from, to, max_bytes - bytes)
@@ -493,15 +521,21 @@ impl PartitionLogFiles {
                 match st.files.iter_mut().find(|k| k.name == f.name) {
                     // The newest file grows with later flushes: keep what was learned.
                     Some(k) => {
+                        let grew = f.size > k.size;
                         if f.size >= k.size {
                             k.size = f.size;
                             k.chunks = f.chunks;
                         }
-                        k.min = f.min.or(k.min);
-                        k.max = match (k.max, f.max) {
-                            (Some(a), Some(b)) => Some(a.max(b)),
-                            (a, b) => a.or(b),
-                        };
+                        if !k.min_exact {
+                            k.min = f.min.or(k.min);
+                        }
+                        if grew || !k.max_exact {
+                            k.max = match (k.max, f.max) {
+                                (Some(a), Some(b)) => Some(a.max(b)),
+                                (a, b) => a.or(b),
+                            };
+                            k.max_exact = false;
+                        }
                     }
                     None => st.files.push(f),
                 }
@@ -574,7 +608,8 @@ impl PartitionLogFiles {
                 && !f.unordered
                 && let Some(last) = last_seen
             {
-                f.max = Some(f.max.map_or(last, |m| m.max(last)));
+                f.max = Some(last);
+                f.max_exact = true;
             }
             if full || (!f.unordered && last_seen.is_some_and(|l| l >= to)) {
                 break;
@@ -637,7 +672,7 @@ impl PartitionLogFiles {
             }
             let volume = self.volume_url(grpc, &c.volume).await?;
             let got = self
-                .get_range(&volume, &c.file_id, from - c.start, to - from)
+                .get_range(&volume, &c.file_id, c.size, from - c.start, to - from)
                 .await;
             if got.is_err() {
                 // The volume may have moved: look it up again next time.
@@ -706,8 +741,16 @@ impl PartitionLogFiles {
         Ok(url)
     }
 
-    /// Bytes `[pos, pos + len)` of a needle, by an HTTP range request to its volume server.
-    async fn get_range(&self, server: &str, file_id: &str, pos: u64, len: u64) -> SmqResult<Bytes> {
+    /// Bytes `[pos, pos + len)` of a needle of `size` bytes, by an HTTP range request to its
+    /// volume server.
+    async fn get_range(
+        &self,
+        server: &str,
+        file_id: &str,
+        size: u64,
+        pos: u64,
+        len: u64,
+    ) -> SmqResult<Bytes> {
         let url = format!("http://{server}/{}", encode_path(file_id));
         let req = hyper::Request::get(&url)
             .header(
@@ -723,6 +766,25 @@ impl PartitionLogFiles {
                 .await
                 .map_err(|e| SmqError::LogFile(format!("GET {url}: {}", chain(&e))))?;
             let status = resp.status();
+            if let Some(enc) = resp.headers().get(hyper::header::CONTENT_ENCODING)
+                && enc.as_bytes() != b"identity"
+            {
+                return Err(SmqError::LogFile(format!(
+                    "GET {url}: served with Content-Encoding {enc:?}"
+                )));
+            }
+            // `bytes a-b/total`: the total must be the chunk's size, or these are other bytes.
+            let total = resp
+                .headers()
+                .get(hyper::header::CONTENT_RANGE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.rsplit_once('/'))
+                .and_then(|(_, t)| t.parse::<u64>().ok());
+            if status.as_u16() == 206 && total != Some(size) {
+                return Err(SmqError::LogFile(format!(
+                    "GET {url}: the volume server has {total:?} bytes, the filer says {size}"
+                )));
+            }
             let body = resp
                 .into_body()
                 .collect()
@@ -886,7 +948,9 @@ mod tests {
             size: 1000,
             chunks: Vec::new(),
             min: Some(0),
+            min_exact: true,
             max: Some(99),
+            max_exact: true,
             marks: Vec::new(),
             unordered: false,
         };
