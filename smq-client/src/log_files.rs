@@ -9,10 +9,12 @@
 //! a `filer_pb.LogEntry` whose `data` is the published `DataMessage.value`, `key` its key and
 //! `offset` the SMQ offset. Two flushes within one second go to the same file (two chunks), and
 //! chunks of compressible data are stored gzipped (`is_compressed`). Log files carry extended
-//! attributes `buffer_start`, and `offset_min`/`offset_max` when the smallest offset is above 0;
-//! none of them is exact (offset_min and offset_max were seen one above the file's real first
-//! and last offsets, buffer_start both above and below its last), so they only narrow which
-//! files to look at, and a file's first offset is read from the file itself. Other entries (`checkpoint.offset`, `consumers/`, parquet files after compaction)
+//! attributes `buffer_start`, and `offset_min`/`offset_max` once a flush into it started above
+//! offset 0; none of them is exact: offset_min and offset_max were seen one above the file's
+//! real first and last offsets, a file whose first flush started at 0 gets its offset_min from
+//! a later flush (0..19999 in one file with offset_min 7170), and buffer_start was seen both
+//! above and below the last offset. So they only narrow which files to look at, and a file's
+//! first offset is read from the file itself. Other entries (`checkpoint.offset`, `consumers/`, parquet files after compaction)
 //! are skipped.
 //!
 //! Nothing here is trusted blindly: offsets in the files can repeat after a broker crash (SMQ
@@ -444,6 +446,7 @@ impl PartitionLogFiles {
             if bytes >= max_bytes {
                 break;
             }
+            let prev_max = i.checked_sub(1).and_then(|p| st.files[p].max);
             let f = &st.files[i];
             if f.size == 0 {
                 continue;
@@ -452,15 +455,24 @@ impl PartitionLogFiles {
             let above = !f.unordered
                 && f.max
                     .is_some_and(|m| hint(m, f.max_exact, HINT_SLACK) < from);
+            if above {
+                continue;
+            }
+            // offset_min is the smallest offset of the first flush into the file that had one
+            // above 0: a file whose first flush started at offset 0 has a later flush's. So it
+            // is believed (give or take the slack) only when it continues the previous file.
+            let believable = !f.min_exact
+                && f.min
+                    .is_some_and(|m| i > 0 && prev_max.is_some_and(|p| m <= p + 1 + HINT_SLACK));
             let maybe_below = !f.unordered
+                && (f.min_exact || believable)
                 && f.min
                     .is_some_and(|m| hint(m, f.min_exact, -HINT_SLACK) >= to);
-            if above || maybe_below {
+            if maybe_below {
                 continue;
             }
             if !f.min_exact && !f.unordered {
-                // The first file of a partition has no offset_min, and the others' may be off:
-                // look at the first record once.
+                // Look at the first record once.
                 let first = self.first_offset(&grpc, &dir, f).await?;
                 let f = &mut st.files[i];
                 f.min = Some(first.unwrap_or(i64::MAX));
