@@ -963,16 +963,6 @@ impl PartitionLog {
     /// be read, or disagree): the caller then reads through the broker.
     async fn read_run_flushed(&self, run: Run, max_bytes: usize) -> Option<Vec<StoredUnit>> {
         let files = self.log_files.as_ref()?;
-        // Records acknowledged but not yet known written are in the broker's memory (or were
-        // flushed moments ago): FetchMessage serves them without a look at the files first.
-        if let Ok(held) = self.held.try_lock()
-            && held
-                .entries()
-                .front()
-                .is_some_and(|e| e.entry.kafka_offset <= run.kafka_offset)
-        {
-            return None;
-        }
         let found = match files.read(run.smq_offset, run.smq_count, max_bytes).await {
             Ok(f) => f,
             Err(e) => {
