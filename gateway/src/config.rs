@@ -74,6 +74,20 @@ pub struct GatewayConfig {
     /// served without reading SMQ (0 turns the cache off). Memory bound: partitions × this.
     #[arg(long, env = "KAFKA_GATEWAY_TAIL_CACHE_BYTES", default_value_t = 2 * 1024 * 1024)]
     pub tail_cache_bytes: usize,
+    /// Read records SMQ has already flushed straight from the partition's log files in the
+    /// filer instead of through the broker's FetchMessage (whose cost is broker CPU per
+    /// record). Every record is still checked against the ledger; whatever is missing or
+    /// disagrees is read through the broker. `--read-flushed-from-filer=false` turns it off.
+    #[arg(
+        long,
+        env = "KAFKA_GATEWAY_READ_FLUSHED_FROM_FILER",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    pub read_flushed_from_filer: bool,
     /// The SMQ brokers' flush interval (`weed mq.broker -logFlushInterval`, seconds). Records
     /// SMQ acknowledged are held by the gateway until SMQ has provably written them (at the
     /// latest this long plus a second after the ack) and published again if the broker's

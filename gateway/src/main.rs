@@ -121,6 +121,7 @@ async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
         default_partitions: config.default_partitions,
         default_storage_format: config.default_storage_format,
         tail_cache_bytes: config.tail_cache_bytes,
+        read_flushed_from_filer: config.read_flushed_from_filer,
         max_unflushed_bytes: config.max_unflushed_bytes,
         max_message_bytes: config.max_message_bytes,
     };

@@ -32,6 +32,22 @@ pub fn append_stage(stage: &'static str, elapsed: Duration) {
         .observe(elapsed.as_secs_f64());
 }
 
+/// Records and bytes read from SMQ for fetches, by where they came from (`filer`: the
+/// partition's flushed log files; `broker`: FetchMessage or a subscription).
+static SMQ_READ_RECORDS: std::sync::LazyLock<Family<Labels, Counter>> =
+    std::sync::LazyLock::new(Family::default);
+static SMQ_READ_BYTES: std::sync::LazyLock<Family<Labels, Counter>> =
+    std::sync::LazyLock::new(Family::default);
+
+pub fn smq_read(source: &str, records: u64, bytes: u64) {
+    if records == 0 {
+        return;
+    }
+    let l = vec![("source".to_string(), source.to_string())];
+    SMQ_READ_RECORDS.get_or_create(&l).inc_by(records);
+    SMQ_READ_BYTES.get_or_create(&l).inc_by(bytes);
+}
+
 pub fn republished(records: u64) {
     REPUBLISHED.inc_by(records);
 }
@@ -166,6 +182,16 @@ impl Default for Metrics {
             "response_bytes",
             "Of those, bytes reserved for Fetch responses and their reads (bounded by half of --max-inflight-bytes, and one batch per fetch past it)",
             response_bytes.clone(),
+        );
+        registry.register(
+            "smq_read_records",
+            "Records (format record) or batches (format batch) read from SMQ for fetches, by source: filer (flushed log files) or broker",
+            SMQ_READ_RECORDS.clone(),
+        );
+        registry.register(
+            "smq_read_bytes",
+            "Kafka bytes of what was read from SMQ for fetches, by source: filer (flushed log files) or broker",
+            SMQ_READ_BYTES.clone(),
         );
         registry.register(
             "republished_records",

@@ -90,6 +90,10 @@ pub enum SmqError {
     #[error("the broker answered something unexpected: {0}")]
     Protocol(String),
 
+    /// A partition's flushed log files could not be listed, read or parsed.
+    #[error("SMQ log file: {0}")]
+    LogFile(String),
+
     #[error("invalid address {0}")]
     InvalidAddress(String),
 }
@@ -109,7 +113,8 @@ impl SmqError {
             | SmqError::CircuitOpen { .. }
             | SmqError::NoBroker(_)
             | SmqError::Timeout { .. }
-            | SmqError::Fetch { .. } => true,
+            | SmqError::Fetch { .. }
+            | SmqError::LogFile(_) => true,
             SmqError::Broker { code, .. } => matches!(
                 *code,
                 codes::TOPIC_NOT_FOUND // stale generation after a re-lookup
@@ -160,6 +165,7 @@ impl SmqError {
             SmqError::Timeout { .. } => "timeout",
             SmqError::Protocol(_) => "protocol",
             SmqError::InvalidAddress(_) => "invalid_address",
+            SmqError::LogFile(_) => "log_file",
         }
     }
 

@@ -31,7 +31,7 @@ pub enum LockOutcome {
 }
 
 /// Filers advertise themselves as `host:httpPort.grpcPort`.
-fn filer_grpc_address(advertised: &str) -> String {
+pub(crate) fn filer_grpc_address(advertised: &str) -> String {
     match advertised.rsplit_once(':') {
         Some((host, ports)) => match ports.split_once('.') {
             Some((_, grpc)) => format!("{host}:{grpc}"),
@@ -44,9 +44,20 @@ fn filer_grpc_address(advertised: &str) -> String {
     }
 }
 
+/// The HTTP address (`host:httpPort`) of a filer advertised as `host:httpPort.grpcPort`.
 impl SmqClient {
     /// Filer gRPC addresses, from the master.
     pub async fn filers(&self) -> SmqResult<Vec<String>> {
+        Ok(self
+            .filer_nodes()
+            .await?
+            .iter()
+            .map(|a| filer_grpc_address(a))
+            .collect())
+    }
+
+    /// Filers as the master advertises them (`host:httpPort.grpcPort`), never empty.
+    pub(crate) async fn filer_nodes(&self) -> SmqResult<Vec<String>> {
         let master =
             self.config().master.clone().ok_or_else(|| {
                 SmqError::NoBroker("no master configured to find filers".to_string())
@@ -70,7 +81,8 @@ impl SmqClient {
             .into_inner()
             .cluster_nodes
             .into_iter()
-            .map(|n| filer_grpc_address(&n.address))
+            .map(|n| n.address)
+            .filter(|a| !a.is_empty())
             .collect();
         if filers.is_empty() {
             return Err(SmqError::NoBroker("the master lists no filer".to_string()));

@@ -40,6 +40,8 @@ pub struct StoreSettings {
     pub default_storage_format: StorageFormat,
     /// Per partition: bytes of the newest records kept in memory for consumers at the tail.
     pub tail_cache_bytes: usize,
+    /// Read flushed records from the partitions' log files in the filer (broker otherwise).
+    pub read_flushed_from_filer: bool,
     /// Acknowledged bytes held (all partitions) until SMQ has written them; appends wait past
     /// it. 0: no bound.
     pub max_unflushed_bytes: usize,
@@ -189,6 +191,7 @@ impl Store {
                             generation: a.partition.unix_time_ns,
                             format,
                             tail_cache_bytes: self.settings.tail_cache_bytes,
+                            read_flushed_from_filer: self.settings.read_flushed_from_filer,
                             unflushed: self.unflushed.clone(),
                         },
                         ledger,

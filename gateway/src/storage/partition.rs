@@ -5,7 +5,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use smq_client::{
-    DataMessage, LockLease, LockOutcome, PartitionPublisher, SmqClient, Subscription, Topic,
+    DataMessage, LockLease, LockOutcome, PartitionLogFiles, PartitionPublisher, SmqClient,
+    Subscription, Topic,
 };
 use tokio::sync::{Mutex, oneshot, watch};
 
@@ -128,6 +129,8 @@ pub struct PartitionLog {
     /// (finishing an append, publishing held records again), never while taking `writer`.
     held: Mutex<Held>,
     unflushed: Arc<UnflushedBudget>,
+    /// The partition's flushed log files in the filer, when reads may use them.
+    log_files: Option<Arc<PartitionLogFiles>>,
 }
 
 impl std::fmt::Debug for PartitionLog {
@@ -149,6 +152,8 @@ pub struct Placement {
     pub format: StorageFormat,
     /// Bytes of the newest records kept in memory for reads (0: none).
     pub tail_cache_bytes: usize,
+    /// Read flushed records from the log files in the filer rather than through the broker.
+    pub read_flushed_from_filer: bool,
     /// Shared bound of acknowledged bytes SMQ has not yet written.
     pub unflushed: Arc<UnflushedBudget>,
 }
@@ -245,12 +250,16 @@ impl PartitionLog {
             generation,
             format,
             tail_cache_bytes,
+            read_flushed_from_filer,
             unflushed,
         } = place;
         let smq_name = format!("{}/{}", smq_topic.namespace, smq_topic.name);
         let (hwm, _) = watch::channel(ledger.next_offset());
+        let log_files = read_flushed_from_filer
+            .then(|| PartitionLogFiles::new(client.clone(), smq_topic.clone(), index));
         Self {
             publisher: PartitionPublisher::new(client.clone(), smq_topic.clone(), index),
+            log_files,
             client,
             smq_topic,
             smq_name,
@@ -962,6 +971,72 @@ impl PartitionLog {
     /// Kafka offset. FetchMessage first (fast, but positional and blind to first-window data
     /// after a reload); an exact subscription when it disagrees.
     async fn read_run(&self, run: Run, max_bytes: usize) -> GatewayResult<Vec<StoredUnit>> {
+        if let Some(out) = self.read_run_flushed(run, max_bytes).await {
+            crate::metrics::smq_read(
+                "filer",
+                out.len() as u64,
+                out.iter().map(unit_size).sum::<usize>() as u64,
+            );
+            return Ok(out);
+        }
+        let out = self.read_run_broker(run, max_bytes).await?;
+        crate::metrics::smq_read(
+            "broker",
+            out.len() as u64,
+            out.iter().map(unit_size).sum::<usize>() as u64,
+        );
+        Ok(out)
+    }
+
+    /// The run's first records as far as SMQ has flushed them, read from the log files in the
+    /// filer, each checked like any other. None when the files hold none of them yet (or cannot
+    /// be read, or disagree): the caller then reads through the broker.
+    async fn read_run_flushed(&self, run: Run, max_bytes: usize) -> Option<Vec<StoredUnit>> {
+        let files = self.log_files.as_ref()?;
+        let found = match files.read(run.smq_offset, run.smq_count, max_bytes).await {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::debug!(topic = %self.smq_name, partition = self.index, smq_offset = run.smq_offset, error = %e, "reading SMQ's log files failed; reading through the broker");
+                return None;
+            }
+        };
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        let mut next_smq = run.smq_offset;
+        let mut expected = run.kafka_offset;
+        // In file order; an SMQ offset handed out twice (broker crash) has an older record
+        // first, which does not hold the Kafka offset the ledger expects there: pass over it.
+        for r in found {
+            if r.offset != next_smq {
+                continue;
+            }
+            let Ok(u) = decode_stored_unit(&r.data) else {
+                continue;
+            };
+            if self.check_unit(run, expected, &u).is_err() {
+                continue;
+            }
+            expected = u.end_offset();
+            bytes += unit_size(&u);
+            out.push(u);
+            next_smq += 1;
+            if next_smq >= run.smq_offset + run.smq_count {
+                break;
+            }
+        }
+        if (out.len() as i64) < run.smq_count && bytes < max_bytes {
+            // Not flushed yet, or flushed into a file not listed yet.
+            files.want_newer();
+        }
+        if out.is_empty() {
+            tracing::debug!(topic = %self.smq_name, partition = self.index, smq_offset = run.smq_offset, "SMQ's log files do not hold the run's first record (yet)");
+            return None;
+        }
+        Some(out)
+    }
+
+    /// FetchMessage first, then an exact subscription.
+    async fn read_run_broker(&self, run: Run, max_bytes: usize) -> GatewayResult<Vec<StoredUnit>> {
         let want = run.smq_count.min(READ_CHUNK as i64) as i32;
         let fetched = self
             .client
