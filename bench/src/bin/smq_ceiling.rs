@@ -5,6 +5,7 @@
 //! SMQ with `dev/smq`.
 //!
 //!     cargo run --release -p kafka-smq-bench --bin smq-ceiling
+//!     cargo run --release -p kafka-smq-bench --bin smq-ceiling -- --sustained --records 200000
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,6 +20,10 @@ struct Args {
     /// Records per cell for 1 KiB records sent pipelined (scaled down for the other cells).
     #[arg(long, default_value_t = 30_000)]
     records: usize,
+    /// Only the pipelined 1 KiB cell over 3 partitions (the gateways' comparison row); with a
+    /// large --records it measures what SMQ sustains once its flushes (gzip, upload) run along.
+    #[arg(long)]
+    sustained: bool,
     /// Run id, so topics from earlier runs on the same cluster never collide.
     #[arg(long, default_value_t = std::process::id())]
     run: u32,
@@ -93,6 +98,11 @@ async fn main() -> anyhow::Result<()> {
                     Mode::Pipelined => base,
                     Mode::OneAtATime => base / 5,
                 };
+                if args.sustained
+                    && !(size == 1024 && partitions == 3 && matches!(mode, Mode::Pipelined))
+                {
+                    continue;
+                }
                 cells.push(Cell {
                     size,
                     partitions,
