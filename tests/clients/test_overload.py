@@ -142,6 +142,21 @@ def rss_kb(pid, field="VmRSS"):
     raise AssertionError("no %s for pid %d" % (field, pid))
 
 
+def sample_peak_rss(pid, baseline_kb):
+    """Samples the process's RSS every 20 ms into peak[0] until stop is set; join the thread."""
+    peak = [baseline_kb]
+    stop = threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            peak[0] = max(peak[0], rss_kb(pid))
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    return peak, stop, sampler
+
+
 def metric(gw, name, labels=""):
     """The first sample of a metric whose labels contain `labels` (e.g. 'api="Fetch"')."""
     text = urllib.request.urlopen(gw.http + "/metrics", timeout=10).read().decode()
@@ -190,16 +205,7 @@ def test_many_pipelining_producers_stay_within_the_memory_bound(smq, tmp_path):
             assert not isinstance(warm[0], Exception), warm[0]
         baseline_kb = rss_kb(gw.proc.pid)
 
-        peak = [baseline_kb]
-        stop = threading.Event()
-
-        def sample():
-            while not stop.is_set():
-                peak[0] = max(peak[0], rss_kb(gw.proc.pid))
-                time.sleep(0.02)
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
+        peak, stop, sampler = sample_peak_rss(gw.proc.pid, baseline_kb)
         results = [None] * CONNECTIONS
         threads = [threading.Thread(target=pipelining_producer, daemon=True,
                                     args=(gw.port, topic, i % partitions, batch, results, i))
@@ -355,16 +361,7 @@ def test_slow_consumers_stay_within_the_memory_bound(smq, tmp_path):
         time.sleep(1)
         baseline_kb = rss_kb(gw.proc.pid)
 
-        peak = [baseline_kb]
-        stop = threading.Event()
-
-        def sample():
-            while not stop.is_set():
-                peak[0] = max(peak[0], rss_kb(gw.proc.pid))
-                time.sleep(0.02)
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
+        peak, stop, sampler = sample_peak_rss(gw.proc.pid, baseline_kb)
         started = time.monotonic()
         slow = [slow_reader(gw.port, topic, i) for i in range(SLOW_CONNECTIONS)]
         # The slow connections take the response budget (half of the in-flight budget)...

@@ -14,3 +14,18 @@ pub fn init_tracing() {
         .with_test_writer()
         .try_init();
 }
+
+/// Creates (or reuses) the schemaless one-partition SMQ topic `test/<name>`.
+pub async fn one_partition_topic(client: &smq_client::SmqClient, name: &str) -> smq_client::Topic {
+    let t = smq_client::topic("test", name);
+    client
+        .ensure_topic(&smq_client::TopicSpec {
+            topic: t.clone(),
+            partitions: 1,
+            record_type: None,
+            retention_seconds: None,
+        })
+        .await
+        .unwrap();
+    t
+}

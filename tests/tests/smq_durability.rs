@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use integration_tests::{SmqCluster, init_tracing};
-use smq_client::{DataMessage, FlushTiming, PartitionPublisher, SmqClient, TopicSpec, topic};
+use smq_client::{DataMessage, FlushTiming, PartitionPublisher, SmqClient};
 
 fn msg(i: usize) -> DataMessage {
     DataMessage {
@@ -40,16 +40,7 @@ async fn replaying_publisher(
         ..smq.config()
     };
     let client = SmqClient::connect(config).await.unwrap();
-    let t = topic("test", name);
-    client
-        .ensure_topic(&TopicSpec {
-            topic: t.clone(),
-            partitions: 1,
-            record_type: None,
-            retention_seconds: None,
-        })
-        .await
-        .unwrap();
+    let t = integration_tests::one_partition_topic(&client, name).await;
     let p = PartitionPublisher::replaying(client, t.clone(), 0);
     (t, p)
 }

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use integration_tests::{SmqCluster, init_tracing};
-use smq_client::{DataMessage, PartitionLogFiles, PartitionPublisher, SmqClient, TopicSpec, topic};
+use integration_tests::{SmqCluster, init_tracing, one_partition_topic};
+use smq_client::{DataMessage, PartitionLogFiles, PartitionPublisher};
 
 /// Each record says who it is in its key (as the gateway's records carry their Kafka offset).
 fn msg(id: usize) -> DataMessage {
@@ -16,20 +16,6 @@ fn msg(id: usize) -> DataMessage {
         ts_ns: 0,
         ctrl: None,
     }
-}
-
-async fn one_partition_topic(client: &SmqClient, name: &str) -> smq_client::Topic {
-    let t = topic("test", name);
-    client
-        .ensure_topic(&TopicSpec {
-            topic: t.clone(),
-            partitions: 1,
-            record_type: None,
-            retention_seconds: None,
-        })
-        .await
-        .unwrap();
-    t
 }
 
 /// Where each id was stored, in id order (the gateway's ledger: Kafka offset → SMQ offset; an
