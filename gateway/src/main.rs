@@ -59,6 +59,7 @@ fn smq_config(config: &GatewayConfig) -> SmqConfig {
             interval: Duration::from_secs(config.smq_flush_interval),
             settle: Duration::from_secs(1),
         }),
+        confirm_from_log_files: config.read_flushed_from_filer,
         ..SmqConfig::with_master(config.smq_master.clone())
     }
 }

@@ -34,6 +34,10 @@ pub struct SmqConfig {
     /// acked records are durable (see `crate::durability`) and replaying publishers keep
     /// records until then; None turns both off.
     pub flush_timing: Option<crate::durability::FlushTiming>,
+    /// With `flush_timing`: replaying publishers prove records durable by finding them in the
+    /// partition's log files (read from the filer and volume servers) instead of by time and
+    /// the broker's buffer start, which also holds when the broker cannot write.
+    pub confirm_from_log_files: bool,
 }
 
 impl SmqConfig {
@@ -69,6 +73,7 @@ impl Default for SmqConfig {
             breaker_cooldown: Duration::from_secs(2),
             client_name: "kafka-gateway".to_string(),
             flush_timing: None,
+            confirm_from_log_files: false,
         }
     }
 }

@@ -18,7 +18,14 @@
 //!
 //! The assumption is that an upload finishes within `settle` (a local volume server takes
 //! milliseconds for the 8 MiB maximum); a volume server down for longer while the broker also
-//! crashes can still lose records.
+//! crashes can still lose records. That assumption fails when the broker cannot write (a full
+//! disk: it retries the same flush every 737 ms for as long as it takes), so a third kind of
+//! evidence replaces both when the caller can read the partition's log files:
+//!
+//! - **Written.** The broker flushes one buffer at a time, in order, retrying until it succeeds,
+//!   and the filer lists a chunk only once its bytes are on a volume server. A record found in a
+//!   log file therefore proves every record acked before it on the same stream written
+//!   ([`crate::PartitionPublisher::confirmed_by_caller`]).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -78,6 +85,12 @@ impl Watermark {
     /// Whether some acked offset is not yet known durable.
     pub(crate) fn has_unconfirmed(&self) -> bool {
         self.acked_below > self.durable_below
+    }
+
+    /// Offsets below `below` were found written (see the module's "Written" evidence); capped
+    /// at what this stream acked.
+    pub(crate) fn on_written(&mut self, below: i64) {
+        self.durable_below = self.durable_below.max(below.min(self.acked_below));
     }
 
     pub(crate) fn on_ack(&mut self, offset: i64) {
@@ -170,5 +183,21 @@ mod tests {
         assert_eq!(w.durable_below(), 12);
         w.on_live_probe(T, at(t0, 2_200), at(t0, 2_210), 50);
         assert_eq!(w.durable_below(), 20, "capped at what this stream acked");
+    }
+
+    #[test]
+    fn written_records_confirm_at_once_but_never_beyond_acked() {
+        let mut w = Watermark::new(2);
+        for o in 0..10 {
+            w.on_ack(o);
+        }
+        w.on_written(4);
+        assert_eq!(w.durable_below(), 4);
+        assert!(w.has_unconfirmed());
+        w.on_written(3);
+        assert_eq!(w.durable_below(), 4, "never moves back");
+        w.on_written(50);
+        assert_eq!(w.durable_below(), 10);
+        assert!(!w.has_unconfirmed());
     }
 }

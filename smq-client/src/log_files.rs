@@ -124,6 +124,28 @@ pub fn parse_records(
     Ok(out)
 }
 
+/// Every record that could end `buf`, shortest first: a 4-byte length reaching exactly the end,
+/// followed by a valid `LogEntry` (see [`PartitionLogFiles::last_record`]).
+fn candidates_ending(buf: &[u8]) -> Vec<FlushedRecord> {
+    let end = buf.len();
+    (0..end.saturating_sub(4))
+        .rev()
+        .filter_map(|p| {
+            let len = u32::from_be_bytes([buf[p], buf[p + 1], buf[p + 2], buf[p + 3]]) as usize;
+            if len == 0 || p + 4 + len != end {
+                return None;
+            }
+            let e = LogEntry::decode(&buf[p + 4..]).ok()?;
+            Some(FlushedRecord {
+                offset: e.offset,
+                ts_ns: e.ts_ns,
+                key: e.key,
+                data: e.data,
+            })
+        })
+        .collect()
+}
+
 /// `unix_time_ns` as SMQ names generation directories: `v` + UTC `YYYY-MM-DD-hh-mm-ss`.
 pub fn generation_dir(unix_time_ns: i64) -> String {
     let secs = unix_time_ns.div_euclid(1_000_000_000);
@@ -279,6 +301,9 @@ struct State {
     /// Log files in name (time) order.
     files: Vec<LogFile>,
     listed_at: Option<Instant>,
+    /// The end of the newest file as last examined by `last_record`: (name, size, bytes read,
+    /// every record candidate ending it).
+    tail: Option<(String, u64, u64, Vec<FlushedRecord>)>,
 }
 
 impl State {
@@ -401,31 +426,7 @@ impl PartitionLogFiles {
         to: i64,
         max_bytes: usize,
     ) -> SmqResult<Vec<FlushedRecord>> {
-        if st.dir.is_none() {
-            // The layout is what matters here, not whether a leader is up.
-            let layout = self.client.lookup(&self.topic).await?;
-            let p = layout
-                .partitions
-                .get(self.index as usize)
-                .ok_or_else(|| SmqError::PartitionNotFound {
-                    topic: self.topic.name.clone(),
-                    partition: self.index,
-                })?
-                .partition;
-            st.dir = Some(format!(
-                "/topics/{}/{}/{}/{:04}-{:04}",
-                self.topic.namespace,
-                self.topic.name,
-                generation_dir(p.unix_time_ns),
-                p.range_start,
-                p.range_stop
-            ));
-        }
-        if st.filer.is_none() {
-            let nodes = self.client.filer_nodes().await?;
-            let n = &nodes[0];
-            st.filer = Some(filer_grpc_address(n));
-        }
+        self.locate(st).await?;
         let stale = st.listed_at.is_none_or(|t| {
             t.elapsed() >= RELIST_INTERVAL
                 && (st.known_end() < to
@@ -488,6 +489,81 @@ impl PartitionLogFiles {
             out.extend(got);
         }
         Ok(out)
+    }
+
+    /// Finds the partition's directory and the filer, once.
+    async fn locate(&self, st: &mut State) -> SmqResult<()> {
+        if st.dir.is_none() {
+            // The layout is what matters here, not whether a leader is up.
+            let layout = self.client.lookup(&self.topic).await?;
+            let p = layout
+                .partitions
+                .get(self.index as usize)
+                .ok_or_else(|| SmqError::PartitionNotFound {
+                    topic: self.topic.name.clone(),
+                    partition: self.index,
+                })?
+                .partition;
+            st.dir = Some(format!(
+                "/topics/{}/{}/{}/{:04}-{:04}",
+                self.topic.namespace,
+                self.topic.name,
+                generation_dir(p.unix_time_ns),
+                p.range_start,
+                p.range_stop
+            ));
+        }
+        if st.filer.is_none() {
+            let nodes = self.client.filer_nodes().await?;
+            let n = &nodes[0];
+            st.filer = Some(filer_grpc_address(n));
+        }
+        Ok(())
+    }
+
+    /// The record that ends the newest log file, when it is within its last `tail` bytes and
+    /// `accept` takes it (tried from the shortest candidate on: a record boundary is not marked,
+    /// so a record is a 4-byte length that reaches exactly the end followed by a valid
+    /// `LogEntry`). Lists the directory first. None when nothing is flushed yet or no candidate
+    /// is accepted.
+    ///
+    /// This is evidence of what the broker has written: it flushes one buffer at a time, in
+    /// order, and the filer lists a chunk only once its bytes are on a volume server.
+    pub async fn last_record(
+        &self,
+        tail: u64,
+        accept: impl Fn(&FlushedRecord) -> bool,
+    ) -> SmqResult<Option<FlushedRecord>> {
+        let mut st = self.state.lock().await;
+        let result = async {
+            self.locate(&mut st).await?;
+            self.list(&mut st).await?;
+            let Some(grpc) = st.filer.clone() else {
+                return Ok(None);
+            };
+            let Some(f) = st.files.iter().rev().find(|f| f.size > 0) else {
+                return Ok(None);
+            };
+            let len = tail.min(f.size);
+            let known = st.tail.as_ref().is_some_and(|(name, size, read, _)| {
+                *name == f.name && *size == f.size && *read >= len
+            });
+            if !known {
+                let buf = self.range(&grpc, f, f.size - len, len).await?;
+                st.tail = Some((f.name.clone(), f.size, len, candidates_ending(&buf)));
+            }
+            let found = st.tail.as_ref().and_then(|(_, _, _, c)| c.iter().find(|r| accept(r)));
+            Ok(found.cloned())
+        }
+        .await;
+        if result.is_err() {
+            *st = State::default();
+            self.volumes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
+        }
+        result
     }
 
     /// Lists the partition's directory again from the newest known file on.
@@ -852,6 +928,33 @@ mod tests {
 
     fn offsets(p: &Parsed) -> Vec<i64> {
         p.records.iter().map(|(_, _, r)| r.offset).collect()
+    }
+
+    #[test]
+    fn the_record_ending_a_tail_is_found_from_any_cut() {
+        let mut buf = record(41, &[7u8; 300]);
+        buf.extend(record(42, b"last one"));
+        for cut in 0..buf.len() - record(42, b"last one").len() {
+            let got = candidates_ending(&buf[cut..]);
+            assert_eq!(got.first().map(|r| r.offset), Some(42), "cut at {cut}");
+            assert_eq!(got[0].data, b"last one");
+        }
+        // Cut inside the last record: nothing ends the buffer.
+        let n = buf.len();
+        assert!(candidates_ending(&buf[n - 5..]).is_empty());
+        assert!(candidates_ending(&[]).is_empty());
+    }
+
+    #[test]
+    fn a_value_that_looks_like_a_record_is_a_candidate_not_an_answer() {
+        // A value whose own bytes end in a well-formed log record: both are candidates, the
+        // caller's check (offset and bytes it published) tells them apart.
+        let fake = record(99, b"forged");
+        let mut real = record(5, b"x");
+        real.extend(record(6, &fake));
+        let got = candidates_ending(&real);
+        let offsets: Vec<i64> = got.iter().map(|r| r.offset).collect();
+        assert!(offsets.contains(&6), "{offsets:?}");
     }
 
     #[test]

@@ -12,6 +12,7 @@ use tonic::Streaming;
 
 use crate::client::{SmqClient, topic_name};
 use crate::durability::Watermark;
+use crate::log_files::PartitionLogFiles;
 use crate::error::{SmqError, SmqResult};
 
 /// What the broker said about one published record.
@@ -69,6 +70,11 @@ struct Inner {
     stream: tokio::sync::Mutex<Option<Stream>>,
     streams_opened: AtomicU64,
     replay: bool,
+    /// Only [`PartitionPublisher::confirm_written`] proves records durable.
+    confirmed_by_caller: bool,
+    /// Replaying publishers with `SmqConfig::confirm_from_log_files`: where they look for the
+    /// records they keep (see [`crate::durability`]).
+    log_files: Option<Arc<PartitionLogFiles>>,
     durable: Arc<Mutex<Durable>>,
 }
 
@@ -150,7 +156,15 @@ impl std::fmt::Debug for PartitionPublisher {
 
 impl PartitionPublisher {
     pub fn new(client: SmqClient, topic: Topic, index: i32) -> Self {
-        Self::build(client, topic, index, false)
+        Self::build(client, topic, index, false, false)
+    }
+
+    /// Like [`PartitionPublisher::new`], but time and the broker's buffer start prove nothing:
+    /// only [`PartitionPublisher::confirm_written`] makes records durable, for a caller that
+    /// finds them in SMQ's log files (evidence that holds even when the broker cannot write; see
+    /// [`crate::durability`]).
+    pub fn confirmed_by_caller(client: SmqClient, topic: Topic, index: i32) -> Self {
+        Self::build(client, topic, index, false, true)
     }
 
     /// A publisher that keeps each record until it is durable and sends the kept records again,
@@ -159,13 +173,22 @@ impl PartitionPublisher {
     /// [`PartitionPublisher::new`].
     pub fn replaying(client: SmqClient, topic: Topic, index: i32) -> Self {
         let replay = client.config().flush_timing.is_some();
-        Self::build(client, topic, index, replay)
+        Self::build(client, topic, index, replay, false)
     }
 
-    fn build(client: SmqClient, topic: Topic, index: i32, replay: bool) -> Self {
+    fn build(
+        client: SmqClient,
+        topic: Topic,
+        index: i32,
+        replay: bool,
+        confirmed_by_caller: bool,
+    ) -> Self {
         let window = client.config().publish_window.max(1);
+        let log_files = (replay && client.config().confirm_from_log_files)
+            .then(|| PartitionLogFiles::new(client.clone(), topic.clone(), index));
         Self {
             inner: Arc::new(Inner {
+                log_files,
                 client,
                 topic,
                 index,
@@ -173,6 +196,7 @@ impl PartitionPublisher {
                 stream: tokio::sync::Mutex::new(None),
                 streams_opened: AtomicU64::new(0),
                 replay,
+                confirmed_by_caller,
                 durable: Arc::new(Mutex::new(Durable {
                     current: None,
                     watermark: Watermark::new(0),
@@ -204,6 +228,16 @@ impl PartitionPublisher {
     pub fn durable_below(&self, epoch: u64) -> Option<i64> {
         let d = lock_durable(&self.inner.durable);
         (d.watermark.epoch() == epoch).then(|| d.watermark.durable_below())
+    }
+
+    /// Offsets below `below` acked on stream `epoch` were found in SMQ's log files: durable
+    /// (see [`crate::durability`]). Ignored when `epoch` is no longer the current stream.
+    pub fn confirm_written(&self, epoch: u64, below: i64) {
+        let mut d = lock_durable(&self.inner.durable);
+        if d.watermark.epoch() == epoch {
+            d.watermark.on_written(below);
+            d.prune();
+        }
     }
 
     /// Bytes a replaying publisher holds until SMQ has written them.
@@ -441,6 +475,43 @@ impl Inner {
         tokio::spawn(track_durability(Arc::downgrade(self), timing));
     }
 
+    /// Confirms kept records written by finding the newest of them at the end of the newest log
+    /// file (the "Written" evidence of [`crate::durability`]).
+    async fn confirm_from(&self, files: &PartitionLogFiles, epoch: u64) {
+        let span = {
+            let d = lock_durable(&self.durable);
+            d.retained
+                .iter()
+                .filter_map(|(a, m)| a.filter(|(e, _)| *e == epoch).map(|(_, o)| (o, m)))
+                .fold(None, |acc: Option<(i64, i64, usize)>, (o, m)| {
+                    let len = m.value.len() + m.key.len();
+                    Some(acc.map_or((o, o + 1, len), |(lo, hi, l)| {
+                        (lo.min(o), hi.max(o + 1), l.max(len))
+                    }))
+                })
+        };
+        let Some((lo, hi, longest)) = span else {
+            return;
+        };
+        let tail = (longest as u64).saturating_add(256);
+        let r = match files.last_record(tail, |r| (lo..hi).contains(&r.offset)).await {
+            Ok(Some(r)) => r,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::debug!(topic = %topic_name(&self.topic), partition = self.index, error = %e, "looking for kept records in the log files failed; will retry");
+                return;
+            }
+        };
+        let mut d = lock_durable(&self.durable);
+        let same = d.retained.iter().any(|(a, m)| {
+            *a == Some((epoch, r.offset)) && m.value == r.data && m.key == r.key
+        });
+        if same && d.watermark.epoch() == epoch {
+            d.watermark.on_written(r.offset + 1);
+            d.prune();
+        }
+    }
+
     /// Asks the stream's broker for its buffer start; Some((sent, answered, start)) when the
     /// stream of `epoch` was still unbroken after the answer.
     async fn probe(&self, epoch: u64) -> Option<(Instant, Instant, i64)> {
@@ -626,7 +697,11 @@ async fn track_durability(inner: Weak<Inner>, timing: crate::durability::FlushTi
             continue;
         }
         let Some(epoch) = epoch else { continue };
-        if !unconfirmed {
+        if !unconfirmed || inner.confirmed_by_caller {
+            continue;
+        }
+        if let Some(files) = &inner.log_files {
+            inner.confirm_from(files, epoch).await;
             continue;
         }
         if let Some((sent, answered, start)) = inner.probe(epoch).await {

@@ -39,8 +39,10 @@ def committed(bootstrap, topic, group):
     return {tp.partition: tp.offset for tp in got}
 
 
-def run_scenario(smq, gateway, name, crash):
-    """Two producers, `crash()` while they run, then every acknowledged record is checked."""
+def run_scenario(smq, gateway, name, crash, restart_gateway=False):
+    """Two producers, `crash()` while they run, then every acknowledged record is checked
+    (after a clean gateway restart with `restart_gateway`, so that everything is read from SMQ
+    and the offset ledger and commits are recovered from it, not from the gateway's memory)."""
     assert smq.dir, "the SMQ folder is needed to restart its broker"
     bootstrap = gateway.bootstrap
     topic, group = kgw.unique_topic(name), "g-" + kgw.unique_topic(name)
@@ -69,6 +71,9 @@ def run_scenario(smq, gateway, name, crash):
         p.finish()
         assert not p.errors, "delivery failures: %s" % p.errors[:5]
     acked = [a for p in producers for a in p.acked]
+    if restart_gateway:
+        assert gateway.terminate() == 0
+        gateway.start()
     ends, got = read_all(bootstrap, topic)
     # Every acknowledged record at its offset, dense, no offset acknowledged twice (across both
     # producers).
@@ -112,6 +117,35 @@ def test_gateway_then_broker_killed_loses_no_acknowledged_record(smq, gateway):
         gateway.start()
 
     run_scenario(smq, gateway, "bothkill", crash)
+
+
+def unflushed_bytes(gateway):
+    import urllib.request
+    with urllib.request.urlopen(gateway.http + "/metrics", timeout=10) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith("kafka_gateway_unflushed_bytes "):
+                return float(line.split()[1])
+    raise AssertionError("no kafka_gateway_unflushed_bytes in /metrics")
+
+
+def test_records_smq_cannot_write_stay_held_through_a_broker_crash(smq, gateway):
+    """The broker acks records it cannot write (its volume server is gone; it retries the flush
+    every 737 ms for as long as that lasts). The gateway must hold them however long that takes:
+    "written once the flush interval and a settle time have passed" would have let them go after
+    6 s, and the broker's crash would then lose them. That goes for the gateway's own state too
+    (offset ledger, committed offsets), hence the restart before reading."""
+    def crash():
+        smq_cmd(smq, "stop-volume")
+        try:
+            time.sleep(9.0)  # past the flush interval (5 s) and settle (1 s) of a time rule
+            held = unflushed_bytes(gateway)
+            assert held > 0, "records acked while SMQ cannot write were released"
+            smq_cmd(smq, "kill-broker")
+        finally:
+            smq_cmd(smq, "start-volume")
+        smq_cmd(smq, "start-broker")
+
+    run_scenario(smq, gateway, "nowrite", crash, restart_gateway=True)
 
 
 def readyz(gateway):

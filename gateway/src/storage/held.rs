@@ -142,6 +142,28 @@ impl Held {
         }
     }
 
+    /// (first SMQ offset, one past the last, longest value) of the records held from stream
+    /// `epoch`, when there are any.
+    pub fn span(&self, epoch: u64) -> Option<(i64, i64, usize)> {
+        let mut on = self.entries.iter().filter(|e| e.epoch == epoch);
+        let first = on.next()?;
+        let longest = |e: &HeldEntry| e.values.iter().map(Vec::len).max().unwrap_or(0);
+        Some(on.fold(
+            (first.entry.smq_offset, first.entry.smq_end(), longest(first)),
+            |(lo, hi, l), e| (lo.min(e.entry.smq_offset), hi.max(e.entry.smq_end()), l.max(longest(e))),
+        ))
+    }
+
+    /// The value held for SMQ offset `offset` of stream `epoch`.
+    pub fn value_at(&self, epoch: u64, offset: i64) -> Option<&[u8]> {
+        self.entries.iter().find_map(|e| {
+            let i = offset.checked_sub(e.entry.smq_offset)?;
+            (e.epoch == epoch && i >= 0)
+                .then(|| e.values.get(i as usize).map(Vec::as_slice))
+                .flatten()
+        })
+    }
+
     /// The first entry published on a stream other than the healthy one.
     pub fn first_stale(&self, healthy: Option<u64>) -> Option<usize> {
         self.entries.iter().position(|e| Some(e.epoch) != healthy)
@@ -256,5 +278,22 @@ mod tests {
         assert_eq!(budget.used(), 100);
         held.clear(&budget);
         assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
+    fn span_and_value_at_see_only_the_named_stream() {
+        let budget = UnflushedBudget::new(0);
+        let mut held = Held::default();
+        let values = vec![vec![1u8; 3], vec![2; 7], vec![3; 5]];
+        for h in group(40, &[(1, 0), (1, 0), (1, 0)], values, &[(1, 8), (1, 9), (2, 0)]) {
+            held.push(h, &budget);
+        }
+        assert_eq!(held.span(1), Some((8, 10, 7)));
+        assert_eq!(held.span(2), Some((0, 1, 5)));
+        assert_eq!(held.span(3), None);
+        assert_eq!(held.value_at(1, 9), Some(&[2u8; 7][..]));
+        assert_eq!(held.value_at(2, 0), Some(&[3u8; 5][..]));
+        assert_eq!(held.value_at(1, 0), None);
+        assert_eq!(held.value_at(1, 10), None);
     }
 }

@@ -257,8 +257,15 @@ impl PartitionLog {
         let (hwm, _) = watch::channel(ledger.next_offset());
         let log_files = read_flushed_from_filer
             .then(|| PartitionLogFiles::new(client.clone(), smq_topic.clone(), index));
+        // Reading the log files, held records are confirmed by finding them there, which also
+        // holds when the broker cannot write (see `confirm_written`).
+        let publisher = if log_files.is_some() {
+            PartitionPublisher::confirmed_by_caller(client.clone(), smq_topic.clone(), index)
+        } else {
+            PartitionPublisher::new(client.clone(), smq_topic.clone(), index)
+        };
         Self {
-            publisher: PartitionPublisher::new(client.clone(), smq_topic.clone(), index),
+            publisher,
             log_files,
             client,
             smq_topic,
@@ -678,6 +685,7 @@ impl PartitionLog {
     /// Drops held entries SMQ has written, and publishes again those whose stream broke, so an
     /// idle partition recovers without waiting for the next produce. Called periodically.
     pub async fn keep_durable(&self) {
+        self.confirm_written().await;
         let Ok(mut held) = self.held.try_lock() else {
             return;
         };
@@ -686,6 +694,41 @@ impl PartitionLog {
             && let Err(e) = self.republish(&mut held, stale).await
         {
             tracing::debug!(topic = %self.smq_name, partition = self.index, error = %e, "publishing held records again failed; will retry");
+        }
+    }
+
+    /// Confirms held records written by finding the newest of them at the end of the newest log
+    /// file: the broker writes its buffers one at a time, in order, retrying until it succeeds,
+    /// so every record acked before it on the same stream is written too. Needs the log-file
+    /// reads (otherwise the publisher's timing rules confirm).
+    async fn confirm_written(&self) {
+        let Some(files) = &self.log_files else {
+            return;
+        };
+        let Some(epoch) = self.publisher.healthy_epoch() else {
+            return;
+        };
+        let Some((lo, hi, longest)) = self.held.try_lock().ok().and_then(|h| h.span(epoch)) else {
+            return;
+        };
+        // A log record is the value, its 8-byte key and a few varint fields.
+        let tail = (longest as u64).saturating_add(256);
+        let found = files
+            .last_record(tail, |r| (lo..hi).contains(&r.offset))
+            .await;
+        let r = match found {
+            Ok(Some(r)) => r,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::debug!(topic = %self.smq_name, partition = self.index, error = %e, "looking for held records in the log files failed; will retry");
+                return;
+            }
+        };
+        // The same offset on the same stream could still be another record if SMQ handed it
+        // out again after a crash (then the stream would have broken); the bytes settle it.
+        let held = self.held.lock().await;
+        if held.value_at(epoch, r.offset) == Some(&r.data[..]) {
+            self.publisher.confirm_written(epoch, r.offset + 1);
         }
     }
 
