@@ -77,7 +77,8 @@ pub struct GatewayConfig {
     /// Read records SMQ has already flushed straight from the partition's log files in the
     /// filer instead of through the broker's FetchMessage (whose cost is broker CPU per
     /// record). Every record is still checked against the ledger; whatever is missing or
-    /// disagrees is read through the broker. `--read-flushed-from-filer=false` turns it off.
+    /// disagrees is read through the broker. The same reads prove held acknowledged records
+    /// written (off: a timing rule does). `--read-flushed-from-filer=false` turns it off.
     #[arg(
         long,
         env = "KAFKA_GATEWAY_READ_FLUSHED_FROM_FILER",

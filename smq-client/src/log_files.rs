@@ -552,7 +552,10 @@ impl PartitionLogFiles {
                 let buf = self.range(&grpc, f, f.size - len, len).await?;
                 st.tail = Some((f.name.clone(), f.size, len, candidates_ending(&buf)));
             }
-            let found = st.tail.as_ref().and_then(|(_, _, _, c)| c.iter().find(|r| accept(r)));
+            let found = st
+                .tail
+                .as_ref()
+                .and_then(|(_, _, _, c)| c.iter().find(|r| accept(r)));
             Ok(found.cloned())
         }
         .await;

@@ -12,8 +12,8 @@ use tonic::Streaming;
 
 use crate::client::{SmqClient, topic_name};
 use crate::durability::Watermark;
-use crate::log_files::PartitionLogFiles;
 use crate::error::{SmqError, SmqResult};
+use crate::log_files::PartitionLogFiles;
 
 /// What the broker said about one published record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -494,7 +494,10 @@ impl Inner {
             return;
         };
         let tail = (longest as u64).saturating_add(256);
-        let r = match files.last_record(tail, |r| (lo..hi).contains(&r.offset)).await {
+        let r = match files
+            .last_record(tail, |r| (lo..hi).contains(&r.offset))
+            .await
+        {
             Ok(Some(r)) => r,
             Ok(None) => return,
             Err(e) => {
@@ -503,9 +506,10 @@ impl Inner {
             }
         };
         let mut d = lock_durable(&self.durable);
-        let same = d.retained.iter().any(|(a, m)| {
-            *a == Some((epoch, r.offset)) && m.value == r.data && m.key == r.key
-        });
+        let same = d
+            .retained
+            .iter()
+            .any(|(a, m)| *a == Some((epoch, r.offset)) && m.value == r.data && m.key == r.key);
         if same && d.watermark.epoch() == epoch {
             d.watermark.on_written(r.offset + 1);
             d.prune();

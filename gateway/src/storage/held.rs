@@ -149,8 +149,18 @@ impl Held {
         let first = on.next()?;
         let longest = |e: &HeldEntry| e.values.iter().map(Vec::len).max().unwrap_or(0);
         Some(on.fold(
-            (first.entry.smq_offset, first.entry.smq_end(), longest(first)),
-            |(lo, hi, l), e| (lo.min(e.entry.smq_offset), hi.max(e.entry.smq_end()), l.max(longest(e))),
+            (
+                first.entry.smq_offset,
+                first.entry.smq_end(),
+                longest(first),
+            ),
+            |(lo, hi, l), e| {
+                (
+                    lo.min(e.entry.smq_offset),
+                    hi.max(e.entry.smq_end()),
+                    l.max(longest(e)),
+                )
+            },
         ))
     }
 
@@ -285,7 +295,12 @@ mod tests {
         let budget = UnflushedBudget::new(0);
         let mut held = Held::default();
         let values = vec![vec![1u8; 3], vec![2; 7], vec![3; 5]];
-        for h in group(40, &[(1, 0), (1, 0), (1, 0)], values, &[(1, 8), (1, 9), (2, 0)]) {
+        for h in group(
+            40,
+            &[(1, 0), (1, 0), (1, 0)],
+            values,
+            &[(1, 8), (1, 9), (2, 0)],
+        ) {
             held.push(h, &budget);
         }
         assert_eq!(held.span(1), Some((8, 10, 7)));
