@@ -34,8 +34,10 @@ def ceiling(out):
     rows = {}
     for line in open(p):
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 8 and cells[1] == "1 KiB" and cells[2] == "3" and cells[3] == "pipelined":
-            rows[cells[0]] = {"records": int(cells[4]), "records_per_s": float(cells[5]),
+        if len(cells) == 8 and cells[1] in ("1 KiB", "1 KiB RecordValue") and cells[2] == "3" \
+                and cells[3] == "pipelined":
+            key = cells[0] + ("_rv" if cells[1].endswith("RecordValue") else "")
+            rows[key] = {"records": int(cells[4]), "records_per_s": float(cells[5]),
                               "mb_per_s": float(cells[6]), "broker_us_per_record": float(cells[7])}
     return rows or None
 
@@ -205,10 +207,11 @@ def main():
                 fmt(b, 2), fmt(b * 1e6 / n if b is not None and n else None, 1),
                 fmt(get(r, ph, "cpu", "client"), 2)))
     if ceil:
-        for ph, row in (("publish", ceil.get("publish")), ("fetch", ceil.get("fetch"))):
+        for ph in ("publish", "fetch", "publish_rv", "fetch_rv"):
+            row = ceil.get(ph)
             if row:
                 print("| ceiling | %s | %s | – | – | %s | %s | – |" % (
-                    ph, fmt(row["records"] / row["records_per_s"], 2),
+                    ph.replace("_rv", " (RecordValue)"), fmt(row["records"] / row["records_per_s"], 2),
                     fmt(row["broker_us_per_record"] * row["records"] / 1e6, 2), fmt(row["broker_us_per_record"], 1)))
 
     # e2e details
@@ -265,6 +268,9 @@ def main():
         k_p, k_c = get(res["kafka"], "produce", "records_per_s"), get(res["kafka"], "consume", "records_per_s")
         if ours == "ours":
             vs("produce", "produce", get(ceil, "publish", "records_per_s"), 0.8, "raw SMQ per-record ceiling")
+            if get(ceil, "publish_rv"):
+                vs("produce", "produce", get(ceil, "publish_rv", "records_per_s"), 0.8,
+                   "raw SMQ ceiling for `record`'s RecordValue records")
             vs("consume", "consume", go_c, 3, "Go gateway")
         else:
             vs("produce", "produce", go_p, 5, "Go gateway")

@@ -6,12 +6,15 @@
 //!
 //!     cargo run --release -p kafka-smq-bench --bin smq-ceiling
 //!     cargo run --release -p kafka-smq-bench --bin smq-ceiling -- --sustained --records 200000
+//!     cargo run --release -p kafka-smq-bench --bin smq-ceiling -- --sustained --record-value
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use clap::Parser;
 use integration_tests::SmqCluster;
+use kafka_gateway::records::{StoredRecord, TimestampType, encode_stored};
 use kafka_smq_bench::process_cpu;
 use smq_client::{DataMessage, PartitionPublisher, SmqClient, TopicSpec, topic};
 
@@ -24,6 +27,11 @@ struct Args {
     /// large --records it measures what SMQ sustains once its flushes (gzip, upload) run along.
     #[arg(long)]
     sustained: bool,
+    /// Publish what the gateway's `record` storage format stores instead of bare values: each
+    /// 1 KiB value inside a `RecordValue` (Kafka offset, partition, timestamp, key, value), to a
+    /// topic registered with that record type, keyed by the offset. Rows say "RecordValue".
+    #[arg(long)]
+    record_value: bool,
     /// Run id, so topics from earlier runs on the same cluster never collide.
     #[arg(long, default_value_t = std::process::id())]
     run: u32,
@@ -36,6 +44,7 @@ enum Mode {
 }
 
 struct Cell {
+    record_value: bool,
     size: usize,
     partitions: i32,
     mode: Mode,
@@ -53,8 +62,13 @@ impl Measured {
     fn row(&self, what: &str, cell: &Cell) -> String {
         let secs = self.wall.as_secs_f64();
         format!(
-            "| {what} | {} | {} | {} | {} | {:.0} | {:.1} | {:.1} |",
+            "| {what} | {}{} | {} | {} | {} | {:.0} | {:.1} | {:.1} |",
             human_size(cell.size),
+            if cell.record_value {
+                " RecordValue"
+            } else {
+                ""
+            },
             cell.partitions,
             match cell.mode {
                 Mode::Pipelined => "pipelined",
@@ -65,6 +79,25 @@ impl Measured {
             self.bytes as f64 / secs / 1e6,
             self.broker_cpu.as_secs_f64() * 1e6 / self.records as f64,
         )
+    }
+}
+
+/// Record `offset` as the gateway's `record` format publishes it.
+fn stored(offset: i64, partition: i32, value: &[u8]) -> DataMessage {
+    let r = StoredRecord {
+        offset,
+        partition,
+        timestamp: 1_700_000_000_000 + offset,
+        timestamp_type: TimestampType::CreateTime,
+        key: Some(Bytes::from(format!("key-{offset}"))),
+        value: Some(Bytes::copy_from_slice(value)),
+        headers: Vec::new(),
+    };
+    DataMessage {
+        key: offset.to_string().into_bytes(),
+        value: encode_stored(&r),
+        ts_ns: 0,
+        ctrl: None,
     }
 }
 
@@ -104,6 +137,7 @@ async fn main() -> anyhow::Result<()> {
                     continue;
                 }
                 cells.push(Cell {
+                    record_value: args.record_value,
                     size,
                     partitions,
                     mode,
@@ -124,7 +158,9 @@ async fn main() -> anyhow::Result<()> {
             .ensure_topic(&TopicSpec {
                 topic: t.clone(),
                 partitions: cell.partitions,
-                record_type: None,
+                record_type: cell
+                    .record_value
+                    .then(|| kafka_smq_format::StorageFormat::Record.record_type()),
                 retention_seconds: None,
             })
             .await?;
@@ -151,6 +187,7 @@ async fn publish(
 ) -> anyhow::Result<Measured> {
     let per_partition = cell.records / publishers.len();
     let value = vec![b'v'; cell.size];
+    let record_value = cell.record_value;
     let cpu0 = process_cpu(pid).unwrap_or_default();
     let start = Instant::now();
     let tasks = publishers.iter().map(|p| {
@@ -160,11 +197,15 @@ async fn publish(
         tokio::spawn(async move {
             let mut acks = Vec::new();
             for i in 0..per_partition {
-                let msg = DataMessage {
-                    key: format!("k{i}").into_bytes(),
-                    value: value.clone(),
-                    ts_ns: 0,
-                    ctrl: None,
+                let msg = if record_value {
+                    stored(i as i64, p.partition(), &value)
+                } else {
+                    DataMessage {
+                        key: format!("k{i}").into_bytes(),
+                        value: value.clone(),
+                        ts_ns: 0,
+                        ctrl: None,
+                    }
                 };
                 match mode {
                     Mode::Pipelined => acks.push(p.send(msg).await?),
