@@ -60,6 +60,10 @@ const MARKS_PER_FILE: usize = 8;
 const READ_SLACK: u64 = 64 << 10;
 /// Bytes read at most in one range request.
 const MAX_READ: u64 = 16 << 20;
+/// Chunks `newest_written` looks at, newest first.
+const WRITTEN_CHUNKS_BACK: usize = 4;
+/// Chunks up to this size are read whole by `newest_written`.
+const SMALL_CHUNK: u64 = 1 << 20;
 
 /// One record of a log file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,7 +129,7 @@ pub fn parse_records(
 }
 
 /// Every record that could end `buf`, shortest first: a 4-byte length reaching exactly the end,
-/// followed by a valid `LogEntry` (see [`PartitionLogFiles::last_record`]).
+/// followed by a valid `LogEntry` (see [`PartitionLogFiles::newest_written`]).
 fn candidates_ending(buf: &[u8]) -> Vec<FlushedRecord> {
     let end = buf.len();
     (0..end.saturating_sub(4))
@@ -301,9 +305,8 @@ struct State {
     /// Log files in name (time) order.
     files: Vec<LogFile>,
     listed_at: Option<Instant>,
-    /// The end of the newest file as last examined by `last_record`: (name, size, bytes read,
-    /// every record candidate ending it).
-    tail: Option<(String, u64, u64, Vec<FlushedRecord>)>,
+    /// Chunks examined by `newest_written`: (file id, bytes read from its end, the records).
+    written: Vec<(String, u64, Arc<Vec<FlushedRecord>>)>,
 }
 
 impl State {
@@ -521,15 +524,17 @@ impl PartitionLogFiles {
         Ok(())
     }
 
-    /// The record that ends the newest log file, when it is within its last `tail` bytes and
-    /// `accept` takes it (tried from the shortest candidate on: a record boundary is not marked,
-    /// so a record is a 4-byte length that reaches exactly the end followed by a valid
-    /// `LogEntry`). Lists the directory first. None when nothing is flushed yet or no candidate
-    /// is accepted.
+    /// The newest record `accept` takes among the partition's newest written chunks: chunks of
+    /// up to 1 MiB are read whole (a chunk is one flush, so it starts and ends on a record), a
+    /// larger one only in its last `tail` bytes, where a record is a 4-byte length that reaches
+    /// exactly the chunk's end followed by a valid `LogEntry`. Walks back at most 4 chunks, and
+    /// past no large one, so a caller whose records another writer followed still finds them.
+    /// Lists the directory first; chunks already read are not read again. None when nothing
+    /// accepted is found.
     ///
     /// This is evidence of what the broker has written: it flushes one buffer at a time, in
     /// order, and the filer lists a chunk only once its bytes are on a volume server.
-    pub async fn last_record(
+    pub async fn newest_written(
         &self,
         tail: u64,
         accept: impl Fn(&FlushedRecord) -> bool,
@@ -541,22 +546,52 @@ impl PartitionLogFiles {
             let Some(grpc) = st.filer.clone() else {
                 return Ok(None);
             };
-            let Some(f) = st.files.iter().rev().find(|f| f.size > 0) else {
-                return Ok(None);
-            };
-            let len = tail.min(f.size);
-            let known = st.tail.as_ref().is_some_and(|(name, size, read, _)| {
-                *name == f.name && *size == f.size && *read >= len
-            });
-            if !known {
-                let buf = self.range(&grpc, f, f.size - len, len).await?;
-                st.tail = Some((f.name.clone(), f.size, len, candidates_ending(&buf)));
+            let chunks: Vec<(usize, Chunk)> = st
+                .files
+                .iter()
+                .enumerate()
+                .rev()
+                .flat_map(|(i, f)| f.chunks.iter().rev().map(move |c| (i, c.clone())))
+                .take(WRITTEN_CHUNKS_BACK)
+                .collect();
+            let mut best: Option<FlushedRecord> = None;
+            for (i, c) in chunks {
+                let whole = c.size <= SMALL_CHUNK;
+                let len = if whole { c.size } else { tail.min(c.size) };
+                let cached = st
+                    .written
+                    .iter()
+                    .find(|(id, read, _)| *id == c.file_id && *read >= len)
+                    .map(|(_, _, recs)| recs.clone());
+                let recs = match cached {
+                    Some(r) => r,
+                    None => {
+                        let f = &st.files[i];
+                        let buf = self.range(&grpc, f, c.start + c.size - len, len).await?;
+                        let recs = match whole.then(|| parse_records(&buf, |_| false)) {
+                            Some(Ok(p)) if p.consumed == buf.len() => {
+                                p.records.into_iter().map(|(_, _, r)| r).collect()
+                            }
+                            _ => candidates_ending(&buf),
+                        };
+                        let recs = Arc::new(recs);
+                        if st.written.len() >= WRITTEN_CHUNKS_BACK {
+                            st.written.remove(0);
+                        }
+                        st.written.push((c.file_id.clone(), len, recs.clone()));
+                        recs
+                    }
+                };
+                for r in recs.iter().filter(|r| accept(r)) {
+                    if best.as_ref().is_none_or(|b| r.offset > b.offset) {
+                        best = Some(r.clone());
+                    }
+                }
+                if best.is_some() || !whole {
+                    break;
+                }
             }
-            let found = st
-                .tail
-                .as_ref()
-                .and_then(|(_, _, _, c)| c.iter().find(|r| accept(r)));
-            Ok(found.cloned())
+            Ok(best)
         }
         .await;
         if result.is_err() {

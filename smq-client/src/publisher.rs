@@ -11,6 +11,8 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::Streaming;
 
 use crate::client::{SmqClient, topic_name};
+use std::hash::{Hash, Hasher};
+
 use crate::durability::Watermark;
 use crate::error::{SmqError, SmqResult};
 use crate::log_files::PartitionLogFiles;
@@ -475,29 +477,41 @@ impl Inner {
         tokio::spawn(track_durability(Arc::downgrade(self), timing));
     }
 
-    /// Confirms kept records written by finding the newest of them at the end of the newest log
-    /// file (the "Written" evidence of [`crate::durability`]).
+    /// Confirms kept records written by finding the newest of them in the newest log chunks
+    /// (the "Written" evidence of [`crate::durability`]). Other gateways may write to the same
+    /// partition (state topics are shared), so a record counts only with the offset this stream
+    /// got for it and the same bytes.
     async fn confirm_from(&self, files: &PartitionLogFiles, epoch: u64) {
-        let span = {
+        let digest = |key: &[u8], value: &[u8]| {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            key.hash(&mut h);
+            value.hash(&mut h);
+            h.finish()
+        };
+        let (ours, longest) = {
             let d = lock_durable(&self.durable);
-            d.retained
-                .iter()
-                .filter_map(|(a, m)| a.filter(|(e, _)| *e == epoch).map(|(_, o)| (o, m)))
-                .fold(None, |acc: Option<(i64, i64, usize)>, (o, m)| {
-                    let len = m.value.len() + m.key.len();
-                    Some(acc.map_or((o, o + 1, len), |(lo, hi, l)| {
-                        (lo.min(o), hi.max(o + 1), l.max(len))
-                    }))
-                })
+            let mut ours = std::collections::HashMap::new();
+            let mut longest = 0;
+            for (a, m) in &d.retained {
+                if let Some((e, o)) = a
+                    && *e == epoch
+                {
+                    ours.insert(*o, digest(&m.key, &m.value));
+                    longest = longest.max(m.value.len() + m.key.len());
+                }
+            }
+            (ours, longest)
         };
-        let Some((lo, hi, longest)) = span else {
+        if ours.is_empty() {
             return;
-        };
+        }
         let tail = (longest as u64).saturating_add(256);
-        let r = match files
-            .last_record(tail, |r| (lo..hi).contains(&r.offset))
-            .await
-        {
+        let found = files
+            .newest_written(tail, |r| {
+                ours.get(&r.offset) == Some(&digest(&r.key, &r.data))
+            })
+            .await;
+        let r = match found {
             Ok(Some(r)) => r,
             Ok(None) => return,
             Err(e) => {

@@ -279,7 +279,7 @@ impl PublishRetrying for PartitionPublisher {
     }
 }
 
-/// Polls `last_record` (with a tail of `tail` bytes) until the newest log file ends with SMQ
+/// Polls `newest_written` (with a tail of `tail` bytes) until the newest log file ends with SMQ
 /// offset `offset`; None after 30 s.
 async fn wait_last(
     files: &PartitionLogFiles,
@@ -289,9 +289,9 @@ async fn wait_last(
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let r = files
-            .last_record(tail, |r| r.offset == offset)
+            .newest_written(tail, |r| r.offset == offset)
             .await
-            .expect("last_record");
+            .expect("newest_written");
         if r.is_some() || tokio::time::Instant::now() > deadline {
             return r;
         }
@@ -320,7 +320,7 @@ async fn the_last_written_record_ends_the_newest_log_file() {
     // Nothing past what was published, and a caller that does not recognise the record (it
     // may be another stream's) gets nothing.
     assert_eq!(
-        files.last_record(4096, |r| r.offset > 49).await.unwrap(),
+        files.newest_written(4096, |r| r.offset > 49).await.unwrap(),
         None
     );
 

@@ -714,7 +714,7 @@ impl PartitionLog {
         // A log record is the value, its 8-byte key and a few varint fields.
         let tail = (longest as u64).saturating_add(256);
         let found = files
-            .last_record(tail, |r| (lo..hi).contains(&r.offset))
+            .newest_written(tail, |r| (lo..hi).contains(&r.offset))
             .await;
         let r = match found {
             Ok(Some(r)) => r,
