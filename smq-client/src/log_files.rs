@@ -412,14 +412,19 @@ impl PartitionLogFiles {
         let mut st = self.state.lock().await;
         let result = self.read_locked(&mut st, from, to, max_bytes).await;
         if result.is_err() {
-            // Files may have been deleted, volumes moved or the filer gone: start over.
-            *st = State::default();
-            self.volumes
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clear();
+            self.forget(&mut st);
         }
         result
+    }
+
+    /// After a failed read: files may have been deleted, volumes moved or the filer gone, so
+    /// everything learned is dropped and the next call starts over.
+    fn forget(&self, st: &mut State) {
+        *st = State::default();
+        self.volumes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     async fn read_locked(
@@ -595,11 +600,7 @@ impl PartitionLogFiles {
         }
         .await;
         if result.is_err() {
-            *st = State::default();
-            self.volumes
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clear();
+            self.forget(&mut st);
         }
         result
     }
