@@ -10,9 +10,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::Streaming;
 
-use crate::client::{SmqClient, topic_name};
 use std::hash::{Hash, Hasher};
 
+use crate::client::{SmqClient, topic_name};
 use crate::durability::Watermark;
 use crate::error::{SmqError, SmqResult};
 use crate::log_files::PartitionLogFiles;
@@ -109,6 +109,15 @@ impl Durable {
             if let Some((_, m)) = self.retained.pop_front() {
                 self.retained_bytes -= m.value.len() + m.key.len();
             }
+        }
+    }
+
+    /// Offsets below `below` acked on stream `epoch` were found written; nothing when `epoch`
+    /// is no longer the current stream.
+    fn on_written(&mut self, epoch: u64, below: i64) {
+        if self.watermark.epoch() == epoch {
+            self.watermark.on_written(below);
+            self.prune();
         }
     }
 
@@ -235,11 +244,7 @@ impl PartitionPublisher {
     /// Offsets below `below` acked on stream `epoch` were found in SMQ's log files: durable
     /// (see [`crate::durability`]). Ignored when `epoch` is no longer the current stream.
     pub fn confirm_written(&self, epoch: u64, below: i64) {
-        let mut d = lock_durable(&self.inner.durable);
-        if d.watermark.epoch() == epoch {
-            d.watermark.on_written(below);
-            d.prune();
-        }
+        lock_durable(&self.inner.durable).on_written(epoch, below);
     }
 
     /// Bytes a replaying publisher holds until SMQ has written them.
@@ -524,9 +529,8 @@ impl Inner {
             .retained
             .iter()
             .any(|(a, m)| *a == Some((epoch, r.offset)) && m.value == r.data && m.key == r.key);
-        if same && d.watermark.epoch() == epoch {
-            d.watermark.on_written(r.offset + 1);
-            d.prune();
+        if same {
+            d.on_written(epoch, r.offset + 1);
         }
     }
 
