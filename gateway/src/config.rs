@@ -100,6 +100,13 @@ pub struct GatewayConfig {
     /// (then fail retriably) past it.
     #[arg(long, env = "KAFKA_GATEWAY_MAX_UNFLUSHED_BYTES", default_value_t = 512 * 1024 * 1024)]
     pub max_unflushed_bytes: usize,
+    /// Directory of the gateway's write-ahead log: acknowledged records SMQ has not yet written
+    /// are kept in files here instead of memory, and a restarted gateway publishes again what it
+    /// finds there, so acks=all also survives the gateway dying while the broker is down or
+    /// right after a broker crash. One directory per gateway process (it is locked); in
+    /// Kubernetes a volume that outlives the container. Unset: held records stay in memory.
+    #[arg(long, env = "KAFKA_GATEWAY_WAL_DIR")]
+    pub wal_dir: Option<std::path::PathBuf>,
     /// Largest record batch accepted (Kafka's message.max.bytes). Larger than Kafka's 1 MiB
     /// default so that a 1 MiB record with its batch overhead fits.
     #[arg(long, env = "KAFKA_GATEWAY_MAX_MESSAGE_BYTES", default_value_t = 8 * 1024 * 1024)]

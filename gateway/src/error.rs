@@ -49,6 +49,9 @@ pub enum GatewayError {
     ProducerFenced { got: i16, current: i16 },
     #[error("the stored data disagrees with the ledger: {0}")]
     Corrupt(String),
+    /// The gateway's write-ahead log (`--wal-dir`) could not be written or read.
+    #[error("write-ahead log: {0}")]
+    Wal(String),
     #[error("internal error: {0}")]
     Internal(String),
     /// The Kubernetes API (statistics reporter only; never seen by Kafka clients).
@@ -101,6 +104,8 @@ impl GatewayError {
             GatewayError::OutOfOrderSequence { .. } => E::OutOfOrderSequenceNumber,
             GatewayError::ProducerFenced { .. } => E::InvalidProducerEpoch,
             GatewayError::Corrupt(_) => E::KafkaStorageError,
+            // Retriable in Kafka: a disk error on the broker.
+            GatewayError::Wal(_) => E::KafkaStorageError,
             GatewayError::Internal(_) | GatewayError::Kube(_) => E::UnknownServerError,
         }
     }
@@ -130,6 +135,7 @@ impl GatewayError {
             GatewayError::OutOfOrderSequence { .. } => "out_of_order_sequence",
             GatewayError::ProducerFenced { .. } => "producer_fenced",
             GatewayError::Corrupt(_) => "corrupt",
+            GatewayError::Wal(_) => "wal",
             GatewayError::Internal(_) => "internal",
             GatewayError::Kube(_) => "kube",
         }

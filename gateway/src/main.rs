@@ -125,7 +125,12 @@ async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
         read_flushed_from_filer: config.read_flushed_from_filer,
         max_unflushed_bytes: config.max_unflushed_bytes,
         max_message_bytes: config.max_message_bytes,
+        wal_dir: config.wal_dir.clone(),
     };
+    // A directory another gateway uses is a configuration error: fail now, not retry.
+    if let Some(dir) = &config.wal_dir {
+        kafka_gateway::storage::check_wal_dir(dir)?;
+    }
     // Recover the ledger before accepting clients, so nobody ever sees a partial one.
     let (store, offsets) = until_ready(
         "opening SMQ and recovering the offset ledger",
@@ -149,7 +154,10 @@ async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
     };
     let durable = {
         let store = store.clone();
-        tokio::spawn(async move { store.keep_durable().await })
+        tokio::spawn(async move {
+            store.open_logged_topics().await;
+            store.keep_durable().await
+        })
     };
     let ticker = {
         let groups = groups.clone();

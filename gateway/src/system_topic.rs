@@ -62,17 +62,31 @@ impl SystemTopic {
         self.publishers.len() as i32
     }
 
-    /// Appends one record; returns once SMQ acknowledged it.
-    pub async fn append(&self, partition: i32, key: Vec<u8>, value: Vec<u8>) -> GatewayResult<()> {
-        self.publishers[partition as usize]
-            .publish(DataMessage {
+    /// Appends one record; returns once SMQ acknowledged it, with the record's sequence number
+    /// on its partition's publisher (see [`SystemTopic::durable_before`]).
+    pub async fn append(
+        &self,
+        partition: i32,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    ) -> GatewayResult<Option<u64>> {
+        let pending = self.publishers[partition as usize]
+            .send(DataMessage {
                 key,
                 value,
                 ts_ns: 0,
                 ctrl: None,
             })
             .await?;
-        Ok(())
+        let seq = pending.seq();
+        pending.wait().await?;
+        Ok(seq)
+    }
+
+    /// Records appended to `partition` with a sequence number below the returned one are
+    /// written by SMQ (see `PartitionPublisher::durable_before`).
+    pub fn durable_before(&self, partition: i32) -> u64 {
+        self.publishers[partition as usize].durable_before()
     }
 
     /// Every record of `partition` written before this call, in order (markers left out).

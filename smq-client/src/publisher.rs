@@ -33,9 +33,16 @@ pub struct PublishAck {
 pub struct PendingAck {
     rx: oneshot::Receiver<SmqResult<PublishAck>>,
     broker: String,
+    seq: Option<u64>,
 }
 
 impl PendingAck {
+    /// A replaying publisher's number for the record, in send order: the record is durable once
+    /// [`PartitionPublisher::durable_before`] has passed it. None for other publishers.
+    pub fn seq(&self) -> Option<u64> {
+        self.seq
+    }
+
     pub async fn wait(self) -> SmqResult<PublishAck> {
         match self.rx.await {
             Ok(r) => r,
@@ -80,15 +87,23 @@ struct Inner {
     durable: Arc<Mutex<Durable>>,
 }
 
+/// A kept record: the (epoch, offset) that acked it, its sequence number, the record.
+type Retained = (Option<(u64, i64)>, u64, DataMessage);
+
 /// Durability state shared with the ack reader and the tracker.
 struct Durable {
     /// The current stream's epoch and its pending table (to tell whether it is still unbroken).
     current: Option<(u64, Arc<Mutex<Pending>>)>,
     watermark: Watermark,
     /// Replaying publishers only: records not yet known durable, oldest first, with the
-    /// (epoch, offset) that acked them (None: never acked, or acked by a stream since replaced).
-    retained: VecDeque<(Option<(u64, i64)>, DataMessage)>,
+    /// (epoch, offset) that acked them (None: never acked, or acked by a stream since replaced)
+    /// and their sequence number.
+    retained: VecDeque<Retained>,
     retained_bytes: usize,
+    /// Replaying publishers only: the sequence numbers of records sent and not yet durable
+    /// (in flight or retained), and the next number to give.
+    outstanding: std::collections::BTreeSet<u64>,
+    next_seq: u64,
     tracker_running: bool,
 }
 
@@ -102,12 +117,13 @@ impl Durable {
 
     fn prune(&mut self) {
         let (epoch, below) = (self.watermark.epoch(), self.watermark.durable_below());
-        while let Some((Some((e, o)), _)) = self.retained.front() {
+        while let Some((Some((e, o)), _, _)) = self.retained.front() {
             if *e != epoch || *o >= below {
                 break;
             }
-            if let Some((_, m)) = self.retained.pop_front() {
+            if let Some((_, seq, m)) = self.retained.pop_front() {
                 self.retained_bytes -= m.value.len() + m.key.len();
+                self.outstanding.remove(&seq);
             }
         }
     }
@@ -121,9 +137,9 @@ impl Durable {
         }
     }
 
-    fn keep(&mut self, acked: Option<(u64, i64)>, msg: DataMessage) {
+    fn keep(&mut self, acked: Option<(u64, i64)>, (seq, msg): (u64, DataMessage)) {
         self.retained_bytes += msg.value.len() + msg.key.len();
-        self.retained.push_back((acked, msg));
+        self.retained.push_back((acked, seq, msg));
     }
 }
 
@@ -143,8 +159,8 @@ struct Pending {
 struct Waiter {
     tx: oneshot::Sender<SmqResult<PublishAck>>,
     sent_at: Instant,
-    /// Replaying publishers keep the record until it is durable.
-    msg: Option<DataMessage>,
+    /// Replaying publishers keep the record (and its sequence number) until it is durable.
+    msg: Option<(u64, DataMessage)>,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -213,6 +229,8 @@ impl PartitionPublisher {
                     watermark: Watermark::new(0),
                     retained: VecDeque::new(),
                     retained_bytes: 0,
+                    outstanding: Default::default(),
+                    next_seq: 0,
                     tracker_running: false,
                 })),
             }),
@@ -252,6 +270,16 @@ impl PartitionPublisher {
         lock_durable(&self.inner.durable).retained_bytes
     }
 
+    /// Every record of a replaying publisher whose [`PendingAck::seq`] is below the returned
+    /// number is durable (u64::MAX for other publishers, which keep nothing).
+    pub fn durable_before(&self) -> u64 {
+        if !self.inner.replay {
+            return u64::MAX;
+        }
+        let d = lock_durable(&self.inner.durable);
+        d.outstanding.first().copied().unwrap_or(d.next_seq)
+    }
+
     /// Opens a stream unless an unbroken one exists (replaying kept records first) and returns
     /// its epoch.
     pub async fn ensure_open(&self) -> SmqResult<u64> {
@@ -279,8 +307,18 @@ impl PartitionPublisher {
             .map_err(|_| SmqError::Protocol("publisher window closed".to_string()))?;
         let mut guard = self.inner.stream.lock().await;
         let stream = self.inner.stream_for_send(&mut guard).await?;
-        let pending = Inner::enqueue(stream, msg, permit, self.inner.replay)?;
-        Ok(pending)
+        let seq = self.inner.replay.then(|| {
+            let mut d = lock_durable(&self.inner.durable);
+            let seq = d.next_seq;
+            d.next_seq += 1;
+            d.outstanding.insert(seq);
+            seq
+        });
+        let pending = Inner::enqueue(stream, msg, permit, seq);
+        if let (Err(_), Some(seq)) = (&pending, seq) {
+            lock_durable(&self.inner.durable).outstanding.remove(&seq);
+        }
+        pending
     }
 
     /// Waits until every record sent so far is acknowledged (or failed), then closes the stream.
@@ -328,14 +366,14 @@ impl Inner {
         stream: &Stream,
         msg: DataMessage,
         permit: OwnedSemaphorePermit,
-        keep: bool,
+        keep: Option<u64>,
     ) -> SmqResult<PendingAck> {
         let (tx, rx) = oneshot::channel();
         let mut pending = lock(&stream.pending);
         if let Some(e) = &pending.broken {
             return Err(e.clone());
         }
-        let kept = keep.then(|| msg.clone());
+        let kept = keep.map(|seq| (seq, msg.clone()));
         pending.waiters.push_back(Waiter {
             tx,
             sent_at: Instant::now(),
@@ -358,16 +396,17 @@ impl Inner {
         Ok(PendingAck {
             rx,
             broker: stream.broker.clone(),
+            seq: keep,
         })
     }
 
     /// Sends every kept record again on a fresh stream, oldest first, and waits for their acks
     /// (the ack reader keeps them again, under their new offsets).
     async fn replay_into(&self, stream: &Stream) -> SmqResult<()> {
-        let kept: Vec<DataMessage> = {
+        let kept: Vec<(u64, DataMessage)> = {
             let mut d = lock_durable(&self.durable);
             d.retained_bytes = 0;
-            d.retained.drain(..).map(|(_, m)| m).collect()
+            d.retained.drain(..).map(|(_, seq, m)| (seq, m)).collect()
         };
         if kept.is_empty() {
             return Ok(());
@@ -376,17 +415,17 @@ impl Inner {
         let mut acks = Vec::with_capacity(n);
         let mut iter = kept.into_iter();
         let mut failed = None;
-        for msg in iter.by_ref() {
+        for (seq, msg) in iter.by_ref() {
             let permit = self
                 .window
                 .clone()
                 .acquire_owned()
                 .await
                 .map_err(|_| SmqError::Protocol("publisher window closed".to_string()))?;
-            match Self::enqueue(stream, msg.clone(), permit, true) {
+            match Self::enqueue(stream, msg.clone(), permit, Some(seq)) {
                 Ok(a) => acks.push(a),
                 Err(e) => {
-                    lock_durable(&self.durable).keep(None, msg);
+                    lock_durable(&self.durable).keep(None, (seq, msg));
                     failed = Some(e);
                     break;
                 }
@@ -497,7 +536,7 @@ impl Inner {
             let d = lock_durable(&self.durable);
             let mut ours = std::collections::HashMap::new();
             let mut longest = 0;
-            for (a, m) in &d.retained {
+            for (a, _, m) in &d.retained {
                 if let Some((e, o)) = a
                     && *e == epoch
                 {
@@ -528,7 +567,7 @@ impl Inner {
         let same = d
             .retained
             .iter()
-            .any(|(a, m)| *a == Some((epoch, r.offset)) && m.value == r.data && m.key == r.key);
+            .any(|(a, _, m)| *a == Some((epoch, r.offset)) && m.value == r.data && m.key == r.key);
         if same {
             d.on_written(epoch, r.offset + 1);
         }

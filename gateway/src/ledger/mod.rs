@@ -8,6 +8,7 @@
 mod store;
 
 pub use store::{
+    LedgerToken,
     LedgerRecord, LedgerStore, RecoveredLedgers, decode as decode_record, encode as encode_record,
     replay_into,
 };

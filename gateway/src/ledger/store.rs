@@ -33,6 +33,14 @@ pub struct LedgerRecord {
 /// Ledgers recovered at startup, keyed by (`namespace/name`, partition).
 pub type RecoveredLedgers = HashMap<(String, i32), PartitionLedger>;
 
+/// Where an appended entry went, to ask later whether SMQ has written it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LedgerToken {
+    slot: i32,
+    /// None: the store's publisher does not track durability (durable acks are off).
+    seq: Option<u64>,
+}
+
 pub struct LedgerStore {
     log: SystemTopic,
 }
@@ -125,14 +133,22 @@ impl LedgerStore {
         })
     }
 
-    /// Persists one entry; returns once SMQ has acknowledged it.
-    pub async fn append(&self, rec: &LedgerRecord) -> GatewayResult<()> {
+    /// Persists one entry; returns once SMQ has acknowledged it, with a token that tells when
+    /// SMQ has also written it ([`LedgerStore::is_durable`]).
+    pub async fn append(&self, rec: &LedgerRecord) -> GatewayResult<LedgerToken> {
         // Unique keys: SMQ holds back a subscriber's next record with a key still unacknowledged.
         let key =
             format!("{}/{}@{}", rec.topic, rec.partition, rec.entry.kafka_offset).into_bytes();
-        self.log
-            .append(slot(&rec.topic, rec.partition), key, encode(rec))
-            .await
+        let slot = slot(&rec.topic, rec.partition);
+        let seq = self.log.append(slot, key, encode(rec)).await?;
+        Ok(LedgerToken { slot, seq })
+    }
+
+    /// Whether the entry appended with `token` is written by SMQ, not only in a broker's memory.
+    pub fn is_durable(&self, token: LedgerToken) -> bool {
+        token
+            .seq
+            .is_none_or(|seq| seq < self.log.durable_before(token.slot))
     }
 
     async fn read_slot(

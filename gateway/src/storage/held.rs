@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use super::wal::HeldValue;
 use crate::error::{GatewayError, GatewayResult};
-use crate::ledger::LedgerEntry;
+use crate::ledger::{LedgerEntry, LedgerToken};
 
 /// One ledger entry's SMQ records, as published on stream `epoch`: SMQ record `i` is at
 /// `entry.smq_offset + i` and holds `units[i].0` Kafka records.
@@ -21,14 +22,16 @@ use crate::ledger::LedgerEntry;
 pub struct HeldEntry {
     pub entry: LedgerEntry,
     pub epoch: u64,
-    pub values: Vec<Vec<u8>>,
+    pub values: Vec<HeldValue>,
     /// (Kafka records, max timestamp) of each SMQ record.
     pub units: Vec<(i64, i64)>,
+    /// The persisted ledger entry, once written (see `LedgerStore::is_durable`).
+    pub ledger: Option<LedgerToken>,
 }
 
 impl HeldEntry {
     fn bytes(&self) -> usize {
-        self.values.iter().map(Vec::len).sum()
+        self.values.iter().map(HeldValue::len).sum()
     }
 
     /// The Kafka offset of each SMQ record's first record.
@@ -49,7 +52,7 @@ impl HeldEntry {
 pub fn group(
     kafka_offset: i64,
     units: &[(i64, i64)],
-    values: Vec<Vec<u8>>,
+    values: Vec<HeldValue>,
     acks: &[(u64, i64)],
 ) -> Vec<HeldEntry> {
     let mut out: Vec<HeldEntry> = Vec::new();
@@ -74,6 +77,7 @@ pub fn group(
                 epoch,
                 values: vec![value],
                 units: vec![(n, ts)],
+                ledger: None,
             }),
         }
         kafka += n;
@@ -101,10 +105,15 @@ impl Held {
         &self.entries
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     pub fn push(&mut self, e: HeldEntry, budget: &UnflushedBudget) {
         let b = e.bytes();
         self.bytes += b;
         budget.add(b);
+        e.values.iter().for_each(HeldValue::hold);
         self.entries.push_back(e);
     }
 
@@ -112,8 +121,15 @@ impl Held {
     pub fn truncate(&mut self, len: usize, budget: &UnflushedBudget) {
         while self.entries.len() > len {
             if let Some(e) = self.entries.pop_back() {
-                self.release(e.bytes(), budget);
+                self.release(&e, budget);
             }
+        }
+    }
+
+    /// Records where the ledger entries of the entries from `from` on were persisted.
+    pub fn set_ledger_tokens(&mut self, from: usize, tokens: Vec<LedgerToken>) {
+        for (e, t) in self.entries.range_mut(from..).zip(tokens) {
+            e.ledger = Some(t);
         }
     }
 
@@ -130,14 +146,22 @@ impl Held {
     }
 
     /// Drops the oldest entries while they are durable: `durable_below(epoch)` is the SMQ
-    /// offset below which records acked on that stream are written (None: stream replaced).
-    pub fn prune(&mut self, durable_below: impl Fn(u64) -> Option<i64>, budget: &UnflushedBudget) {
+    /// offset below which records acked on that stream are written (None: stream replaced), and
+    /// `ledger_durable` says whether an entry's persisted ledger entry is written.
+    pub fn prune(
+        &mut self,
+        durable_below: impl Fn(u64) -> Option<i64>,
+        ledger_durable: impl Fn(Option<LedgerToken>) -> bool,
+        budget: &UnflushedBudget,
+    ) {
         while let Some(e) = self.entries.front() {
-            if durable_below(e.epoch).is_none_or(|below| below < e.entry.smq_end()) {
+            if durable_below(e.epoch).is_none_or(|below| below < e.entry.smq_end())
+                || !ledger_durable(e.ledger)
+            {
                 break;
             }
             if let Some(e) = self.entries.pop_front() {
-                self.release(e.bytes(), budget);
+                self.release(&e, budget);
             }
         }
     }
@@ -147,7 +171,7 @@ impl Held {
     pub fn span(&self, epoch: u64) -> Option<(i64, i64, usize)> {
         let mut on = self.entries.iter().filter(|e| e.epoch == epoch);
         let first = on.next()?;
-        let longest = |e: &HeldEntry| e.values.iter().map(Vec::len).max().unwrap_or(0);
+        let longest = |e: &HeldEntry| e.values.iter().map(HeldValue::len).max().unwrap_or(0);
         Some(on.fold(
             (
                 first.entry.smq_offset,
@@ -165,11 +189,11 @@ impl Held {
     }
 
     /// The value held for SMQ offset `offset` of stream `epoch`.
-    pub fn value_at(&self, epoch: u64, offset: i64) -> Option<&[u8]> {
+    pub fn value_at(&self, epoch: u64, offset: i64) -> Option<&HeldValue> {
         self.entries.iter().find_map(|e| {
             let i = offset.checked_sub(e.entry.smq_offset)?;
             (e.epoch == epoch && i >= 0)
-                .then(|| e.values.get(i as usize).map(Vec::as_slice))
+                .then(|| e.values.get(i as usize))
                 .flatten()
         })
     }
@@ -179,9 +203,11 @@ impl Held {
         self.entries.iter().position(|e| Some(e.epoch) != healthy)
     }
 
-    fn release(&mut self, b: usize, budget: &UnflushedBudget) {
+    fn release(&mut self, e: &HeldEntry, budget: &UnflushedBudget) {
+        let b = e.bytes();
         self.bytes -= b;
         budget.sub(b);
+        e.values.iter().for_each(HeldValue::release);
     }
 }
 
@@ -247,10 +273,14 @@ impl UnflushedBudget {
 mod tests {
     use super::*;
 
+    fn mem(values: Vec<Vec<u8>>) -> Vec<HeldValue> {
+        values.into_iter().map(HeldValue::Mem).collect()
+    }
+
     #[test]
     fn group_splits_where_the_smq_offset_or_the_stream_changes() {
         let units = [(1, 10), (1, 11), (3, 12), (1, 13)];
-        let values = vec![vec![0u8; 1], vec![0; 2], vec![0; 3], vec![0; 4]];
+        let values = mem(vec![vec![0u8; 1], vec![0; 2], vec![0; 3], vec![0; 4]]);
         let got = group(100, &units, values, &[(1, 7), (1, 8), (2, 0), (2, 1)]);
         let entries: Vec<_> = got.iter().map(|h| (h.entry, h.epoch)).collect();
         let e = |k, n, s, m, ts| LedgerEntry {
@@ -273,14 +303,16 @@ mod tests {
         let mut held = Held::default();
         for (k, s) in [(0, 0), (5, 5), (10, 10)] {
             held.push(
-                group(k, &[(5, 0)], vec![vec![0u8; 100]], &[(1, s)]).remove(0),
+                group(k, &[(5, 0)], mem(vec![vec![0u8; 100]]), &[(1, s)]).remove(0),
                 &budget,
             );
         }
         assert_eq!(budget.used(), 300);
-        held.prune(|_| Some(5), &budget);
+        held.prune(|_| Some(5), |_| true, &budget);
         assert_eq!((held.len(), budget.used()), (2, 200));
-        held.prune(|_| None, &budget);
+        held.prune(|_| Some(15), |_| false, &budget);
+        assert_eq!(held.len(), 2, "the ledger entry is not yet written");
+        held.prune(|_| None, |_| true, &budget);
         assert_eq!(held.len(), 2, "a replaced stream proves nothing");
         assert_eq!(held.first_stale(Some(1)), None);
         assert_eq!(held.first_stale(Some(2)), Some(0));
@@ -294,7 +326,7 @@ mod tests {
     fn span_and_value_at_see_only_the_named_stream() {
         let budget = UnflushedBudget::new(0);
         let mut held = Held::default();
-        let values = vec![vec![1u8; 3], vec![2; 7], vec![3; 5]];
+        let values = mem(vec![vec![1u8; 3], vec![2; 7], vec![3; 5]]);
         for h in group(
             40,
             &[(1, 0), (1, 0), (1, 0)],
@@ -306,9 +338,10 @@ mod tests {
         assert_eq!(held.span(1), Some((8, 10, 7)));
         assert_eq!(held.span(2), Some((0, 1, 5)));
         assert_eq!(held.span(3), None);
-        assert_eq!(held.value_at(1, 9), Some(&[2u8; 7][..]));
-        assert_eq!(held.value_at(2, 0), Some(&[3u8; 5][..]));
-        assert_eq!(held.value_at(1, 0), None);
-        assert_eq!(held.value_at(1, 10), None);
+        let at = |e, o| held.value_at(e, o).map(|v| v.bytes().unwrap());
+        assert_eq!(at(1, 9), Some(vec![2u8; 7]));
+        assert_eq!(at(2, 0), Some(vec![3u8; 5]));
+        assert_eq!(at(1, 0), None);
+        assert_eq!(at(1, 10), None);
     }
 }

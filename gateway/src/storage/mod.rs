@@ -2,6 +2,7 @@
 //! partition p is the SMQ partition whose ring range is p's (matched by range, not position).
 
 mod held;
+mod wal;
 mod partition;
 mod producers;
 mod registry;
@@ -12,6 +13,12 @@ pub use partition::{
     unit_size,
 };
 pub use topic_config::{KNOWN as TOPIC_CONFIGS, TopicConfigs, validate_topic_name};
+
+/// Fails when `dir` cannot be the write-ahead log's directory (not creatable, or locked by
+/// another process).
+pub fn check_wal_dir(dir: &std::path::Path) -> crate::error::GatewayResult<()> {
+    wal::WalDir::open(dir).map(drop)
+}
 
 /// Every topic config the gateway knows, with its default.
 pub fn topic_config_known() -> &'static [(&'static str, &'static str)] {
@@ -46,6 +53,8 @@ pub struct StoreSettings {
     /// it. 0: no bound.
     pub max_unflushed_bytes: usize,
     pub max_message_bytes: usize,
+    /// Where held acknowledged records are logged (`--wal-dir`); in memory when None.
+    pub wal_dir: Option<std::path::PathBuf>,
 }
 
 /// A Kafka topic as the gateway serves it.
@@ -87,6 +96,7 @@ pub struct Store {
     /// This gateway's identity in partition locks.
     owner: Arc<str>,
     unflushed: Arc<held::UnflushedBudget>,
+    wal: Option<wal::WalDir>,
 }
 
 impl std::fmt::Debug for Store {
@@ -103,7 +113,13 @@ impl Store {
         let ledger_store = Arc::new(LedgerStore::open(client.clone()).await?);
         let recovered = ledger_store.recover(Duration::from_secs(120)).await?;
         let registry = TopicRegistry::open(client.clone()).await?;
+        let wal = settings
+            .wal_dir
+            .as_deref()
+            .map(wal::WalDir::open)
+            .transpose()?;
         Ok(Self {
+            wal,
             client,
             settings: settings.clone(),
             ledger_store,
@@ -174,16 +190,27 @@ impl Store {
             }
         };
         configs.record_format(format);
+        // Every partition's log first: a failure must not take any recovered ledger away.
+        let mut wals = Vec::with_capacity(layout.partitions.len());
+        for a in &layout.partitions {
+            wals.push(match &self.wal {
+                Some(w) => Some(w.partition(
+                    &smq_topic.namespace,
+                    &smq_topic.name,
+                    a.index,
+                    a.partition.unix_time_ns,
+                )?),
+                None => None,
+            });
+        }
         let partitions = {
             let mut recovered = self.recovered.lock().unwrap_or_else(|e| e.into_inner());
-            layout
-                .partitions
-                .iter()
-                .map(|a| {
-                    let ledger = recovered
-                        .remove(&(key.clone(), a.index))
-                        .unwrap_or_default();
-                    Arc::new(PartitionLog::new(
+            let mut partitions = Vec::with_capacity(layout.partitions.len());
+            for (a, wal) in layout.partitions.iter().zip(wals) {
+                let ledger = recovered
+                    .remove(&(key.clone(), a.index))
+                    .unwrap_or_default();
+                partitions.push(Arc::new(PartitionLog::new(
                         self.client.clone(),
                         Placement {
                             smq_topic: smq_topic.clone(),
@@ -197,9 +224,10 @@ impl Store {
                         ledger,
                         self.ledger_store.clone(),
                         self.owner.clone(),
-                    ))
-                })
-                .collect()
+                        wal,
+                    )));
+            }
+            partitions
         };
         let t = Arc::new(TopicLog {
             name: name.to_string(),
@@ -401,6 +429,28 @@ impl Store {
             for t in self.open_topics().await {
                 for p in &t.partitions {
                     p.keep_durable().await;
+                }
+            }
+        }
+    }
+
+    /// Opens the topics whose write-ahead logs an earlier process left records in, so that those
+    /// records are published again (see [`PartitionLog::keep_durable`]) without waiting for a
+    /// client to touch the topic. Logs of topics gone from SMQ are removed.
+    pub async fn open_logged_topics(&self) {
+        let Some(wal) = &self.wal else {
+            return;
+        };
+        let namespace = &self.settings.namespace;
+        for name in wal.topics_with_files(namespace) {
+            match self.topic(&name).await {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    tracing::info!(topic = %name, "removing the write-ahead log of a topic SMQ no longer has");
+                    wal.remove_topic(namespace, &name);
+                }
+                Err(e) => {
+                    tracing::warn!(topic = %name, error = %e, "opening a topic with records in the write-ahead log failed; they are published again when it is next used");
                 }
             }
         }

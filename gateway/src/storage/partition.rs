@@ -12,8 +12,9 @@ use tokio::sync::{Mutex, oneshot, watch};
 
 use super::held::{Held, HeldEntry, UnflushedBudget, group};
 use super::producers::{ProducerStates, SequenceCheck};
+use super::wal::{HeldValue, PartitionWal, RecoveredAppend};
 use crate::error::{GatewayError, GatewayResult};
-use crate::ledger::{LedgerEntry, LedgerRecord, LedgerStore, PartitionLedger};
+use crate::ledger::{LedgerEntry, LedgerRecord, LedgerStore, LedgerToken, PartitionLedger};
 use crate::records::{
     Batch, StorageFormat, StoredBatch, StoredRecord, StoredUnit, TimestampType, decode_stored_unit,
     encode_stored, encode_stored_batch, parse_batch, rebase_batch,
@@ -131,6 +132,11 @@ pub struct PartitionLog {
     unflushed: Arc<UnflushedBudget>,
     /// The partition's flushed log files in the filer, when reads may use them.
     log_files: Option<Arc<PartitionLogFiles>>,
+    /// Where held records are kept (`--wal-dir`); in `held`'s memory otherwise.
+    wal: Option<PartitionWal>,
+    /// Records an earlier process logged in `wal` and may not have had written by SMQ are held
+    /// and must be published again before this partition takes new records.
+    recovering: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for PartitionLog {
@@ -243,6 +249,7 @@ impl PartitionLog {
         ledger: PartitionLedger,
         ledger_store: Arc<LedgerStore>,
         owner: Arc<str>,
+        wal: Option<(PartitionWal, Vec<RecoveredAppend>)>,
     ) -> Self {
         let Placement {
             smq_topic,
@@ -264,7 +271,29 @@ impl PartitionLog {
         } else {
             PartitionPublisher::new(client.clone(), smq_topic.clone(), index)
         };
+        let (wal, recovered) = match wal {
+            Some((w, r)) => (Some(w), r),
+            None => (None, Vec::new()),
+        };
+        // Recovered records are held as if their stream had broken (epoch 0 is never a
+        // stream's), so they are published again, superseding the ledger from the first.
+        let mut held = Held::default();
+        for a in recovered {
+            let acks: Vec<(u64, i64)> = (0..a.units.len() as i64).map(|i| (0, i)).collect();
+            for e in group(a.kafka_offset, &a.units, a.values, &acks) {
+                held.push(e, &unflushed);
+            }
+        }
+        if let Some(w) = &wal {
+            w.sweep();
+        }
+        if !held.is_empty() {
+            tracing::info!(topic = %smq_name, partition = index, records = held.entries().iter().map(|e| e.values.len()).sum::<usize>(), first_offset = held.entries().front().map(|e| e.entry.kafka_offset), "found acknowledged records in the write-ahead log; publishing them again");
+        }
+        let recovering = std::sync::atomic::AtomicBool::new(!held.is_empty());
         Self {
+            wal,
+            recovering,
             publisher,
             log_files,
             client,
@@ -283,7 +312,7 @@ impl PartitionLog {
             owner,
             hwm,
             reader: Mutex::new(None),
-            held: Mutex::new(Held::default()),
+            held: Mutex::new(held),
             unflushed,
         }
     }
@@ -383,6 +412,9 @@ impl PartitionLog {
             .await?;
         let mut writer = self.writer.lock().await;
         self.ensure_owner(&mut writer).await?;
+        if self.recovering.load(Ordering::Acquire) {
+            self.finish_recovery(&mut writer).await?;
+        }
         crate::metrics::append_stage("admit", started.elapsed());
         let mut idempotent = Vec::new();
         let mut to_store: Vec<&Batch> = Vec::with_capacity(batches.len());
@@ -544,22 +576,33 @@ impl PartitionLog {
         // One ledger entry per run of consecutive SMQ offsets on one stream (a broken stream in
         // between leaves a hole, and the retried records land further on).
         if !self.holds_acks() {
-            let values = vec![Vec::new(); t.units.len()];
+            let values = vec![HeldValue::Mem(Vec::new()); t.units.len()];
             let entries = group(t.base, &t.units, values, &acks);
             self.append_ledger(entries.into_iter().map(|h| h.entry).collect())
                 .await?;
         } else {
-            let entries = group(t.base, &t.units, std::mem::take(&mut t.values), &acks);
+            let values = std::mem::take(&mut t.values);
             let mut held = self.held.lock().await;
+            // Logged before the ledger entry: once the client has its ack, a restart finds it.
+            let values = match &self.wal {
+                Some(w) => w.append(self.generation, t.base, &t.units, values)?,
+                None => values.into_iter().map(HeldValue::Mem).collect(),
+            };
+            let entries = group(t.base, &t.units, values, &acks);
             let before = held.len();
             for e in entries {
                 held.push(e, &self.unflushed);
             }
             if let Err(e) = self.write_ledger_tail(&mut held, before).await {
                 held.truncate(before, &self.unflushed);
+                if let Some(w) = &self.wal
+                    && let Err(we) = w.abort(self.generation, t.base)
+                {
+                    tracing::warn!(topic = %self.smq_name, partition = self.index, error = %we, "logging a failed append in the write-ahead log failed");
+                }
                 return Err(e);
             }
-            held.prune(|e| self.publisher.durable_below(e), &self.unflushed);
+            self.prune_held(&mut held);
         }
         crate::metrics::append_stage("ledger", started.elapsed());
         self.tail
@@ -592,14 +635,17 @@ impl PartitionLog {
         if let Some(stale) = held.first_stale(self.publisher.healthy_epoch()) {
             return self.republish(held, stale.min(from)).await;
         }
-        self.append_ledger(held.entries().range(from..).map(|h| h.entry).collect())
-            .await
+        let tokens = self
+            .append_ledger(held.entries().range(from..).map(|h| h.entry).collect())
+            .await?;
+        held.set_ledger_tokens(from, tokens);
+        Ok(())
     }
 
     /// Persists entries that continue the ledger, then applies them and moves the high water
     /// mark.
-    async fn append_ledger(&self, entries: Vec<LedgerEntry>) -> GatewayResult<()> {
-        self.persist_entries(&entries).await?;
+    async fn append_ledger(&self, entries: Vec<LedgerEntry>) -> GatewayResult<Vec<LedgerToken>> {
+        let tokens = self.persist_entries(&entries).await?;
         let mut ledger = self.ledger.write().unwrap_or_else(|e| e.into_inner());
         for entry in entries {
             ledger
@@ -607,21 +653,42 @@ impl PartitionLog {
                 .map_err(|e| GatewayError::Internal(format!("ledger append: {e}")))?;
         }
         self.hwm.send_replace(ledger.next_offset());
-        Ok(())
+        Ok(tokens)
     }
 
-    async fn persist_entries(&self, entries: &[LedgerEntry]) -> GatewayResult<()> {
+    async fn persist_entries(&self, entries: &[LedgerEntry]) -> GatewayResult<Vec<LedgerToken>> {
+        let mut tokens = Vec::with_capacity(entries.len());
         for entry in entries {
-            self.ledger_store
-                .append(&LedgerRecord {
-                    topic: self.smq_name.clone(),
-                    partition: self.index,
-                    generation: self.generation,
-                    entry: *entry,
-                })
-                .await?;
+            tokens.push(
+                self.ledger_store
+                    .append(&LedgerRecord {
+                        topic: self.smq_name.clone(),
+                        partition: self.index,
+                        generation: self.generation,
+                        entry: *entry,
+                    })
+                    .await?,
+            );
         }
-        Ok(())
+        Ok(tokens)
+    }
+
+    /// Drops the held entries SMQ has written. With a write-ahead log, an entry also waits for
+    /// its ledger entry to be written: a restart must find every acknowledged offset either in
+    /// SMQ's ledger or in the log. The log's file is let go once nothing is held.
+    fn prune_held(&self, held: &mut Held) {
+        let store = &self.ledger_store;
+        let needs_ledger = self.wal.is_some();
+        held.prune(
+            |e| self.publisher.durable_below(e),
+            |t| !needs_ledger || t.is_some_and(|t| store.is_durable(t)),
+            &self.unflushed,
+        );
+        if held.is_empty()
+            && let Some(w) = &self.wal
+        {
+            w.seal();
+        }
     }
 
     /// Publishes the held entries from `from` on again where their stream is gone, then
@@ -635,7 +702,7 @@ impl PartitionLog {
                 continue;
             }
             for (first, value) in h.unit_offsets().zip(&h.values) {
-                pending.push(self.publish(first, value.clone()).await?);
+                pending.push(self.publish(first, value.bytes()?).await?);
             }
         }
         let mut acks = Vec::with_capacity(pending.len());
@@ -666,7 +733,10 @@ impl PartitionLog {
             ));
         }
         let entries: Vec<LedgerEntry> = replacement.iter().map(|h| h.entry).collect();
-        self.persist_entries(&entries).await?;
+        let tokens = self.persist_entries(&entries).await?;
+        for (h, t) in replacement.iter_mut().zip(tokens) {
+            h.ledger = Some(t);
+        }
         {
             let mut ledger = self.ledger.write().unwrap_or_else(|e| e.into_inner());
             for entry in &entries {
@@ -685,11 +755,19 @@ impl PartitionLog {
     /// Drops held entries SMQ has written, and publishes again those whose stream broke, so an
     /// idle partition recovers without waiting for the next produce. Called periodically.
     pub async fn keep_durable(&self) {
+        if self.recovering.load(Ordering::Acquire) {
+            if let Ok(mut writer) = self.writer.try_lock()
+                && let Err(e) = self.finish_recovery(&mut writer).await
+            {
+                tracing::warn!(topic = %self.smq_name, partition = self.index, error = %e, "publishing the write-ahead log's records again failed; will retry");
+            }
+            return;
+        }
         self.confirm_written().await;
         let Ok(mut held) = self.held.try_lock() else {
             return;
         };
-        held.prune(|e| self.publisher.durable_below(e), &self.unflushed);
+        self.prune_held(&mut held);
         if let Some(stale) = held.first_stale(self.publisher.healthy_epoch())
             && let Err(e) = self.republish(&mut held, stale).await
         {
@@ -727,9 +805,44 @@ impl PartitionLog {
         // The same offset on the same stream could still be another record if SMQ handed it
         // out again after a crash (then the stream would have broken); the bytes settle it.
         let held = self.held.lock().await;
-        if held.value_at(epoch, r.offset) == Some(&r.data[..]) {
+        let same = held
+            .value_at(epoch, r.offset)
+            .filter(|v| v.len() == r.data.len())
+            .and_then(|v| v.bytes().ok())
+            .is_some_and(|v| v == r.data);
+        if same {
             self.publisher.confirm_written(epoch, r.offset + 1);
         }
+    }
+
+    /// Publishes again what a restart found in the write-ahead log, under the partition's lock,
+    /// and writes ledger entries for it (superseding the ledger from the first recovered offset).
+    /// The recovered offsets must continue the ledger SMQ holds: when another gateway wrote past
+    /// them meanwhile, or the ledger ends before them, they are left alone with an error.
+    async fn finish_recovery(&self, writer: &mut Writer) -> GatewayResult<()> {
+        self.ensure_owner(writer).await?;
+        let mut held = self.held.lock().await;
+        if !self.recovering.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let range = held
+            .entries()
+            .front()
+            .zip(held.entries().back())
+            .map(|(a, b)| (a.entry.kafka_offset, b.entry.end()));
+        let next = lock_read(&self.ledger).next_offset();
+        if let Some((first, end)) = range {
+            if next < first || next > end {
+                tracing::error!(topic = %self.smq_name, partition = self.index, first, end, ledger_end = next, "the write-ahead log's records do not continue the ledger in SMQ (another gateway wrote this partition, or ledger entries were lost); they are not published again");
+                held.clear(&self.unflushed);
+            } else {
+                self.republish(&mut held, 0).await?;
+            }
+        }
+        self.recovering.store(false, Ordering::Release);
+        writer.next = None;
+        self.prune_held(&mut held);
+        Ok(())
     }
 
     /// Bytes of acknowledged records this partition holds until SMQ has written them.
@@ -850,8 +963,11 @@ impl PartitionLog {
                         READ_AHEAD_HELD.fetch_sub(ahead.bytes, Ordering::Relaxed);
                         ahead.clear();
                     }
-                    // What this gateway held belongs to the ledger it just replaced.
-                    self.held.lock().await.clear(&self.unflushed);
+                    // What this gateway held belongs to the ledger it just replaced (what a
+                    // restart recovered is checked against it in `finish_recovery`).
+                    if !self.recovering.load(Ordering::Acquire) {
+                        self.held.lock().await.clear(&self.unflushed);
+                    }
                 }
                 *slot = Some((lease, std::time::Instant::now()));
                 Ok(())
