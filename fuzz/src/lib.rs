@@ -178,6 +178,7 @@ fn entry(b: &[u8]) -> LedgerEntry {
             u32::from(b[5] / 2) % 9
         },
         max_timestamp: i64::from(i16::from_be_bytes([b[3], b[4]])),
+        nonce: 0,
     }
 }
 

@@ -50,6 +50,7 @@ fn appended(ps: &[Produce]) -> PartitionLedger {
             smq_offset: smq,
             smq_count: p.smq_count,
             max_timestamp: p.max_timestamp,
+            nonce: 0,
         })
         .expect("a continuing entry appends");
         smq += i64::from(p.smq_count);
@@ -158,6 +159,7 @@ proptest! {
                 smq_offset: smq,
                 smq_count: p.smq_count,
                 max_timestamp: p.max_timestamp,
+                nonce: 0,
             };
             smq += i64::from(p.smq_count);
             model.push(e);
@@ -171,7 +173,7 @@ proptest! {
         prop_assert!(l.validate().iter().all(|p| p.kind != "offset_gap" && p.kind != "offset_overlap"));
         // Then something that is neither the next entry nor on a boundary: refused, no change.
         let (k, count) = junk;
-        let bad = LedgerEntry { kafka_offset: k, count, smq_offset: 0, smq_count: 1, max_timestamp: 0 };
+        let bad = LedgerEntry { kafka_offset: k, count, smq_offset: 0, smq_count: 1, max_timestamp: 0, nonce: 0 };
         let on_boundary = k == l.next_offset() || l.entries().iter().any(|e| e.kafka_offset == k);
         let before = l.entries().to_vec();
         let r = l.replay(bad);
@@ -196,7 +198,7 @@ proptest! {
             topic,
             partition,
             generation,
-            entry: LedgerEntry { kafka_offset, count, smq_offset, smq_count: count, max_timestamp },
+            entry: LedgerEntry { kafka_offset, count, smq_offset, smq_count: count, max_timestamp, nonce: 0 },
         };
         prop_assert_eq!(decode_record(&encode_record(&rec)), Some(rec.clone()));
         let mut ledgers = RecoveredLedgers::new();

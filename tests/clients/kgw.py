@@ -130,6 +130,8 @@ class Gateway:
         self.port = free_port()
         self.http_port = free_port()
         self.log_path = log_path
+        # The write-ahead log lives next to the log and outlives restarts of this gateway.
+        self.wal_dir = os.path.splitext(log_path)[0] + ".wal"
         self.proc = None
         self.starts = 0
         self.failed_starts = 0
@@ -149,7 +151,15 @@ class Gateway:
                 "--advertised-listener", self.bootstrap,
                 "--smq-master", self.smq_master,
                 "--namespace", self.namespace,
-                "--http", "127.0.0.1:%d" % self.http_port] + storage_format_args() + self.extra_args
+                "--http", "127.0.0.1:%d" % self.http_port,
+                "--wal-dir", self.wal_dir] + storage_format_args() + self.extra_args
+
+    def wal_files(self):
+        """The write-ahead log's files (held acknowledged records SMQ may not have written)."""
+        found = []
+        for root, _dirs, files in os.walk(self.wal_dir):
+            found += [os.path.join(root, f) for f in files if f.endswith(".wal")]
+        return sorted(found)
 
     def mark(self, text):
         """Write a harness marker line into the gateway log (helps reading failures)."""

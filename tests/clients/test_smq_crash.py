@@ -113,6 +113,7 @@ def test_broker_sigterm_loses_no_acknowledged_record(smq, gateway):
 def test_gateway_then_broker_killed_loses_no_acknowledged_record(smq, gateway):
     def crash():
         gateway.kill9()
+        import shutil; shutil.copytree(gateway.wal_dir, gateway.wal_dir + ".at-kill")  # DEBUG
         # The gateway's streams closed, so SMQ writes and unloads its partitions; the broker
         # dies right after.
         time.sleep(1.0)
@@ -150,6 +151,33 @@ def test_records_smq_cannot_write_stay_held_through_a_broker_crash(smq, gateway)
         smq_cmd(smq, "start-broker")
 
     run_scenario(smq, gateway, "nowrite", crash, restart_gateway=True)
+
+
+def test_gateway_killed_while_the_broker_is_down_loses_no_acknowledged_record(smq, gateway):
+    """The gateway dies while it holds records SMQ acknowledged and then lost with its broker:
+    only the gateway's write-ahead log (`--wal-dir`) still has them, and the restarted gateway
+    publishes them again before it takes new records."""
+    def crash():
+        # The broker acks what it cannot write: the gateway holds everything from here on.
+        smq_cmd(smq, "stop-volume")
+        try:
+            time.sleep(3.0)
+            assert unflushed_bytes(gateway) > 0, "nothing held while SMQ could not write"
+            smq_cmd(smq, "kill-broker")
+            time.sleep(1.0)
+            assert gateway.wal_files(), "held records are not in the write-ahead log"
+            gateway.kill9()
+        finally:
+            smq_cmd(smq, "start-volume")
+        smq_cmd(smq, "start-broker")
+        gateway.start()
+
+    run_scenario(smq, gateway, "gwlost", crash, restart_gateway=True)
+    # Once SMQ has written everything (and the ledger entries for it), the log is let go.
+    deadline = time.monotonic() + 60
+    while gateway.wal_files() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not gateway.wal_files(), "write-ahead log files left: %s" % gateway.wal_files()
 
 
 def readyz(gateway):

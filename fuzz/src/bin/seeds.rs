@@ -209,6 +209,7 @@ fn write_seeds(root: &Path) {
                 smq_offset: s,
                 smq_count: n,
                 max_timestamp: 100 + k,
+                nonce: 0,
             },
         });
         records.push(rec.len() as u8);

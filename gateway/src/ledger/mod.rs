@@ -8,9 +8,8 @@
 mod store;
 
 pub use store::{
-    LedgerToken,
-    LedgerRecord, LedgerStore, RecoveredLedgers, decode as decode_record, encode as encode_record,
-    replay_into,
+    LedgerRecord, LedgerStore, LedgerToken, RecoveredLedgers, decode as decode_record,
+    encode as encode_record, replay_into,
 };
 
 use serde::Serialize;
@@ -30,6 +29,12 @@ pub struct LedgerEntry {
     pub smq_count: u32,
     /// Largest record timestamp in the entry (ms).
     pub max_timestamp: i64,
+    /// The publish nonce in the SMQ keys of the entry's records (0: not checked, entries written
+    /// before it existed). After a broker crash SMQ can hand one offset out twice, and a record
+    /// published again can then share both its SMQ offset and its Kafka offset with an older,
+    /// never acknowledged one; the nonce tells them apart.
+    #[serde(default)]
+    pub nonce: u64,
 }
 
 impl LedgerEntry {
@@ -304,6 +309,7 @@ mod tests {
             smq_offset: s,
             smq_count: n,
             max_timestamp: ts,
+            nonce: 0,
         }
     }
 

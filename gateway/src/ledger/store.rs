@@ -65,6 +65,7 @@ fn mapping_record_type() -> RecordType {
             scalar_field("generation", 6, ScalarType::Int64),
             scalar_field("max_timestamp", 7, ScalarType::Int64),
             scalar_field("smq_count", 8, ScalarType::Int32),
+            scalar_field("nonce", 9, ScalarType::Int64),
         ],
     }
 }
@@ -91,6 +92,7 @@ pub fn encode(rec: &LedgerRecord) -> Vec<u8> {
         ("generation".to_string(), int64(rec.generation)),
         ("max_timestamp".to_string(), int64(e.max_timestamp)),
         ("smq_count".to_string(), int32(e.smq_count as i32)),
+        ("nonce".to_string(), int64(e.nonce as i64)),
     ]);
     RecordValue { fields }.encode_to_vec()
 }
@@ -115,6 +117,8 @@ pub fn decode(data: &[u8]) -> Option<LedgerRecord> {
                 None => count,
             },
             max_timestamp: get_i("max_timestamp").unwrap_or(-1),
+            // Entries written before the nonce: their records are not checked by key.
+            nonce: get_i("nonce").unwrap_or(0) as u64,
         },
     })
 }
@@ -241,6 +245,7 @@ mod tests {
                 smq_offset: 12,
                 smq_count: 2,
                 max_timestamp: 5,
+                nonce: u64::MAX - 5,
             },
         };
         assert_eq!(decode(&encode(&rec)), Some(rec));

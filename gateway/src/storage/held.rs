@@ -48,8 +48,9 @@ impl HeldEntry {
 
 /// Groups SMQ records published for consecutive Kafka offsets from `kafka_offset` into ledger
 /// entries: a new entry wherever the SMQ offset does not continue or the stream changed.
-/// `acks[i]` is (epoch, SMQ offset) of record `i`.
+/// `acks[i]` is (epoch, SMQ offset) of record `i`; `nonce` is the one in the records' SMQ keys.
 pub fn group(
+    nonce: u64,
     kafka_offset: i64,
     units: &[(i64, i64)],
     values: Vec<HeldValue>,
@@ -73,6 +74,7 @@ pub fn group(
                     smq_offset: smq,
                     smq_count: 1,
                     max_timestamp: ts,
+                    nonce,
                 },
                 epoch,
                 values: vec![value],
@@ -281,7 +283,7 @@ mod tests {
     fn group_splits_where_the_smq_offset_or_the_stream_changes() {
         let units = [(1, 10), (1, 11), (3, 12), (1, 13)];
         let values = mem(vec![vec![0u8; 1], vec![0; 2], vec![0; 3], vec![0; 4]]);
-        let got = group(100, &units, values, &[(1, 7), (1, 8), (2, 0), (2, 1)]);
+        let got = group(9, 100, &units, values, &[(1, 7), (1, 8), (2, 0), (2, 1)]);
         let entries: Vec<_> = got.iter().map(|h| (h.entry, h.epoch)).collect();
         let e = |k, n, s, m, ts| LedgerEntry {
             kafka_offset: k,
@@ -289,6 +291,7 @@ mod tests {
             smq_offset: s,
             smq_count: m,
             max_timestamp: ts,
+            nonce: 9,
         };
         assert_eq!(
             entries,
@@ -303,7 +306,7 @@ mod tests {
         let mut held = Held::default();
         for (k, s) in [(0, 0), (5, 5), (10, 10)] {
             held.push(
-                group(k, &[(5, 0)], mem(vec![vec![0u8; 100]]), &[(1, s)]).remove(0),
+                group(0, k, &[(5, 0)], mem(vec![vec![0u8; 100]]), &[(1, s)]).remove(0),
                 &budget,
             );
         }
@@ -328,6 +331,7 @@ mod tests {
         let mut held = Held::default();
         let values = mem(vec![vec![1u8; 3], vec![2; 7], vec![3; 5]]);
         for h in group(
+            0,
             40,
             &[(1, 0), (1, 0), (1, 0)],
             values,

@@ -2,11 +2,11 @@
 //! partition p is the SMQ partition whose ring range is p's (matched by range, not position).
 
 mod held;
-mod wal;
 mod partition;
 mod producers;
 mod registry;
 mod topic_config;
+mod wal;
 
 pub use partition::{
     AppendTicket, Appended, PartitionLog, Placement, READ_AHEAD_BYTES, ReadResult, record_size,
@@ -211,21 +211,21 @@ impl Store {
                     .remove(&(key.clone(), a.index))
                     .unwrap_or_default();
                 partitions.push(Arc::new(PartitionLog::new(
-                        self.client.clone(),
-                        Placement {
-                            smq_topic: smq_topic.clone(),
-                            index: a.index,
-                            generation: a.partition.unix_time_ns,
-                            format,
-                            tail_cache_bytes: self.settings.tail_cache_bytes,
-                            read_flushed_from_filer: self.settings.read_flushed_from_filer,
-                            unflushed: self.unflushed.clone(),
-                        },
-                        ledger,
-                        self.ledger_store.clone(),
-                        self.owner.clone(),
-                        wal,
-                    )));
+                    self.client.clone(),
+                    Placement {
+                        smq_topic: smq_topic.clone(),
+                        index: a.index,
+                        generation: a.partition.unix_time_ns,
+                        format,
+                        tail_cache_bytes: self.settings.tail_cache_bytes,
+                        read_flushed_from_filer: self.settings.read_flushed_from_filer,
+                        unflushed: self.unflushed.clone(),
+                    },
+                    ledger,
+                    self.ledger_store.clone(),
+                    self.owner.clone(),
+                    wal,
+                )));
             }
             partitions
         };

@@ -60,6 +60,8 @@ type Sequenced = (i64, i16, i32, i32, i64);
 pub struct AppendTicket {
     log: Arc<PartitionLog>,
     epoch: u64,
+    /// In the keys of the records this append published.
+    nonce: u64,
     pending: Vec<smq_client::PendingAck>,
     /// Per SMQ record: the Kafka offsets it holds and their max timestamp.
     units: Vec<(i64, i64)>,
@@ -113,6 +115,10 @@ pub struct PartitionLog {
     writer: Mutex<Writer>,
     /// `Writer::epoch`, readable without the lock.
     epoch: AtomicU64,
+    /// In the SMQ keys of records published now. Changed whenever Kafka offsets may be handed
+    /// out again (a roll-back, a reloaded ledger; a new process starts with its own), so that a
+    /// record never shares SMQ offset, Kafka offset and nonce with one the ledger does not name.
+    nonce: AtomicU64,
     /// The partition's write lock, when held, and when it was last renewed. Apart from `writer`
     /// so that renewals go on while appends wait for SMQ (the lock lives in the filer).
     lease: Mutex<Option<(LockLease, std::time::Instant)>>,
@@ -280,7 +286,7 @@ impl PartitionLog {
         let mut held = Held::default();
         for a in recovered {
             let acks: Vec<(u64, i64)> = (0..a.units.len() as i64).map(|i| (0, i)).collect();
-            for e in group(a.kafka_offset, &a.units, a.values, &acks) {
+            for e in group(0, a.kafka_offset, &a.units, a.values, &acks) {
                 held.push(e, &unflushed);
             }
         }
@@ -306,6 +312,7 @@ impl PartitionLog {
             ledger: RwLock::new(ledger),
             writer: Mutex::new(Writer::default()),
             epoch: AtomicU64::new(0),
+            nonce: AtomicU64::new(new_nonce()),
             lease: Mutex::new(None),
             tail: std::sync::Mutex::new(TailCache::new(tail_cache_bytes)),
             ahead: std::sync::Mutex::new(TailCache::new(2 * READ_AHEAD_BYTES)),
@@ -439,6 +446,7 @@ impl PartitionLog {
         }
         let log_append_time = (timestamp_type == TimestampType::LogAppendTime).then_some(now_ms);
         let format = self.format();
+        let nonce = self.nonce.load(Ordering::Acquire);
         let base = writer
             .next
             .unwrap_or_else(|| lock_read(&self.ledger).next_offset());
@@ -469,7 +477,7 @@ impl PartitionLog {
                         };
                         let value = encode_stored(&stored);
                         values.extend(hold.then(|| value.clone()));
-                        pending.push(self.publish(offset, value).await?);
+                        pending.push(self.publish(offset, nonce, value).await?);
                         units.push((1, ts));
                         stored_units.push(StoredUnit::Record(stored));
                         offset += 1;
@@ -488,7 +496,7 @@ impl PartitionLog {
                     };
                     let value = encode_stored_batch(&stored);
                     values.extend(hold.then(|| value.clone()));
-                    pending.push(self.publish(offset, value).await?);
+                    pending.push(self.publish(offset, nonce, value).await?);
                     units.push((n, max_ts));
                     stored_units.push(StoredUnit::Batch(stored));
                     offset += n;
@@ -528,6 +536,7 @@ impl PartitionLog {
         Ok(AppendTicket {
             log: self.clone(),
             epoch: writer.epoch,
+            nonce,
             pending,
             units,
             values,
@@ -577,7 +586,7 @@ impl PartitionLog {
         // between leaves a hole, and the retried records land further on).
         if !self.holds_acks() {
             let values = vec![HeldValue::Mem(Vec::new()); t.units.len()];
-            let entries = group(t.base, &t.units, values, &acks);
+            let entries = group(t.nonce, t.base, &t.units, values, &acks);
             self.append_ledger(entries.into_iter().map(|h| h.entry).collect())
                 .await?;
         } else {
@@ -588,7 +597,7 @@ impl PartitionLog {
                 Some(w) => w.append(self.generation, t.base, &t.units, values)?,
                 None => values.into_iter().map(HeldValue::Mem).collect(),
             };
-            let entries = group(t.base, &t.units, values, &acks);
+            let entries = group(t.nonce, t.base, &t.units, values, &acks);
             let before = held.len();
             for e in entries {
                 held.push(e, &self.unflushed);
@@ -696,13 +705,14 @@ impl PartitionLog {
     /// in memory and on recovery). Nothing changes unless every step succeeds.
     async fn republish(&self, held: &mut Held, from: usize) -> GatewayResult<()> {
         let epoch = self.publisher.ensure_open().await?;
+        let nonce = self.nonce.load(Ordering::Acquire);
         let mut pending = Vec::new();
         for h in held.entries().range(from..) {
             if h.epoch == epoch {
                 continue;
             }
             for (first, value) in h.unit_offsets().zip(&h.values) {
-                pending.push(self.publish(first, value.bytes()?).await?);
+                pending.push(self.publish(first, nonce, value.bytes()?).await?);
             }
         }
         let mut acks = Vec::with_capacity(pending.len());
@@ -726,6 +736,7 @@ impl PartitionLog {
             }
             let mine: Vec<(u64, i64)> = acks.by_ref().take(h.values.len()).collect();
             replacement.extend(group(
+                nonce,
                 h.entry.kafka_offset,
                 &h.units,
                 h.values.clone(),
@@ -859,6 +870,7 @@ impl PartitionLog {
         }
         writer.epoch = epoch + 1;
         self.epoch.store(epoch + 1, Ordering::Release);
+        self.nonce.store(new_nonce(), Ordering::Release);
         writer.next = None;
         writer.last_done = None;
         writer.producers = writer.committed_producers.clone();
@@ -867,12 +879,13 @@ impl PartitionLog {
     async fn publish(
         &self,
         first_offset: i64,
+        nonce: u64,
         value: Vec<u8>,
     ) -> GatewayResult<smq_client::PendingAck> {
         Ok(self
             .publisher
             .send(DataMessage {
-                key: smq_key(first_offset),
+                key: smq_key(first_offset, nonce),
                 value,
                 ts_ns: 0,
                 ctrl: None,
@@ -957,6 +970,7 @@ impl PartitionLog {
                     writer.last_done = None;
                     writer.epoch += 1;
                     self.epoch.store(writer.epoch, Ordering::Release);
+                    self.nonce.store(new_nonce(), Ordering::Release);
                     self.tail.lock().unwrap_or_else(|e| e.into_inner()).clear();
                     {
                         let mut ahead = self.ahead.lock().unwrap_or_else(|e| e.into_inner());
@@ -1109,11 +1123,20 @@ impl PartitionLog {
     }
 
     /// Checks that SMQ records read for a run hold the Kafka offsets the ledger says, in order.
-    fn check_unit(&self, run: Run, expected: i64, u: &StoredUnit) -> GatewayResult<()> {
+    fn check_unit(&self, run: Run, expected: i64, key: &[u8], u: &StoredUnit) -> GatewayResult<()> {
         let partition = match u {
             StoredUnit::Record(r) => r.partition,
             StoredUnit::Batch(b) => b.partition,
         };
+        if run.nonce != 0 && key != smq_key(expected, run.nonce) {
+            return Err(GatewayError::Corrupt(format!(
+                "{} partition {}: SMQ record of the run at SMQ offset {} has key {:?}, not the one the ledger names for Kafka offset {expected}",
+                self.smq_name,
+                self.index,
+                run.smq_offset,
+                String::from_utf8_lossy(key)
+            )));
+        }
         if u.first_offset() != expected || partition != self.index {
             return Err(GatewayError::Corrupt(format!(
                 "{} partition {}: SMQ record of the run at SMQ offset {} holds Kafka offset {} of partition {partition} but the ledger expects {expected}",
@@ -1172,7 +1195,7 @@ impl PartitionLog {
             let Ok(u) = decode_stored_unit(&r.data) else {
                 continue;
             };
-            if self.check_unit(run, expected, &u).is_err() {
+            if self.check_unit(run, expected, &r.key, &u).is_err() {
                 continue;
             }
             expected = u.end_offset();
@@ -1213,7 +1236,7 @@ impl PartitionLog {
             let mut expected = run.kafka_offset;
             for m in f.messages.iter().take(want as usize) {
                 match decode_stored_unit(&m.value) {
-                    Ok(u) if self.check_unit(run, expected, &u).is_ok() => {
+                    Ok(u) if self.check_unit(run, expected, &m.key, &u).is_ok() => {
                         expected = u.end_offset();
                         out.push(u);
                     }
@@ -1256,7 +1279,7 @@ impl PartitionLog {
                 )))??
                 .ok_or_else(|| GatewayError::Internal("subscription ended".to_string()))?;
             let u = decode_stored_unit(&msg.value)?;
-            if self.check_unit(run, expected, &u).is_err() {
+            if self.check_unit(run, expected, &msg.key, &u).is_err() {
                 // After a broker crash SMQ can hand out offsets again, so a stored offset can
                 // hold an older record (or one published again) before ours: skip it.
                 skipped += 1;
@@ -1327,8 +1350,19 @@ impl PartitionLog {
 /// record to a subscriber only after the previous record with the same key was acknowledged, and
 /// ignores acknowledgements of empty keys (waiting 30 s instead), so Kafka's own keys (often
 /// repeated or null) must not be used here; they are inside the stored value.
-fn smq_key(offset: i64) -> Vec<u8> {
-    offset.to_string().into_bytes()
+/// The SMQ key of a record holding Kafka offset `offset` (its first, for a batch), published
+/// with `nonce` (see [`LedgerEntry::nonce`]).
+fn smq_key(offset: i64, nonce: u64) -> Vec<u8> {
+    if nonce == 0 {
+        offset.to_string().into_bytes()
+    } else {
+        format!("{offset}.{nonce:016x}").into_bytes()
+    }
+}
+
+/// A fresh publish nonce (never 0, which means "not checked").
+fn new_nonce() -> u64 {
+    rand::random::<u64>().max(1)
 }
 
 /// An upper bound of a record's size in an uncompressed v2 batch (fixed fields and varints).
@@ -1377,6 +1411,8 @@ struct Run {
     smq_offset: i64,
     count: i64,
     smq_count: i64,
+    /// The entries' publish nonce (a run never spans two).
+    nonce: u64,
 }
 
 /// Splits the ledger from `offset` on into runs of consecutive SMQ offsets, covering at most
@@ -1409,7 +1445,11 @@ fn contiguous_runs(l: &PartitionLedger, offset: i64, limit: i64) -> Vec<Run> {
         };
         left -= n;
         match runs.last_mut() {
-            Some(r) if r.smq_offset + r.smq_count == s && r.kafka_offset + r.count == k => {
+            Some(r)
+                if r.smq_offset + r.smq_count == s
+                    && r.kafka_offset + r.count == k
+                    && r.nonce == e.nonce =>
+            {
                 r.count += n;
                 r.smq_count += m;
             }
@@ -1418,6 +1458,7 @@ fn contiguous_runs(l: &PartitionLedger, offset: i64, limit: i64) -> Vec<Run> {
                 smq_offset: s,
                 count: n,
                 smq_count: m,
+                nonce: e.nonce,
             }),
         }
     }
@@ -1435,6 +1476,7 @@ mod tests {
             smq_offset: s,
             smq_count: m,
             max_timestamp: 0,
+            nonce: 0,
         }
     }
 
@@ -1444,6 +1486,7 @@ mod tests {
             smq_offset,
             count,
             smq_count,
+            nonce: 0,
         }
     }
 
@@ -1493,6 +1536,34 @@ mod tests {
         );
         assert_eq!(contiguous_runs(&l, 1, 2), [run(1, 1, 2, 2)]);
         assert!(contiguous_runs(&l, 7, 10).is_empty());
+    }
+
+    #[test]
+    fn runs_split_where_the_publish_nonce_changes_and_keys_carry_it() {
+        let mut l = PartitionLedger::new();
+        l.append(LedgerEntry {
+            nonce: 7,
+            ..e(0, 2, 0, 2)
+        })
+        .unwrap();
+        l.append(LedgerEntry {
+            nonce: 7,
+            ..e(2, 2, 2, 2)
+        })
+        .unwrap();
+        l.append(LedgerEntry {
+            nonce: 8,
+            ..e(4, 2, 4, 2)
+        })
+        .unwrap();
+        let runs = contiguous_runs(&l, 0, 100);
+        let got: Vec<_> = runs
+            .iter()
+            .map(|r| (r.kafka_offset, r.count, r.nonce))
+            .collect();
+        assert_eq!(got, [(0, 4, 7), (4, 2, 8)]);
+        assert_eq!(smq_key(12, 0), b"12");
+        assert_eq!(smq_key(12, 0xab), b"12.00000000000000ab");
     }
 
     #[test]

@@ -73,7 +73,10 @@ impl WalDir {
     }
 
     fn partition_dir(&self, namespace: &str, topic: &str, index: i32) -> PathBuf {
-        self.root.join(namespace).join(topic).join(index.to_string())
+        self.root
+            .join(namespace)
+            .join(topic)
+            .join(index.to_string())
     }
 
     /// Opens one partition's log; see [`PartitionWal::open`].
@@ -334,9 +337,8 @@ impl PartitionWal {
         units: &[(i64, i64)],
         values: Vec<Vec<u8>>,
     ) -> GatewayResult<Vec<HeldValue>> {
-        let mut payload = Vec::with_capacity(
-            21 + units.len() * 20 + values.iter().map(Vec::len).sum::<usize>(),
-        );
+        let mut payload =
+            Vec::with_capacity(21 + units.len() * 20 + values.iter().map(Vec::len).sum::<usize>());
         payload.push(KIND_APPEND);
         payload.extend(generation.to_le_bytes());
         payload.extend(kafka_offset.to_le_bytes());
@@ -579,11 +581,17 @@ mod tests {
             let (wal, got) = PartitionWal::open(d.clone(), 7).unwrap();
             assert!(got.is_empty());
             let v = wal
-                .append(7, 0, &[(1, 10), (1, 11)], vec![b"a".to_vec(), b"bb".to_vec()])
+                .append(
+                    7,
+                    0,
+                    &[(1, 10), (1, 11)],
+                    vec![b"a".to_vec(), b"bb".to_vec()],
+                )
                 .unwrap();
             assert_eq!(v[1].bytes().unwrap(), b"bb");
             // Offsets 2..4 logged, then their append failed; 2.. handed out again.
-            wal.append(7, 2, &[(2, 12)], vec![b"lost".to_vec()]).unwrap();
+            wal.append(7, 2, &[(2, 12)], vec![b"lost".to_vec()])
+                .unwrap();
             wal.abort(7, 2).unwrap();
             wal.append(7, 2, &[(3, 13)], vec![b"batch".to_vec()])
                 .unwrap();
