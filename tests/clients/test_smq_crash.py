@@ -39,7 +39,7 @@ def committed(bootstrap, topic, group):
     return {tp.partition: tp.offset for tp in got}
 
 
-def run_scenario(smq, gateway, name, crash, restart_gateway=False):
+def run_scenario(smq, gateway, name, crash, restart_gateway=False, check_commits=True):
     """Two producers, `crash()` while they run, then every acknowledged record is checked
     (after a clean gateway restart with `restart_gateway`, so that everything is read from SMQ
     and the offset ledger and commits are recovered from it, not from the gateway's memory)."""
@@ -87,7 +87,8 @@ def run_scenario(smq, gateway, name, crash, restart_gateway=False):
     produced = {p.prefix + b"%08d" % i for p in producers for i in range(p.sent)}
     read_vals = [m.value() for part in range(PARTS) for m in got[part]]
     assert set(read_vals) == produced
-    assert committed(bootstrap, topic, group) == {0: 3, 1: 5, 2: 7}
+    if check_commits:
+        assert committed(bootstrap, topic, group) == {0: 3, 1: 5, 2: 7}
     return sum(len(p.acked) for p in producers)
 
 
@@ -113,7 +114,6 @@ def test_broker_sigterm_loses_no_acknowledged_record(smq, gateway):
 def test_gateway_then_broker_killed_loses_no_acknowledged_record(smq, gateway):
     def crash():
         gateway.kill9()
-        import shutil; shutil.copytree(gateway.wal_dir, gateway.wal_dir + ".at-kill")  # DEBUG
         # The gateway's streams closed, so SMQ writes and unloads its partitions; the broker
         # dies right after.
         time.sleep(1.0)
@@ -156,7 +156,8 @@ def test_records_smq_cannot_write_stay_held_through_a_broker_crash(smq, gateway)
 def test_gateway_killed_while_the_broker_is_down_loses_no_acknowledged_record(smq, gateway):
     """The gateway dies while it holds records SMQ acknowledged and then lost with its broker:
     only the gateway's write-ahead log (`--wal-dir`) still has them, and the restarted gateway
-    publishes them again before it takes new records."""
+    publishes them again before it takes new records. Group commits made in that window are not
+    in the log (README: they are lost, and consumers read again from the previous commit)."""
     def crash():
         # The broker acks what it cannot write: the gateway holds everything from here on.
         smq_cmd(smq, "stop-volume")
@@ -172,7 +173,7 @@ def test_gateway_killed_while_the_broker_is_down_loses_no_acknowledged_record(sm
         smq_cmd(smq, "start-broker")
         gateway.start()
 
-    run_scenario(smq, gateway, "gwlost", crash, restart_gateway=True)
+    run_scenario(smq, gateway, "gwlost", crash, restart_gateway=True, check_commits=False)
     # Once SMQ has written everything (and the ledger entries for it), the log is let go.
     deadline = time.monotonic() + 60
     while gateway.wal_files() and time.monotonic() < deadline:
