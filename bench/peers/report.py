@@ -8,13 +8,16 @@ import sys
 
 NAMES = {"go": "SeaweedFS Go gateway (`weed mq.kafka.gateway`)", "ours": "our gateway (`kafka-gateway`, release)",
          "ours-batch": "our gateway, `smq.storage.format=batch`",
+         "ours-memheld": "our gateway (`record`), held records in memory (no `--wal-dir`)",
+         "ours-batch-memheld": "our gateway (`batch`), held records in memory (no `--wal-dir`)",
          "ours-volatile": "our gateway, `record`, acks not held for SMQ (`--smq-flush-interval 0`)",
          "ours-batch-volatile": "our gateway, `batch`, acks not held for SMQ (`--smq-flush-interval 0`)",
          "kafka": "Apache Kafka (KRaft, 1 node)", "ceiling": "raw SMQ ceiling (`smq-ceiling`)"}
 
 
 # Every target that runs a Kafka client, in table order; our gateway once per storage format.
-ALL = ("go", "ours", "ours-volatile", "ours-batch", "ours-batch-volatile", "kafka")
+ALL = ("go", "ours", "ours-memheld", "ours-volatile", "ours-batch", "ours-batch-memheld",
+       "ours-batch-volatile", "kafka")
 OURS = ("ours", "ours-batch")
 
 
