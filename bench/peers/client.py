@@ -402,10 +402,13 @@ def main():
         phases = args.phases.split(",")
         if "produce" in phases or "consume" in phases:
             result["topic_create"] = ensure_topic(args, args.topic)
+        # VmHWM after each phase: the peak so far, so the phase that set the peak shows.
         if "produce" in phases:
             result["produce"] = produce(args, pids)
+            result["produce"]["peak_rss_mb_so_far"] = {n: peak_rss_mb(p) for n, p in pids.items()}
         if "consume" in phases:
             result["consume"] = consume(args, pids)
+            result["consume"]["peak_rss_mb_so_far"] = {n: peak_rss_mb(p) for n, p in pids.items()}
         if "e2e" in phases:
             result["e2e"] = e2e(args, pids)
     except SystemExit as e:

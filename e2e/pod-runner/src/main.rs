@@ -593,6 +593,24 @@ impl Runner {
         for v in env.values_mut() {
             *v = spec::map_ports(v, &ports);
         }
+        // Volumes become folders of the pod's own (an emptyDir outlives the process, as it
+        // outlives the container): paths under a mount point in args and env are rewritten.
+        let mounts: Vec<(String, std::path::PathBuf)> = container
+            .volume_mounts
+            .iter()
+            .flatten()
+            .map(|m| (m.mount_path.clone(), dir.join("volumes").join(&m.name)))
+            .collect();
+        for (_, host) in &mounts {
+            std::fs::create_dir_all(host)?;
+        }
+        let argv: Vec<String> = argv
+            .into_iter()
+            .map(|a| spec::map_mounts(&a, &mounts))
+            .collect();
+        for v in env.values_mut() {
+            *v = spec::map_mounts(v, &mounts);
+        }
 
         // The pod's identity: a token of its service account in a kubeconfig of its own.
         let token = Api::<ServiceAccount>::namespaced(self.client.clone(), ns)

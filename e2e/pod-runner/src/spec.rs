@@ -87,6 +87,20 @@ fn is_pod_local(host: &str) -> bool {
 
 /// Rewrites every `HOST:PORT` in `s` whose PORT is a container port and whose HOST is pod-local
 /// (see `is_pod_local`) to `127.0.0.1:<host port>`.
+/// `s` with a leading mount path (`/var/lib/x` or `/var/lib/x/...`) replaced by the folder that
+/// stands in for that volume.
+pub fn map_mounts(s: &str, mounts: &[(String, std::path::PathBuf)]) -> String {
+    for (path, host) in mounts {
+        let path = path.trim_end_matches('/');
+        if let Some(rest) = s.strip_prefix(path)
+            && (rest.is_empty() || rest.starts_with('/'))
+        {
+            return format!("{}{rest}", host.display());
+        }
+    }
+    s.to_string()
+}
+
 pub fn map_ports(s: &str, ports: &BTreeMap<i32, u16>) -> String {
     let bytes = s.as_bytes();
     let mut out = String::with_capacity(s.len());
@@ -164,6 +178,27 @@ mod tests {
             expand("$(NOPE)-$$(POD_NAME)-$", &vars),
             "$(NOPE)-$(POD_NAME)-$"
         );
+    }
+
+    #[test]
+    fn paths_under_a_mount_map_to_the_pods_folder() {
+        let mounts = [(
+            "/var/lib/kafka-gateway".to_string(),
+            std::path::PathBuf::from("/tmp/pod/volumes/wal"),
+        )];
+        assert_eq!(
+            map_mounts("/var/lib/kafka-gateway/wal", &mounts),
+            "/tmp/pod/volumes/wal/wal"
+        );
+        assert_eq!(
+            map_mounts("/var/lib/kafka-gateway", &mounts),
+            "/tmp/pod/volumes/wal"
+        );
+        assert_eq!(
+            map_mounts("/var/lib/kafka-gateway2", &mounts),
+            "/var/lib/kafka-gateway2"
+        );
+        assert_eq!(map_mounts("--wal", &mounts), "--wal");
     }
 
     #[test]

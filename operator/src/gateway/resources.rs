@@ -4,9 +4,10 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMap, ConfigMapEnvSource, Container, ContainerPort, EnvFromSource, EnvVar,
-    EnvVarSource, HTTPGetAction, ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec,
-    Probe, SeccompProfile, SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec,
+    Capabilities, ConfigMap, ConfigMapEnvSource, Container, ContainerPort, EmptyDirVolumeSource,
+    EnvFromSource, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, PodSecurityContext,
+    PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecurityContext, Service, ServiceAccount,
+    ServicePort, ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
@@ -143,6 +144,11 @@ fn settings_hash(settings: &BTreeMap<String, String>) -> String {
     }
     format!("{h:016x}")
 }
+
+/// The gateway's write-ahead log volume and where it is mounted (the root filesystem is
+/// read-only).
+const WAL_VOLUME: &str = "wal";
+const WAL_MOUNT: &str = "/var/lib/kafka-gateway";
 
 fn env(name: &str, value: impl Into<String>) -> EnvVar {
     EnvVar {
@@ -285,6 +291,10 @@ pub fn build(gw: &KafkaGateway) -> Result<Owned> {
         field_env("POD_NAME", "metadata.name"),
         field_env("POD_NAMESPACE", "metadata.namespace"),
         env("KAFKA_GATEWAY_ADVERTISED_LISTENER", advertised),
+        // Acknowledged records SMQ has not yet written live here, not in the heap, and a gateway
+        // restarted in the same pod publishes them again (README: what an acknowledgement
+        // guarantees). An emptyDir outlives the container, not the pod.
+        env("KAFKA_GATEWAY_WAL_DIR", format!("{WAL_MOUNT}/wal")),
     ];
     container_env.extend(overrides.env.iter().cloned());
     let container = Container {
@@ -311,6 +321,11 @@ pub fn build(gw: &KafkaGateway) -> Result<Owned> {
                 ..Default::default()
             },
         ]),
+        volume_mounts: Some(vec![VolumeMount {
+            name: WAL_VOLUME.into(),
+            mount_path: WAL_MOUNT.into(),
+            ..Default::default()
+        }]),
         readiness_probe: Some(probe("/readyz")),
         liveness_probe: Some(probe("/healthz")),
         resources: s.resources.clone(),
@@ -352,6 +367,11 @@ pub fn build(gw: &KafkaGateway) -> Result<Owned> {
                 spec: Some(PodSpec {
                     service_account_name: Some(account_name(gw)),
                     containers: vec![container],
+                    volumes: Some(vec![Volume {
+                        name: WAL_VOLUME.into(),
+                        empty_dir: Some(EmptyDirVolumeSource::default()),
+                        ..Default::default()
+                    }]),
                     node_selector: (!overrides.node_selector.is_empty())
                         .then(|| overrides.node_selector.clone()),
                     tolerations: (!overrides.tolerations.is_empty())
