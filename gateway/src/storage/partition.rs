@@ -25,7 +25,7 @@ const READ_CHUNK: i32 = 1000;
 /// Bytes read from SMQ at once for a consumer behind the tail; what the fetch does not take is
 /// kept for the consumer's next fetch. SMQ's cost is per call and its disk path reads whole
 /// chunks, so one call for several client fetches is much cheaper than one call each.
-pub const READ_AHEAD_BYTES: usize = 4 << 20;
+pub const READ_AHEAD_BYTES: usize = 1 << 20;
 /// Read-ahead bytes kept across all partitions at most; past it reads take only what the fetch
 /// asked for (many partitions consumed from behind must not multiply memory).
 const READ_AHEAD_TOTAL: usize = 256 << 20;
@@ -65,8 +65,9 @@ pub struct AppendTicket {
     pending: Vec<smq_client::PendingAck>,
     /// Per SMQ record: the Kafka offsets it holds and their max timestamp.
     units: Vec<(i64, i64)>,
-    /// Per SMQ record: what was published, kept until SMQ has written it.
-    values: Vec<Vec<u8>>,
+    /// Per SMQ record: what was published, kept until SMQ has written it (empty when acks are
+    /// not held).
+    values: Vec<HeldValue>,
     /// What was stored, for the tail cache.
     stored: Vec<StoredUnit>,
     base: i64,
@@ -453,10 +454,10 @@ impl PartitionLog {
         let mut offset = base;
         let mut pending = Vec::new();
         let mut units: Vec<(i64, i64)> = Vec::new();
-        // What was published is kept only when acks are held until SMQ has written them.
-        let hold = self.holds_acks();
-        let mut values = Vec::new();
         let mut stored_units = Vec::new();
+        // (first Kafka offset, value) of each SMQ record, published once all are encoded.
+        let mut firsts = Vec::new();
+        let mut values = Vec::new();
         for b in &to_store {
             let n = b.records.len() as i64;
             if n == 0 {
@@ -475,9 +476,8 @@ impl PartitionLog {
                             value: r.value.clone(),
                             headers: r.headers.clone(),
                         };
-                        let value = encode_stored(&stored);
-                        values.extend(hold.then(|| value.clone()));
-                        pending.push(self.publish(offset, nonce, value).await?);
+                        firsts.push(offset);
+                        values.push(encode_stored(&stored));
                         units.push((1, ts));
                         stored_units.push(StoredUnit::Record(stored));
                         offset += 1;
@@ -494,12 +494,29 @@ impl PartitionLog {
                         max_timestamp: max_ts,
                         raw: rebase_batch(&b.raw, offset, log_append_time),
                     };
-                    let value = encode_stored_batch(&stored);
-                    values.extend(hold.then(|| value.clone()));
-                    pending.push(self.publish(offset, nonce, value).await?);
+                    firsts.push(offset);
+                    values.push(encode_stored_batch(&stored));
                     units.push((n, max_ts));
                     stored_units.push(StoredUnit::Batch(stored));
                     offset += n;
+                }
+            }
+        }
+        // What is published is kept when acks are held until SMQ has written it: in the
+        // write-ahead log (written here, in offset order, under the writer lock) or in memory.
+        let held_values: Vec<HeldValue> = match (&self.wal, self.holds_acks()) {
+            (_, false) => Vec::new(),
+            (Some(w), true) if !values.is_empty() => {
+                w.append(self.generation, base, &units, &values)?
+            }
+            (_, true) => values.iter().cloned().map(HeldValue::Mem).collect(),
+        };
+        for (first, value) in firsts.into_iter().zip(values) {
+            match self.publish(first, nonce, value).await {
+                Ok(p) => pending.push(p),
+                Err(e) => {
+                    self.log_abort(base);
+                    return Err(e);
                 }
             }
         }
@@ -539,7 +556,7 @@ impl PartitionLog {
             nonce,
             pending,
             units,
-            values,
+            values: held_values,
             stored: stored_units,
             base,
             sequences,
@@ -592,23 +609,14 @@ impl PartitionLog {
         } else {
             let values = std::mem::take(&mut t.values);
             let mut held = self.held.lock().await;
-            // Logged before the ledger entry: once the client has its ack, a restart finds it.
-            let values = match &self.wal {
-                Some(w) => w.append(self.generation, t.base, &t.units, values)?,
-                None => values.into_iter().map(HeldValue::Mem).collect(),
-            };
             let entries = group(t.nonce, t.base, &t.units, values, &acks);
             let before = held.len();
             for e in entries {
                 held.push(e, &self.unflushed);
             }
             if let Err(e) = self.write_ledger_tail(&mut held, before).await {
+                // The roll-back that follows logs the abort in the write-ahead log.
                 held.truncate(before, &self.unflushed);
-                if let Some(w) = &self.wal
-                    && let Err(we) = w.abort(self.generation, t.base)
-                {
-                    tracing::warn!(topic = %self.smq_name, partition = self.index, error = %we, "logging a failed append in the write-ahead log failed");
-                }
                 return Err(e);
             }
             self.prune_held(&mut held);
@@ -861,6 +869,16 @@ impl PartitionLog {
         self.held.try_lock().map_or(0, |h| h.bytes())
     }
 
+    /// Records in the write-ahead log that the offsets from `from` on were never acknowledged,
+    /// so a restart does not publish them again.
+    fn log_abort(&self, from: i64) {
+        if let Some(w) = &self.wal
+            && let Err(e) = w.abort(self.generation, from)
+        {
+            tracing::warn!(topic = %self.smq_name, partition = self.index, error = %e, "logging a failed append in the write-ahead log failed");
+        }
+    }
+
     /// After a failed append: unless another failure did so since `epoch`, forget every offset
     /// handed to an unfinished append and continue from the ledger's end.
     async fn roll_back(&self, epoch: u64) {
@@ -871,6 +889,8 @@ impl PartitionLog {
         writer.epoch = epoch + 1;
         self.epoch.store(epoch + 1, Ordering::Release);
         self.nonce.store(new_nonce(), Ordering::Release);
+        // Every offset from the ledger's end on was handed to an append that failed.
+        self.log_abort(lock_read(&self.ledger).next_offset());
         writer.next = None;
         writer.last_done = None;
         writer.producers = writer.committed_producers.clone();

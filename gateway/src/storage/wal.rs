@@ -335,7 +335,7 @@ impl PartitionWal {
         generation: i64,
         kafka_offset: i64,
         units: &[(i64, i64)],
-        values: Vec<Vec<u8>>,
+        values: &[Vec<u8>],
     ) -> GatewayResult<Vec<HeldValue>> {
         let mut payload =
             Vec::with_capacity(21 + units.len() * 20 + values.iter().map(Vec::len).sum::<usize>());
@@ -343,13 +343,13 @@ impl PartitionWal {
         payload.extend(generation.to_le_bytes());
         payload.extend(kafka_offset.to_le_bytes());
         payload.extend((units.len() as u32).to_le_bytes());
-        for (&(n, ts), v) in units.iter().zip(&values) {
+        for (&(n, ts), v) in units.iter().zip(values) {
             payload.extend(n.to_le_bytes());
             payload.extend(ts.to_le_bytes());
             payload.extend((v.len() as u32).to_le_bytes());
         }
         let values_at = payload.len();
-        for v in &values {
+        for v in values {
             payload.extend_from_slice(v);
         }
         let (seg, pos) = self.write_frame(&payload)?;
@@ -581,24 +581,17 @@ mod tests {
             let (wal, got) = PartitionWal::open(d.clone(), 7).unwrap();
             assert!(got.is_empty());
             let v = wal
-                .append(
-                    7,
-                    0,
-                    &[(1, 10), (1, 11)],
-                    vec![b"a".to_vec(), b"bb".to_vec()],
-                )
+                .append(7, 0, &[(1, 10), (1, 11)], &[b"a".to_vec(), b"bb".to_vec()])
                 .unwrap();
             assert_eq!(v[1].bytes().unwrap(), b"bb");
             // Offsets 2..4 logged, then their append failed; 2.. handed out again.
-            wal.append(7, 2, &[(2, 12)], vec![b"lost".to_vec()])
-                .unwrap();
+            wal.append(7, 2, &[(2, 12)], &[b"lost".to_vec()]).unwrap();
             wal.abort(7, 2).unwrap();
-            wal.append(7, 2, &[(3, 13)], vec![b"batch".to_vec()])
-                .unwrap();
-            wal.append(7, 5, &[(1, 14)], vec![b"x".to_vec()]).unwrap();
+            wal.append(7, 2, &[(3, 13)], &[b"batch".to_vec()]).unwrap();
+            wal.append(7, 5, &[(1, 14)], &[b"x".to_vec()]).unwrap();
             // Offset 5 again (an append after a roll-back), and another topic generation.
-            wal.append(7, 5, &[(1, 15)], vec![b"y".to_vec()]).unwrap();
-            wal.append(8, 0, &[(1, 15)], vec![b"old".to_vec()]).unwrap();
+            wal.append(7, 5, &[(1, 15)], &[b"y".to_vec()]).unwrap();
+            wal.append(8, 0, &[(1, 15)], &[b"old".to_vec()]).unwrap();
         }
         let (_wal, got) = PartitionWal::open(d.clone(), 7).unwrap();
         let all: Vec<_> = got.iter().flat_map(records).collect();
@@ -619,8 +612,8 @@ mod tests {
         let d = dir("torn");
         let path = {
             let (wal, _) = PartitionWal::open(d.clone(), 1).unwrap();
-            wal.append(1, 0, &[(1, 0)], vec![vec![1u8; 100]]).unwrap();
-            wal.append(1, 1, &[(1, 0)], vec![vec![2u8; 100]]).unwrap();
+            wal.append(1, 0, &[(1, 0)], &[vec![1u8; 100]]).unwrap();
+            wal.append(1, 1, &[(1, 0)], &[vec![2u8; 100]]).unwrap();
             d.join(format!("{:020}.wal", 1))
         };
         let len = std::fs::metadata(&path).unwrap().len();
@@ -636,7 +629,7 @@ mod tests {
     fn a_file_goes_once_it_is_sealed_and_nothing_in_it_is_held() {
         let d = dir("delete");
         let (wal, _) = PartitionWal::open(d.clone(), 1).unwrap();
-        let v = wal.append(1, 0, &[(1, 0)], vec![vec![0u8; 10]]).unwrap();
+        let v = wal.append(1, 0, &[(1, 0)], &[vec![0u8; 10]]).unwrap();
         v[0].hold();
         let path = d.join(format!("{:020}.wal", 1));
         wal.seal();
@@ -644,7 +637,7 @@ mod tests {
         v[0].release();
         assert!(!path.exists());
         // The next append starts a new file.
-        wal.append(1, 1, &[(1, 0)], vec![vec![0u8; 10]]).unwrap();
+        wal.append(1, 1, &[(1, 0)], &[vec![0u8; 10]]).unwrap();
         assert!(d.join(format!("{:020}.wal", 2)).exists());
         wal.seal();
         assert!(!d.join(format!("{:020}.wal", 2)).exists());
