@@ -15,38 +15,7 @@ use kafka_gateway::{ledger_tools, server};
 use smq_client::{RetryPolicy, SmqClient, SmqConfig};
 use tokio::sync::watch;
 
-/// glibc raises its mmap threshold to the size of the largest mmapped buffer freed (up to
-/// 32 MiB); from then on request-sized buffers (a produce request is about a megabyte) come from
-/// the heap and stay resident once freed. A fixed threshold returns them to the system: peak RSS
-/// in the peers benchmark 54 MB instead of 65 (docs/benchmarks.md). glibc reads the setting from
-/// the environment at process start only, so the gateway starts itself again once with it
-/// (same process, `exec`); a value set by the user is left alone.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn fix_malloc_mmap_threshold() {
-    use std::os::unix::process::CommandExt;
-    const VARS: [(&str, &str); 2] = [
-        ("MALLOC_MMAP_THRESHOLD_", "131072"),
-        ("MALLOC_TRIM_THRESHOLD_", "131072"),
-    ];
-    if VARS.iter().any(|(k, _)| std::env::var_os(k).is_some()) {
-        return;
-    }
-    let Ok(exe) = std::env::current_exe() else {
-        return;
-    };
-    let err = std::process::Command::new(exe)
-        .args(std::env::args_os().skip(1))
-        .envs(VARS)
-        .exec();
-    // Only reached when exec failed: run on with glibc's defaults.
-    eprintln!("kafka-gateway: could not restart with a fixed malloc mmap threshold ({err}); continuing");
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn fix_malloc_mmap_threshold() {}
-
 fn main() -> ExitCode {
-    fix_malloc_mmap_threshold();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
