@@ -72,7 +72,7 @@ pub struct GatewayConfig {
     pub default_storage_format: kafka_smq_format::StorageFormat,
     /// Per partition, bytes of the newest records kept in memory so consumers at the tail are
     /// served without reading SMQ (0 turns the cache off). Memory bound: partitions × this.
-    #[arg(long, env = "KAFKA_GATEWAY_TAIL_CACHE_BYTES", default_value_t = 2 * 1024 * 1024)]
+    #[arg(long, env = "KAFKA_GATEWAY_TAIL_CACHE_BYTES", default_value_t = 1024 * 1024)]
     pub tail_cache_bytes: usize,
     /// Read records SMQ has already flushed straight from the partition's log files in the
     /// filer instead of through the broker's FetchMessage (whose cost is broker CPU per
