@@ -317,9 +317,24 @@ def admin(bootstrap, **conf):
 def create_topic(bootstrap, name, partitions=1, config=None):
     from confluent_kafka.admin import NewTopic
     a = admin(bootstrap)
-    fs = a.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1,
-                                   config=config or {})], operation_timeout=30, request_timeout=OP_TIMEOUT)
-    fs[name].result(timeout=OP_TIMEOUT)
+    # Retriable errors (the gateway's circuit to SMQ open for a moment) are retried, as a
+    # producer would; a retry may find the topic its first attempt created.
+    deadline = time.monotonic() + OP_TIMEOUT
+    attempt = 0
+    while True:
+        fs = a.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1,
+                                       config=config or {})], operation_timeout=30, request_timeout=OP_TIMEOUT)
+        try:
+            fs[name].result(timeout=OP_TIMEOUT)
+            break
+        except ck().KafkaException as e:
+            err = e.args[0]
+            if attempt > 0 and err.code() == ck().KafkaError.TOPIC_ALREADY_EXISTS:
+                break
+            if not err.retriable() or time.monotonic() > deadline:
+                raise
+            attempt += 1
+            time.sleep(1.0)
     # The topic must then be visible in metadata with all its partitions.
     deadline = time.monotonic() + OP_TIMEOUT
     while True:
