@@ -162,13 +162,6 @@ class Gateway:
                 "--http", "127.0.0.1:%d" % self.http_port] + wal_args(self.wal_dir) \
             + storage_format_args() + self.extra_args
 
-    def wal_files(self):
-        """The write-ahead log's files (held acknowledged records SMQ may not have written)."""
-        found = []
-        for root, _dirs, files in os.walk(self.wal_dir):
-            found += [os.path.join(root, f) for f in files if f.endswith(".wal")]
-        return sorted(found)
-
     def mark(self, text):
         """Write a harness marker line into the gateway log (helps reading failures)."""
         with open(self.log_path, "ab") as f:

@@ -153,6 +153,17 @@ pub struct Segment {
 }
 
 impl Segment {
+    fn new(path: PathBuf, file: File, len: u64, sealed: bool) -> Arc<Self> {
+        Arc::new(Self {
+            path,
+            file,
+            len: AtomicU64::new(len),
+            live: AtomicUsize::new(0),
+            sealed: AtomicBool::new(sealed),
+            removed: AtomicBool::new(false),
+        })
+    }
+
     fn hold(&self) {
         self.live.fetch_add(1, Ordering::SeqCst);
     }
@@ -293,14 +304,7 @@ impl PartitionWal {
                 .metadata()
                 .map_err(|e| wal_error("reading", &path, e))?
                 .len();
-            let seg = Arc::new(Segment {
-                path,
-                file,
-                len: AtomicU64::new(size),
-                live: AtomicUsize::new(0),
-                sealed: AtomicBool::new(true),
-                removed: AtomicBool::new(false),
-            });
+            let seg = Segment::new(path, file, size, true);
             read_segment(&seg, generation, &mut appends)?;
             recovered.push(seg);
         }
@@ -410,14 +414,7 @@ impl PartitionWal {
                     .open(&path)
                     .map_err(|e| wal_error("creating", &path, e))?;
                 st.next_number += 1;
-                let s = Arc::new(Segment {
-                    path,
-                    file,
-                    len: AtomicU64::new(0),
-                    live: AtomicUsize::new(0),
-                    sealed: AtomicBool::new(false),
-                    removed: AtomicBool::new(false),
-                });
+                let s = Segment::new(path, file, 0, false);
                 st.current = Some(s.clone());
                 s
             }
