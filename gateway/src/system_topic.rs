@@ -8,12 +8,18 @@
 
 use std::time::Duration;
 
-use smq_client::{DataMessage, PartitionPublisher, RecordType, SmqClient, Topic, TopicSpec};
+use smq_client::{
+    DataMessage, PartitionPublisher, RecordType, SmqClient, SmqError, Topic, TopicSpec,
+};
 
 use crate::error::{GatewayError, GatewayResult};
 
 pub const SYSTEM_NAMESPACE: &str = "kafka-system";
 const MARKER_PREFIX: &[u8] = b"__marker__:";
+/// Sends after a broken stream, waiting 100, 200, 400, 800 ms: 1.5 s in all, well inside a
+/// client's request timeout.
+const STREAM_RETRIES: u32 = 4;
+const STREAM_RETRY_DELAY: Duration = Duration::from_millis(100);
 
 pub struct SystemTopic {
     client: SmqClient,
@@ -70,17 +76,38 @@ impl SystemTopic {
         key: Vec<u8>,
         value: Vec<u8>,
     ) -> GatewayResult<Option<u64>> {
-        let pending = self.publishers[partition as usize]
-            .send(DataMessage {
-                key,
-                value,
-                ts_ns: 0,
-                ctrl: None,
-            })
-            .await?;
-        let seq = pending.seq();
-        pending.wait().await?;
-        Ok(seq)
+        let mut attempt = 0;
+        loop {
+            let sent = self.publishers[partition as usize]
+                .send(DataMessage {
+                    key: key.clone(),
+                    value: value.clone(),
+                    ts_ns: 0,
+                    ctrl: None,
+                })
+                .await;
+            let result = match sent {
+                Ok(pending) => {
+                    let seq = pending.seq();
+                    pending.wait().await.map(|_| seq)
+                }
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(seq) => return Ok(seq),
+                // A stream that broke before the ack is common right after a gateway restart:
+                // SMQ is still stopping the previous process's partition ("log buffer is
+                // stopping"). These records tolerate repeats, so sending again is safe, and it
+                // spares the client an error (librdkafka does not retry a failed commit).
+                Err(e @ SmqError::StreamBroken { .. }) if attempt < STREAM_RETRIES => {
+                    attempt += 1;
+                    tracing::debug!(topic = %self.topic.name, partition, attempt, error = %e,
+                        "sending a state record again after a broken stream");
+                    tokio::time::sleep(STREAM_RETRY_DELAY * (1 << (attempt - 1))).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// Records appended to `partition` with a sequence number below the returned one are

@@ -473,6 +473,34 @@ def test_committed_offsets_survive_gateway_restart(gateway, how):
         c.close()
 
 
+def test_commits_right_after_a_restart_succeed(gateway):
+    """The first commits after a SIGTERM restart land on state partitions SMQ may still be
+    stopping for the previous process ("log buffer is stopping"); librdkafka does not retry a
+    failed synchronous commit, so the gateway must not hand it that error."""
+    bootstrap = gateway.bootstrap
+    topic = kgw.unique_topic("grp-commit-restart")
+    kgw.create_topic(bootstrap, topic, partitions=1)
+    produce_spread(bootstrap, topic, 1, 30)
+    groups = [unique_group("g-commit-restart") for _ in range(24)]
+
+    def commit_all(offset):
+        for g in groups:
+            c = Consumer(group_conf(bootstrap, g))
+            try:
+                res = c.commit(offsets=[TopicPartition(topic, 0, offset)], asynchronous=False)
+                assert all(tp.error is None for tp in res), (g, res)
+            finally:
+                c.close()
+
+    commit_all(10)  # every state partition these groups use now has a stream from this process
+    rc = gateway.terminate(timeout=30)
+    assert rc == 0, "gateway exit code after SIGTERM: %s" % rc
+    gateway.start()
+    commit_all(20)
+    for g in groups:
+        assert committed_offsets(bootstrap, g, topic, [0]) == {0: 20}, g
+
+
 # ---------------------------------------------------------------------------------------------
 # 4. a commit past the high water mark is refused
 
