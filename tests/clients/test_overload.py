@@ -326,6 +326,20 @@ def slow_reader(port, topic, index):
     return s
 
 
+def wait_whole_topic_in_one_fetch(port, topic, batches, timeout=30):
+    deadline = time.monotonic() + timeout
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.settimeout(30)
+        while True:
+            s.sendall(fetch_v4(1, topic, 0, 0, 64 * 1024 * 1024, max_wait_ms=0))
+            _, _, err, _, got = parse_fetch_v4(kgw.recv_frame(s))
+            if err == 0 and len(got) >= batches:
+                return
+            assert time.monotonic() < deadline, "one fetch never returned the %d batches: %s %r" % (
+                batches, err, got[-3:])
+            time.sleep(0.2)
+
+
 def round_trip(bootstrap, topic, tag, count=10):
     """An ordinary producer and consumer: records produced (acks=all) are read back."""
     kgw.produce_all(kgw.producer(bootstrap), topic,
@@ -499,6 +513,10 @@ def test_a_client_that_does_not_read_its_response_is_disconnected(smq, tmp_path)
         kgw.produce_all(kgw.producer(gw.bootstrap), topic,
                         [{"value": bytes([i]) * SLOW_RECORD_BYTES, "partition": 0}
                          for i in range(64)], flush_each=True)
+        # A fetch may answer with part of what is there (what SMQ hands over at once); the slow
+        # reader must get responses too large for the socket buffers, so wait until one fetch
+        # returns all 4 MiB.
+        wait_whole_topic_in_one_fetch(gw.port, topic, 64)
         mark = gw.log_size()
         s = slow_reader(gw.port, topic, 0)
         try:
