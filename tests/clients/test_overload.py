@@ -326,17 +326,18 @@ def slow_reader(port, topic, index):
     return s
 
 
-def wait_whole_topic_in_one_fetch(port, topic, batches, timeout=30):
+def wait_whole_topic_in_one_fetch(port, topic, records, timeout=30):
+    """Until one fetch from offset 0 returns offsets 0 to records-1 (in one batch or many)."""
     deadline = time.monotonic() + timeout
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         s.settimeout(30)
         while True:
             s.sendall(fetch_v4(1, topic, 0, 0, 64 * 1024 * 1024, max_wait_ms=0))
             _, _, err, _, got = parse_fetch_v4(kgw.recv_frame(s))
-            if err == 0 and len(got) >= batches:
+            if err == 0 and got and got[0][0] == 0 and got[-1][1] >= records - 1:
                 return
-            assert time.monotonic() < deadline, "one fetch never returned the %d batches: %s %r" % (
-                batches, err, got[-3:])
+            assert time.monotonic() < deadline, "one fetch never returned the %d records: %s %r" % (
+                records, err, got[-3:])
             time.sleep(0.2)
 
 
