@@ -66,6 +66,26 @@ async fn wait_released(p: &PartitionPublisher) {
     .expect("kept records released after the broker's flush");
 }
 
+/// Publishes the first record after a broker restart, retrying while the restarted broker is not
+/// yet the partition's leader (as a caller of the publisher would): how long that takes depends
+/// on the machine, not on what is tested.
+async fn publish_after_restart(p: &PartitionPublisher, m: DataMessage) -> smq_client::PublishAck {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match p.publish(m.clone()).await {
+            Ok(a) => return a,
+            Err(e) => {
+                assert!(e.is_retriable(), "not retriable after restart: {e}");
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "no publish within 60 s of the restart: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
 /// Every value v0..v{n-1} was read (records published again may be read twice), and nothing else.
 fn assert_every_record_once_or_more(got: &[String], n: usize) {
     let distinct: std::collections::BTreeSet<&str> = got.iter().map(String::as_str).collect();
@@ -92,7 +112,7 @@ async fn a_replaying_publisher_loses_nothing_it_got_acked_when_the_broker_is_kil
     assert!(p.retained_bytes() > 0);
     smq.kill_broker();
     smq.start_broker();
-    p.publish(msg(20)).await.unwrap();
+    publish_after_restart(&p, msg(20)).await;
 
     let client2 = smq.client().await;
     let got = read_values(&client2, &t, 21).await;
@@ -124,7 +144,7 @@ async fn kept_records_are_readable_when_the_broker_reuses_offsets_after_a_crash(
     }
     smq.kill_broker();
     smq.start_broker();
-    p.publish(msg(20)).await.unwrap();
+    publish_after_restart(&p, msg(20)).await;
     let client2 = smq.client().await;
     let got = read_values(&client2, &t, 21).await;
     assert_every_record_once_or_more(&got, 21);
@@ -154,8 +174,8 @@ async fn log_file_proof_releases_each_writers_own_records_and_survives_a_crash()
     }
     smq.kill_broker();
     smq.start_broker();
-    a.publish(msg(60)).await.unwrap();
-    b.publish(msg(61)).await.unwrap();
+    publish_after_restart(&a, msg(60)).await;
+    publish_after_restart(&b, msg(61)).await;
     let client = smq.client().await;
     let got = read_values(&client, &t, 62).await;
     assert_every_record_once_or_more(&got, 62);
