@@ -29,3 +29,26 @@ pub async fn one_partition_topic(client: &smq_client::SmqClient, name: &str) -> 
         .unwrap();
     t
 }
+
+/// Publishes the first record after a broker restart, retrying for up to 60 s while the
+/// restarted broker is not yet the partition's leader, as a caller of the publisher would: how
+/// long that takes depends on the machine, not on what is tested. Every error must be retriable.
+pub async fn publish_after_restart(
+    p: &smq_client::PartitionPublisher,
+    m: smq_client::DataMessage,
+) -> smq_client::PublishAck {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        match p.publish(m.clone()).await {
+            Ok(a) => return a,
+            Err(e) => {
+                assert!(e.is_retriable(), "not retriable after restart: {e}");
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "no publish within 60 s of the restart: {e}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        }
+    }
+}

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use integration_tests::{SmqCluster, init_tracing};
+use integration_tests::{SmqCluster, init_tracing, publish_after_restart};
 use smq_client::{
     DataMessage, PartitionPublisher, SmqClient, SmqConfig, SmqError, TopicSpec, topic,
 };
@@ -239,20 +239,7 @@ async fn broker_killed_mid_stream_gives_retriable_errors_then_recovers() {
 
     // Back up: the same publisher reconnects by itself.
     smq.start_broker();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let ack = loop {
-        match publisher.publish(record(1)).await {
-            Ok(a) => break a,
-            Err(e) => {
-                assert!(e.is_retriable(), "not retriable after restart: {e}");
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "no recovery within 60 s: {e}"
-                );
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    };
+    let ack = publish_after_restart(&publisher, record(1)).await;
     assert!(publisher.streams_opened() >= 2, "a new stream was opened");
     tracing::info!(offset = ack.offset, "published after the restart");
     let info = client.range_info(&t, 0).await.unwrap();

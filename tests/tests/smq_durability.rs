@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use integration_tests::{SmqCluster, init_tracing};
+use integration_tests::{SmqCluster, init_tracing, publish_after_restart};
 use smq_client::{DataMessage, FlushTiming, PartitionPublisher, SmqClient};
 
 fn msg(i: usize) -> DataMessage {
@@ -64,26 +64,6 @@ async fn wait_released(p: &PartitionPublisher) {
     })
     .await
     .expect("kept records released after the broker's flush");
-}
-
-/// Publishes the first record after a broker restart, retrying while the restarted broker is not
-/// yet the partition's leader (as a caller of the publisher would): how long that takes depends
-/// on the machine, not on what is tested.
-async fn publish_after_restart(p: &PartitionPublisher, m: DataMessage) -> smq_client::PublishAck {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        match p.publish(m.clone()).await {
-            Ok(a) => return a,
-            Err(e) => {
-                assert!(e.is_retriable(), "not retriable after restart: {e}");
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "no publish within 60 s of the restart: {e}"
-                );
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    }
 }
 
 /// Every value v0..v{n-1} was read (records published again may be read twice), and nothing else.
