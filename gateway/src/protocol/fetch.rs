@@ -96,13 +96,15 @@ async fn fetch_once(
                 .max(1);
             let found = match ctx.store.partition(&name, p.partition).await {
                 Ok(part) => {
+                    // Watching from before the read: a mark that moves during it wakes the wait.
+                    let watch = part.subscribe_hwm();
                     // Reading ahead of the fetch (for the next one) takes memory too: only as
                     // much as the response budget has free now, held while reading.
                     let ahead = crate::server::try_reserve_response(ctx, READ_AHEAD_BYTES);
                     let allowed = ahead.as_ref().map_or(0, |a| a.bytes());
                     let read = part.read_ahead(p.fetch_offset, budget, allowed).await;
                     drop(ahead);
-                    Ok((part, read))
+                    Ok((part, watch, read))
                 }
                 Err(e) => Err(e),
             };
@@ -117,7 +119,7 @@ async fn fetch_once(
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         for (name, p, found) in results.by_ref().take(topic.partitions.len()) {
             let data = PartitionData::default().with_partition_index(p.partition);
-            let (part, read) = match found {
+            let (part, watch, read) = match found {
                 Ok(found) => found,
                 Err(e) => {
                     partitions.push(data.with_error_code(e.code()).with_high_watermark(-1));
@@ -127,7 +129,7 @@ async fn fetch_once(
             match read {
                 Ok(mut r) => {
                     if r.units.is_empty() {
-                        watchers.push(part.subscribe_hwm());
+                        watchers.push(watch);
                     }
                     // The whole response stays within max_bytes; only the first record of the
                     // response may exceed it (KIP-74). Records left out are fetched next time.

@@ -1062,6 +1062,10 @@ impl PartitionLog {
         max_bytes: usize,
         read_ahead: usize,
     ) -> GatewayResult<ReadResult> {
+        // The mark is taken once, before the caches: every record below it is in the tail cache
+        // by then (records go there before their ledger entry moves the mark), so a mark that
+        // moves while the caches are read cannot send a read of the newest records to SMQ.
+        let mark = lock_read(&self.ledger).next_offset();
         let cached = self
             .tail
             .lock()
@@ -1074,17 +1078,22 @@ impl PartitionLog {
                     .read(offset, max_bytes)
             });
         if let Some(mut units) = cached {
-            let l = lock_read(&self.ledger);
             // The tail cache takes an append's records before its ledger entry is written.
-            let hwm = l.next_offset();
-            units.retain(|u| u.end_offset() <= hwm);
+            units.retain(|u| u.end_offset() <= mark);
             if !units.is_empty() {
                 return Ok(ReadResult {
                     units,
-                    high_water_mark: hwm,
-                    log_start: l.log_start(),
+                    high_water_mark: mark,
+                    log_start: lock_read(&self.ledger).log_start(),
                 });
             }
+        }
+        if offset == mark {
+            return Ok(ReadResult {
+                units: Vec::new(),
+                high_water_mark: mark,
+                log_start: lock_read(&self.ledger).log_start(),
+            });
         }
         let (hwm, log_start, runs) = {
             let l = lock_read(&self.ledger);
