@@ -342,7 +342,7 @@ impl PartitionWal {
         values: &[Vec<u8>],
     ) -> GatewayResult<Vec<HeldValue>> {
         let mut payload =
-            Vec::with_capacity(21 + units.len() * 20 + values.iter().map(Vec::len).sum::<usize>());
+            new_frame(21 + units.len() * 20 + values.iter().map(Vec::len).sum::<usize>());
         payload.push(KIND_APPEND);
         payload.extend(generation.to_le_bytes());
         payload.extend(kafka_offset.to_le_bytes());
@@ -356,8 +356,8 @@ impl PartitionWal {
         for v in values {
             payload.extend_from_slice(v);
         }
-        let (seg, pos) = self.write_frame(&payload)?;
-        let mut at = pos + (HEADER + values_at) as u64;
+        let (seg, pos) = self.write_frame(payload)?;
+        let mut at = pos + values_at as u64;
         Ok(values
             .iter()
             .map(|v| {
@@ -374,10 +374,11 @@ impl PartitionWal {
 
     /// Logs that the records from `kafka_offset` on were never acknowledged.
     pub fn abort(&self, generation: i64, kafka_offset: i64) -> GatewayResult<()> {
-        let mut payload = vec![KIND_ABORT];
+        let mut payload = new_frame(17);
+        payload.push(KIND_ABORT);
         payload.extend(generation.to_le_bytes());
         payload.extend(kafka_offset.to_le_bytes());
-        self.write_frame(&payload).map(|_| ())
+        self.write_frame(payload).map(|_| ())
     }
 
     /// Stops writing the current file, so it is deleted once nothing in it is held (call when
@@ -388,12 +389,14 @@ impl PartitionWal {
         }
     }
 
-    fn write_frame(&self, payload: &[u8]) -> GatewayResult<(Arc<Segment>, u64)> {
-        let mut frame = Vec::with_capacity(HEADER + payload.len());
-        frame.extend_from_slice(MAGIC);
-        frame.extend((payload.len() as u32).to_le_bytes());
-        frame.extend(crc32c::crc32c(payload).to_le_bytes());
-        frame.extend_from_slice(payload);
+    /// Writes a frame made by [`new_frame`] (its header is filled in here).
+    fn write_frame(&self, mut frame: Vec<u8>) -> GatewayResult<(Arc<Segment>, u64)> {
+        let payload = &frame[HEADER..];
+        let len = (payload.len() as u32).to_le_bytes();
+        let crc = crc32c::crc32c(payload).to_le_bytes();
+        frame[..4].copy_from_slice(MAGIC);
+        frame[4..8].copy_from_slice(&len);
+        frame[8..HEADER].copy_from_slice(&crc);
         let mut st = self.lock();
         if st
             .current
@@ -431,6 +434,14 @@ impl PartitionWal {
         seg.len.store(pos + frame.len() as u64, Ordering::SeqCst);
         Ok((seg, pos))
     }
+}
+
+/// A frame's buffer: room for the header, then the caller's payload, so that appends of a
+/// megabyte of records are not copied a second time to put a header in front.
+fn new_frame(payload_capacity: usize) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(HEADER + payload_capacity);
+    frame.resize(HEADER, 0);
+    frame
 }
 
 /// Reads the frames of one file into `appends`, applying supersedes and aborts.
