@@ -13,7 +13,7 @@ use kafka_smq_format::{
     FIELD_TIMESTAMP, FIELD_TIMESTAMP_TYPE, FIELD_VALUE, HEADER_KEY, HEADER_VALUE,
 };
 use prost::Message;
-use smq_proto::schema_pb::{ListValue, RecordValue, Value, value};
+use smq_proto::schema_pb::{RecordValue, Value, value};
 
 use super::RecordError;
 use super::batch::{Header, TimestampType};
@@ -74,57 +74,148 @@ fn v(kind: value::Kind) -> Value {
     Value { kind: Some(kind) }
 }
 
-fn put_bytes(fields: &mut HashMap<String, Value>, name: &str, b: &Option<Bytes>) {
-    if let Some(b) = b {
-        fields.insert(name.to_string(), v(value::Kind::BytesValue(b.to_vec())));
+/// Writes protobuf straight from the record: `RecordValue { map<string, Value> fields = 1 }`,
+/// each map entry `{ key = 1, value = 2 }`, each `Value` a oneof (`int32_value = 2`,
+/// `int64_value = 3`, `bytes_value = 6`, `list_value = 14`, `record_value = 15`; mq_schema.proto).
+/// The same bytes prost would write for the equivalent `RecordValue` (tested), without building
+/// a map of owned strings and copies of key and value for every record of every produce.
+mod wire {
+    use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
+
+    pub const INT32: u32 = 2;
+    pub const INT64: u32 = 3;
+    pub const BYTES: u32 = 6;
+    pub const LIST: u32 = 14;
+    pub const RECORD: u32 = 15;
+
+    /// A `Value`'s content.
+    pub enum Val<'a> {
+        Int(u32, i64),
+        Bytes(&'a [u8]),
+        /// A nested message (list or record) already encoded, under the given Value field.
+        Message(u32, &'a [u8]),
+    }
+
+    fn key_len(tag: u32) -> usize {
+        encoded_len_varint(u64::from(tag << 3))
+    }
+
+    fn delimited_len(tag: u32, len: usize) -> usize {
+        key_len(tag) + encoded_len_varint(len as u64) + len
+    }
+
+    impl Val<'_> {
+        /// Length of the `Value` message.
+        fn len(&self) -> usize {
+            match self {
+                Val::Int(tag, v) => key_len(*tag) + encoded_len_varint(*v as u64),
+                Val::Bytes(b) => delimited_len(BYTES, b.len()),
+                Val::Message(tag, m) => delimited_len(*tag, m.len()),
+            }
+        }
+
+        fn write(&self, out: &mut Vec<u8>) {
+            match self {
+                Val::Int(tag, v) => {
+                    encode_key(*tag, WireType::Varint, out);
+                    encode_varint(*v as u64, out);
+                }
+                Val::Bytes(b) => {
+                    encode_key(BYTES, WireType::LengthDelimited, out);
+                    encode_varint(b.len() as u64, out);
+                    out.extend_from_slice(b);
+                }
+                Val::Message(tag, m) => {
+                    encode_key(*tag, WireType::LengthDelimited, out);
+                    encode_varint(m.len() as u64, out);
+                    out.extend_from_slice(m);
+                }
+            }
+        }
+    }
+
+    fn entry_len(name: &str, v: &Val<'_>) -> usize {
+        delimited_len(1, name.len()) + delimited_len(2, v.len())
+    }
+
+    /// Bytes of a `RecordValue` holding these fields.
+    pub fn record_len(fields: &[(&str, Val<'_>)]) -> usize {
+        fields
+            .iter()
+            .map(|(n, v)| delimited_len(1, entry_len(n, v)))
+            .sum()
+    }
+
+    /// Writes a `RecordValue` holding these fields.
+    pub fn write_record(fields: &[(&str, Val<'_>)], out: &mut Vec<u8>) {
+        for (name, v) in fields {
+            encode_key(1, WireType::LengthDelimited, out);
+            encode_varint(entry_len(name, v) as u64, out);
+            encode_key(1, WireType::LengthDelimited, out);
+            encode_varint(name.len() as u64, out);
+            out.extend_from_slice(name.as_bytes());
+            encode_key(2, WireType::LengthDelimited, out);
+            encode_varint(v.len() as u64, out);
+            v.write(out);
+        }
+    }
+
+    /// Writes a `ListValue` of values given as encoded `RecordValue`s.
+    pub fn write_list_of_records(records: &[Vec<u8>], out: &mut Vec<u8>) {
+        for r in records {
+            let v = Val::Message(RECORD, r);
+            encode_key(1, WireType::LengthDelimited, out);
+            encode_varint(v.len() as u64, out);
+            v.write(out);
+        }
     }
 }
 
 /// Encodes a record into the bytes of an SMQ `DataMessage.value`.
 pub fn encode_stored(r: &StoredRecord) -> Vec<u8> {
-    let mut fields = HashMap::with_capacity(7);
-    fields.insert(
-        FIELD_OFFSET.to_string(),
-        v(value::Kind::Int64Value(r.offset)),
-    );
-    fields.insert(
-        FIELD_PARTITION.to_string(),
-        v(value::Kind::Int32Value(r.partition)),
-    );
-    fields.insert(
-        FIELD_TIMESTAMP.to_string(),
-        v(value::Kind::Int64Value(r.timestamp)),
-    );
+    use wire::Val;
     let tt = match r.timestamp_type {
         TimestampType::CreateTime => 0,
         TimestampType::LogAppendTime => 1,
     };
-    fields.insert(
-        FIELD_TIMESTAMP_TYPE.to_string(),
-        v(value::Kind::Int32Value(tt)),
-    );
-    put_bytes(&mut fields, FIELD_KEY, &r.key);
-    put_bytes(&mut fields, FIELD_VALUE, &r.value);
+    // Headers: a list of records {key, value}; built first, their length goes in front.
+    let mut headers = Vec::new();
     if !r.headers.is_empty() {
-        let values = r
+        let encoded: Vec<Vec<u8>> = r
             .headers
             .iter()
             .map(|h| {
-                let mut hf = HashMap::with_capacity(2);
-                hf.insert(
-                    HEADER_KEY.to_string(),
-                    v(value::Kind::BytesValue(h.key.to_vec())),
-                );
-                put_bytes(&mut hf, HEADER_VALUE, &h.value);
-                v(value::Kind::RecordValue(RecordValue { fields: hf }))
+                let mut fields = vec![(HEADER_KEY, Val::Bytes(&h.key))];
+                if let Some(v) = &h.value {
+                    fields.push((HEADER_VALUE, Val::Bytes(v)));
+                }
+                let mut out = Vec::with_capacity(wire::record_len(&fields));
+                wire::write_record(&fields, &mut out);
+                out
             })
             .collect();
-        fields.insert(
-            FIELD_HEADERS.to_string(),
-            v(value::Kind::ListValue(ListValue { values })),
-        );
+        wire::write_list_of_records(&encoded, &mut headers);
     }
-    RecordValue { fields }.encode_to_vec()
+    let mut fields = Vec::with_capacity(7);
+    fields.push((FIELD_OFFSET, Val::Int(wire::INT64, r.offset)));
+    fields.push((
+        FIELD_PARTITION,
+        Val::Int(wire::INT32, i64::from(r.partition)),
+    ));
+    fields.push((FIELD_TIMESTAMP, Val::Int(wire::INT64, r.timestamp)));
+    fields.push((FIELD_TIMESTAMP_TYPE, Val::Int(wire::INT32, tt)));
+    if let Some(k) = &r.key {
+        fields.push((FIELD_KEY, Val::Bytes(k)));
+    }
+    if let Some(v) = &r.value {
+        fields.push((FIELD_VALUE, Val::Bytes(v)));
+    }
+    if !r.headers.is_empty() {
+        fields.push((FIELD_HEADERS, Val::Message(wire::LIST, &headers)));
+    }
+    let mut out = Vec::with_capacity(wire::record_len(&fields));
+    wire::write_record(&fields, &mut out);
+    out
 }
 
 fn take_bytes(
@@ -261,6 +352,7 @@ fn decode_record_fields(mut fields: HashMap<String, Value>) -> Result<StoredReco
 #[cfg(test)]
 mod tests {
     use super::*;
+    use smq_proto::schema_pb::ListValue;
 
     #[test]
     fn null_and_empty_stay_apart_and_headers_keep_order() {
@@ -321,6 +413,96 @@ mod tests {
             decode_stored_unit(&encode_stored(&r)).unwrap(),
             StoredUnit::Record(r)
         );
+    }
+
+    /// The `RecordValue` the direct encoder must write, built with prost's types.
+    fn reference(r: &StoredRecord) -> RecordValue {
+        let bytes = |b: &Bytes| v(value::Kind::BytesValue(b.to_vec()));
+        let mut fields = HashMap::from([
+            (
+                FIELD_OFFSET.to_string(),
+                v(value::Kind::Int64Value(r.offset)),
+            ),
+            (
+                FIELD_PARTITION.to_string(),
+                v(value::Kind::Int32Value(r.partition)),
+            ),
+            (
+                FIELD_TIMESTAMP.to_string(),
+                v(value::Kind::Int64Value(r.timestamp)),
+            ),
+            (
+                FIELD_TIMESTAMP_TYPE.to_string(),
+                v(value::Kind::Int32Value(match r.timestamp_type {
+                    TimestampType::CreateTime => 0,
+                    TimestampType::LogAppendTime => 1,
+                })),
+            ),
+        ]);
+        if let Some(k) = &r.key {
+            fields.insert(FIELD_KEY.to_string(), bytes(k));
+        }
+        if let Some(val) = &r.value {
+            fields.insert(FIELD_VALUE.to_string(), bytes(val));
+        }
+        if !r.headers.is_empty() {
+            let values = r
+                .headers
+                .iter()
+                .map(|h| {
+                    let mut hf = HashMap::from([(HEADER_KEY.to_string(), bytes(&h.key))]);
+                    if let Some(val) = &h.value {
+                        hf.insert(HEADER_VALUE.to_string(), bytes(val));
+                    }
+                    v(value::Kind::RecordValue(RecordValue { fields: hf }))
+                })
+                .collect();
+            fields.insert(
+                FIELD_HEADERS.to_string(),
+                v(value::Kind::ListValue(ListValue { values })),
+            );
+        }
+        RecordValue { fields }
+    }
+
+    #[test]
+    fn records_are_written_as_the_record_values_smq_tools_read() {
+        let big = Bytes::from(vec![7u8; 70_000]);
+        let cases = [
+            StoredRecord {
+                offset: 0,
+                partition: 0,
+                timestamp: 0,
+                timestamp_type: TimestampType::CreateTime,
+                key: None,
+                value: None,
+                headers: vec![],
+            },
+            StoredRecord {
+                offset: i64::MAX,
+                partition: -1,
+                timestamp: -1,
+                timestamp_type: TimestampType::LogAppendTime,
+                key: Some(Bytes::new()),
+                value: Some(big),
+                headers: vec![
+                    Header {
+                        key: Bytes::from_static(b"trace"),
+                        value: Some(Bytes::from(vec![1u8; 300])),
+                    },
+                    Header {
+                        key: Bytes::new(),
+                        value: None,
+                    },
+                ],
+            },
+        ];
+        for r in cases {
+            let bytes = encode_stored(&r);
+            assert_eq!(RecordValue::decode(&bytes[..]).unwrap(), reference(&r));
+            assert_eq!(bytes.len(), reference(&r).encoded_len(), "exact capacity");
+            assert_eq!(decode_stored(&bytes).unwrap(), r);
+        }
     }
 
     #[test]
