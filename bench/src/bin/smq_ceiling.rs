@@ -7,6 +7,7 @@
 //!     cargo run --release -p kafka-smq-bench --bin smq-ceiling
 //!     cargo run --release -p kafka-smq-bench --bin smq-ceiling -- --sustained --records 200000
 //!     cargo run --release -p kafka-smq-bench --bin smq-ceiling -- --sustained --record-value
+//!     cargo run --release -p kafka-smq-bench --bin smq-ceiling -- --sustained --record-value --publish-only
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,6 +33,9 @@ struct Args {
     /// topic registered with that record type, keyed by the offset. Rows say "RecordValue".
     #[arg(long)]
     record_value: bool,
+    /// Publish only, no read-back (for comparisons of produce rates run back to back).
+    #[arg(long)]
+    publish_only: bool,
     /// Run id, so topics from earlier runs on the same cluster never collide.
     #[arg(long, default_value_t = std::process::id())]
     run: u32,
@@ -171,8 +175,10 @@ async fn main() -> anyhow::Result<()> {
             .collect();
         let published = publish(&publishers, cell, pid).await?;
         println!("{}", published.row("publish", cell));
-        let fetched = fetch(&client, &t, cell, pid).await?;
-        println!("{}", fetched.row("fetch", cell));
+        if !args.publish_only {
+            let fetched = fetch(&client, &t, cell, pid).await?;
+            println!("{}", fetched.row("fetch", cell));
+        }
         for p in &publishers {
             p.close().await;
         }
