@@ -70,10 +70,6 @@ impl StoredUnit {
     }
 }
 
-fn v(kind: value::Kind) -> Value {
-    Value { kind: Some(kind) }
-}
-
 /// Writes protobuf straight from the record: `RecordValue { map<string, Value> fields = 1 }`,
 /// each map entry `{ key = 1, value = 2 }`, each `Value` a oneof (`int32_value = 2`,
 /// `int64_value = 3`, `bytes_value = 6`, `list_value = 14`, `record_value = 15`; mq_schema.proto).
@@ -241,31 +237,25 @@ fn take_i64(fields: &mut HashMap<String, Value>, name: &str) -> Result<i64, Reco
     }
 }
 
-/// Encodes a batch into the bytes of an SMQ `DataMessage.value`.
+/// Encodes a batch into the bytes of an SMQ `DataMessage.value` (the batch's bytes copied once).
 pub fn encode_stored_batch(b: &StoredBatch) -> Vec<u8> {
-    let fields = HashMap::from([
+    use wire::Val;
+    let fields = [
+        (FIELD_OFFSET, Val::Int(wire::INT64, b.base_offset)),
         (
-            FIELD_OFFSET.to_string(),
-            v(value::Kind::Int64Value(b.base_offset)),
+            FIELD_PARTITION,
+            Val::Int(wire::INT32, i64::from(b.partition)),
         ),
+        (FIELD_TIMESTAMP, Val::Int(wire::INT64, b.max_timestamp)),
         (
-            FIELD_PARTITION.to_string(),
-            v(value::Kind::Int32Value(b.partition)),
+            FIELD_RECORD_COUNT,
+            Val::Int(wire::INT32, i64::from(b.record_count)),
         ),
-        (
-            FIELD_TIMESTAMP.to_string(),
-            v(value::Kind::Int64Value(b.max_timestamp)),
-        ),
-        (
-            FIELD_RECORD_COUNT.to_string(),
-            v(value::Kind::Int32Value(b.record_count)),
-        ),
-        (
-            FIELD_BATCH.to_string(),
-            v(value::Kind::BytesValue(b.raw.to_vec())),
-        ),
-    ]);
-    RecordValue { fields }.encode_to_vec()
+        (FIELD_BATCH, Val::Bytes(&b.raw)),
+    ];
+    let mut out = Vec::with_capacity(wire::record_len(&fields));
+    wire::write_record(&fields, &mut out);
+    out
 }
 
 fn decode_fields(data: &[u8]) -> Result<HashMap<String, Value>, RecordError> {
@@ -354,6 +344,10 @@ mod tests {
     use super::*;
     use smq_proto::schema_pb::ListValue;
 
+    fn v(kind: value::Kind) -> Value {
+        Value { kind: Some(kind) }
+    }
+
     #[test]
     fn null_and_empty_stay_apart_and_headers_keep_order() {
         let r = StoredRecord {
@@ -397,7 +391,24 @@ mod tests {
             max_timestamp: 1_700_000_000_000,
             raw: Bytes::from_static(b"batch bytes"),
         };
-        let unit = decode_stored_unit(&encode_stored_batch(&b)).unwrap();
+        let encoded = encode_stored_batch(&b);
+        let int64 = |x| v(value::Kind::Int64Value(x));
+        let int32 = |x| v(value::Kind::Int32Value(x));
+        let reference = RecordValue {
+            fields: HashMap::from([
+                (FIELD_OFFSET.to_string(), int64(40)),
+                (FIELD_PARTITION.to_string(), int32(1)),
+                (FIELD_TIMESTAMP.to_string(), int64(1_700_000_000_000)),
+                (FIELD_RECORD_COUNT.to_string(), int32(3)),
+                (
+                    FIELD_BATCH.to_string(),
+                    v(value::Kind::BytesValue(b"batch bytes".to_vec())),
+                ),
+            ]),
+        };
+        assert_eq!(RecordValue::decode(&encoded[..]).unwrap(), reference);
+        assert_eq!(encoded.len(), reference.encoded_len());
+        let unit = decode_stored_unit(&encoded).unwrap();
         assert_eq!(unit.end_offset(), 43);
         assert_eq!(unit, StoredUnit::Batch(b));
         let r = StoredRecord {
