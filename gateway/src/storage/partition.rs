@@ -1065,8 +1065,11 @@ impl PartitionLog {
         // The mark is taken once, before the caches: every record below it is in the tail cache
         // by then (records go there before their ledger entry moves the mark), so a mark that
         // moves while the caches are read cannot send a read of the newest records to SMQ.
-        let mark = lock_read(&self.ledger).next_offset();
-        let cached = self
+        let (mark, log_start) = {
+            let l = lock_read(&self.ledger);
+            (l.next_offset(), l.log_start())
+        };
+        let mut units = self
             .tail
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -1076,23 +1079,15 @@ impl PartitionLog {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .read(offset, max_bytes)
-            });
-        if let Some(mut units) = cached {
-            // The tail cache takes an append's records before its ledger entry is written.
-            units.retain(|u| u.end_offset() <= mark);
-            if !units.is_empty() {
-                return Ok(ReadResult {
-                    units,
-                    high_water_mark: mark,
-                    log_start: lock_read(&self.ledger).log_start(),
-                });
-            }
-        }
-        if offset == mark {
+            })
+            .unwrap_or_default();
+        // The tail cache takes an append's records before its ledger entry is written.
+        units.retain(|u| u.end_offset() <= mark);
+        if !units.is_empty() || offset == mark {
             return Ok(ReadResult {
-                units: Vec::new(),
+                units,
                 high_water_mark: mark,
-                log_start: lock_read(&self.ledger).log_start(),
+                log_start,
             });
         }
         let (hwm, log_start, runs) = {
