@@ -134,6 +134,7 @@ async fn begin_partition(
     let ticket = partition
         .begin_append(&batches, configs.timestamp_type(), now)
         .await?;
+    crate::server::note_throttle(ticket.throttled());
     Ok(Begun {
         topic: topic.to_string(),
         partition,

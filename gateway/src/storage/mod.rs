@@ -1,11 +1,12 @@
 //! Kafka topics and partitions on SMQ: Kafka topic T is SMQ topic `<namespace>/T`, and Kafka
 //! partition p is the SMQ partition whose ring range is p's (matched by range, not position).
 
-mod held;
+mod backend;
 mod partition;
 mod producers;
 mod registry;
 mod topic_config;
+mod unflushed;
 mod wal;
 
 pub use partition::{
@@ -35,6 +36,7 @@ use tokio::sync::RwLock;
 use crate::error::{GatewayError, GatewayResult};
 use crate::ledger::{LedgerStore, RecoveredLedgers};
 use crate::records::StorageFormat;
+use backend::SmqBackend;
 use registry::TopicRegistry;
 
 /// Settings that shape how topics are created and served.
@@ -95,7 +97,7 @@ pub struct Store {
     topics: RwLock<HashMap<String, Arc<TopicLog>>>,
     /// This gateway's identity in partition locks.
     owner: Arc<str>,
-    unflushed: Arc<held::UnflushedBudget>,
+    unflushed: Arc<unflushed::UnflushedBudget>,
     wal: Option<wal::WalDir>,
 }
 
@@ -127,7 +129,9 @@ impl Store {
             recovered: std::sync::Mutex::new(recovered),
             topics: RwLock::new(HashMap::new()),
             owner: Arc::from(gateway_identity()),
-            unflushed: Arc::new(held::UnflushedBudget::new(settings.max_unflushed_bytes)),
+            unflushed: Arc::new(unflushed::UnflushedBudget::new(
+                settings.max_unflushed_bytes,
+            )),
         })
     }
 
@@ -210,20 +214,26 @@ impl Store {
                 let ledger = recovered
                     .remove(&(key.clone(), a.index))
                     .unwrap_or_default();
-                partitions.push(Arc::new(PartitionLog::new(
+                let backend = SmqBackend::new(
                     self.client.clone(),
+                    smq_topic.clone(),
+                    a.index,
+                    a.partition.unix_time_ns,
+                    self.ledger_store.clone(),
+                    self.owner.clone(),
+                    self.settings.read_flushed_from_filer,
+                );
+                partitions.push(Arc::new(PartitionLog::new(
+                    backend,
                     Placement {
                         smq_topic: smq_topic.clone(),
                         index: a.index,
                         generation: a.partition.unix_time_ns,
                         format,
                         tail_cache_bytes: self.settings.tail_cache_bytes,
-                        read_flushed_from_filer: self.settings.read_flushed_from_filer,
                         unflushed: self.unflushed.clone(),
                     },
                     ledger,
-                    self.ledger_store.clone(),
-                    self.owner.clone(),
                     wal,
                 )));
             }
