@@ -170,7 +170,7 @@ async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
         })
     };
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
-    let budgets = server::Budgets::new(
+    let budgets = kafka_gateway::budget::Budgets::new(
         config.max_inflight_bytes,
         metrics.inflight_bytes.clone(),
         metrics.response_bytes.clone(),
