@@ -41,6 +41,18 @@ pub struct LedgerToken {
     seq: Option<u64>,
 }
 
+impl LedgerToken {
+    /// The entry's place: its mapping partition and its number there, in write order (None
+    /// when durability is not tracked).
+    pub fn new(slot: i32, seq: Option<u64>) -> Self {
+        Self { slot, seq }
+    }
+
+    pub fn seq(&self) -> Option<u64> {
+        self.seq
+    }
+}
+
 pub struct LedgerStore {
     log: SystemTopic,
 }

@@ -8,6 +8,8 @@
 //! partition guards against: a broken stream leaves acks unknown, offsets can be handed out again
 //! after a crash, and a lock can lapse.
 
+#[cfg(test)]
+pub mod memory;
 mod smq;
 
 pub use smq::SmqBackend;

@@ -25,6 +25,8 @@ mod read;
 mod recovery;
 mod runs;
 mod tail_cache;
+#[cfg(test)]
+mod tests;
 
 pub use append::{AppendTicket, Appended};
 pub use read::{READ_AHEAD_BYTES, ReadResult, record_size, unit_size};
