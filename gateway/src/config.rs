@@ -149,6 +149,22 @@ pub struct GatewayConfig {
         default_value_t = 30
     )]
     pub shutdown_timeout_secs: u64,
+    /// How often the state topics (ledger, committed offsets, topic configs) are checked for a
+    /// checkpoint that is due (see docs/state.md); 0: never checkpoint.
+    #[arg(
+        long,
+        env = "KAFKA_GATEWAY_CHECKPOINT_INTERVAL_SECS",
+        default_value_t = 10
+    )]
+    pub checkpoint_interval_secs: u64,
+    /// A state partition gets a checkpoint once this many records follow its newest one (and
+    /// once its newest is a minute old, if any record follows it).
+    #[arg(
+        long,
+        env = "KAFKA_GATEWAY_CHECKPOINT_MIN_RECORDS",
+        default_value_t = 5000
+    )]
+    pub checkpoint_min_records: usize,
     /// Name of the KafkaGateway this gateway belongs to. Set (the operator sets it), the gateways
     /// elect one of them through a Lease to write each KafkaTopic's `status.stats`.
     #[arg(long, env = "KAFKA_GATEWAY_KUBE_GATEWAY")]

@@ -17,5 +17,5 @@ pub mod protocol;
 pub mod record_value;
 pub mod records;
 pub mod server;
+pub mod state;
 pub mod storage;
-pub mod system_topic;

@@ -159,6 +159,21 @@ async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
             store.keep_durable().await
         })
     };
+    let checkpointer = (config.checkpoint_interval_secs > 0).then(|| {
+        let (store, groups) = (store.clone(), groups.clone());
+        let policy = kafka_gateway::state::CheckpointPolicy {
+            every: Duration::from_secs(config.checkpoint_interval_secs),
+            min_records: config.checkpoint_min_records.max(1),
+            ..Default::default()
+        };
+        tokio::spawn(async move {
+            let owner = store.owner().to_string();
+            tokio::join!(
+                store.keep_checkpointed(policy),
+                groups.offsets.keep_checkpointed(owner, policy)
+            );
+        })
+    });
     let ticker = {
         let groups = groups.clone();
         tokio::spawn(async move {
@@ -201,6 +216,9 @@ async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
     .await;
     ticker.abort();
     renewer.abort();
+    if let Some(c) = checkpointer {
+        c.abort();
+    }
     if let Some(stats) = stats {
         // Releasing the statistics Lease lets another gateway take over at once; an unreachable
         // API server must not hold up the shutdown.

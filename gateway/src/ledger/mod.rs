@@ -5,10 +5,11 @@
 //! they are only positions; the Kafka offset is also stored inside every record, and the ledger
 //! is persisted in the SMQ topic `kafka-system/offset-mappings` before a produce is acknowledged.
 
+mod checkpoint;
 mod store;
 
 pub use store::{
-    LedgerRecord, LedgerStore, LedgerToken, RecoveredLedgers, decode as decode_record,
+    LedgerRecord, LedgerSlot, LedgerStore, LedgerToken, RecoveredLedgers, decode as decode_record,
     encode as encode_record, replay_into,
 };
 

@@ -14,7 +14,7 @@ use smq_proto::schema_pb::{RecordType, RecordValue, ScalarType};
 use super::{LedgerEntry, PartitionLedger};
 use crate::error::GatewayResult;
 use crate::record_value::{get_int, get_string, int32, int64, scalar_field, stable_slot, string};
-use crate::system_topic::{SYSTEM_NAMESPACE, SystemTopic};
+use crate::state::{Replay, SYSTEM_NAMESPACE, SystemTopic};
 
 pub const MAPPINGS_TOPIC: &str = "offset-mappings";
 const MAPPING_PARTITIONS: i32 = 16;
@@ -54,7 +54,7 @@ impl LedgerToken {
 }
 
 pub struct LedgerStore {
-    log: SystemTopic,
+    log: std::sync::Arc<SystemTopic>,
 }
 
 impl std::fmt::Debug for LedgerStore {
@@ -139,13 +139,15 @@ impl LedgerStore {
     /// Opens (creating if needed) the mapping topic.
     pub async fn open(client: SmqClient) -> GatewayResult<Self> {
         Ok(Self {
-            log: SystemTopic::open(
-                client,
-                MAPPINGS_TOPIC,
-                MAPPING_PARTITIONS,
-                mapping_record_type(),
-            )
-            .await?,
+            log: std::sync::Arc::new(
+                SystemTopic::open(
+                    client,
+                    MAPPINGS_TOPIC,
+                    MAPPING_PARTITIONS,
+                    mapping_record_type(),
+                )
+                .await?,
+            ),
         })
     }
 
@@ -167,33 +169,21 @@ impl LedgerStore {
             .is_none_or(|seq| seq < self.log.durable_before(token.slot))
     }
 
-    async fn read_slot(
-        &self,
-        slot: i32,
-        read_timeout: Duration,
-    ) -> GatewayResult<Vec<LedgerRecord>> {
-        let messages = self.log.read_all(slot, read_timeout).await?;
-        let mut out = Vec::with_capacity(messages.len());
-        for m in messages {
-            match decode(&m.value) {
-                Some(r) => out.push(r),
-                None => tracing::warn!(slot, "skipping an undecodable ledger record"),
-            }
-        }
-        Ok(out)
-    }
-
-    /// Reads every persisted entry and rebuilds each partition's ledger.
+    /// Reads every persisted entry (the newest checkpoint of each mapping partition and the
+    /// entries after it) and rebuilds each partition's ledger.
     pub async fn recover(&self, read_timeout: Duration) -> GatewayResult<RecoveredLedgers> {
-        let reads = (0..MAPPING_PARTITIONS).map(|p| self.read_slot(p, read_timeout));
+        let reads = (0..MAPPING_PARTITIONS).map(|p| self.log.load::<LedgerSlot>(p, read_timeout));
         let mut ledgers = RecoveredLedgers::new();
-        let mut problems = 0usize;
-        for records in futures::future::join_all(reads).await {
-            problems += replay_into(&mut ledgers, records?);
+        let (mut problems, mut replayed) = (0usize, 0usize);
+        for loaded in futures::future::join_all(reads).await {
+            let loaded = loaded?;
+            problems += loaded.state.problems;
+            replayed += loaded.replayed;
+            ledgers.extend(loaded.state.ledgers);
         }
         tracing::info!(
             partitions = ledgers.len(),
-            entries = ledgers.values().map(|l| l.len()).sum::<usize>(),
+            replayed,
             problems,
             "ledger recovered from {SYSTEM_NAMESPACE}/{MAPPINGS_TOPIC}"
         );
@@ -208,21 +198,71 @@ impl LedgerStore {
         partition: i32,
         read_timeout: Duration,
     ) -> GatewayResult<PartitionLedger> {
-        let records = self
-            .read_slot(slot(topic, partition), read_timeout)
-            .await?
-            .into_iter()
-            .filter(|r| r.topic == topic && r.partition == partition)
-            .collect();
-        let mut ledgers = RecoveredLedgers::new();
-        replay_into(&mut ledgers, records);
-        Ok(ledgers
+        let mut loaded = self
+            .log
+            .load::<LedgerSlot>(slot(topic, partition), read_timeout)
+            .await?;
+        Ok(loaded
+            .state
+            .ledgers
             .remove(&(topic.to_string(), partition))
             .unwrap_or_default())
     }
 
+    /// Writes the mapping partitions' checkpoints when due, every `every`; runs until dropped.
+    pub async fn keep_checkpointed(&self, owner: String, policy: crate::state::CheckpointPolicy) {
+        self.log
+            .clone()
+            .keep_checkpointed::<LedgerSlot>(owner, policy)
+            .await
+    }
+
+    /// Writes a checkpoint of every mapping partition that has entries after its newest one.
+    pub async fn checkpoint_now(&self, read_timeout: Duration) -> GatewayResult<usize> {
+        let mut written = 0;
+        for p in 0..MAPPING_PARTITIONS {
+            if self
+                .log
+                .checkpoint::<LedgerSlot>(p, read_timeout, Default::default(), true)
+                .await?
+                .is_some()
+            {
+                written += 1;
+            }
+        }
+        Ok(written)
+    }
+
     pub async fn close(&self) {
         self.log.close().await;
+    }
+}
+
+/// The ledgers of the data partitions whose entries one mapping partition holds.
+#[derive(Debug, Default)]
+pub struct LedgerSlot {
+    pub ledgers: RecoveredLedgers,
+    /// Entries refused during replay (logged).
+    pub problems: usize,
+}
+
+impl Replay for LedgerSlot {
+    fn apply(&mut self, message: &smq_client::DataMessage) {
+        match decode(&message.value) {
+            Some(r) => self.problems += replay_into(&mut self.ledgers, vec![r]),
+            None => tracing::warn!("skipping an undecodable ledger record"),
+        }
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        super::checkpoint::encode_ledgers(&self.ledgers)
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, String> {
+        Ok(Self {
+            ledgers: super::checkpoint::decode_ledgers(bytes)?,
+            problems: 0,
+        })
     }
 }
 

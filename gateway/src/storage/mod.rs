@@ -429,6 +429,21 @@ impl Store {
         }
     }
 
+    /// Writes checkpoints of the ledger and topic-config topics when `policy` says so, so
+    /// that starts and takeovers read little; runs until the task is dropped.
+    pub async fn keep_checkpointed(&self, policy: crate::state::CheckpointPolicy) {
+        let owner = self.owner.to_string();
+        tokio::join!(
+            self.ledger_store.keep_checkpointed(owner.clone(), policy),
+            self.registry.keep_checkpointed(owner, policy),
+        );
+    }
+
+    /// This gateway's identity in locks.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
     /// Keeps acknowledged records safe until SMQ has written them (see
     /// [`PartitionLog::keep_durable`]); runs until the task is dropped.
     pub async fn keep_durable(&self) {
