@@ -221,3 +221,117 @@ impl SmqClient {
         Ok(())
     }
 }
+
+/// Unix nanoseconds of a log file's name (`YYYY-MM-DD-hh-mm-ss`, UTC: the start of the broker
+/// buffer it holds); None for other names.
+pub fn log_file_start_ns(name: &str) -> Option<i64> {
+    let b = name.as_bytes();
+    let well_formed = b.len() == 19
+        && b.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 | 10 | 13 | 16 => *c == b'-',
+            _ => c.is_ascii_digit(),
+        });
+    if !well_formed {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| name[r].parse::<i64>().ok();
+    let (y, m, d) = (n(0..4)?, n(5..7)?, n(8..10)?);
+    let (hh, mm, ss) = (n(11..13)?, n(14..16)?, n(17..19)?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    // Days from the civil date (the inverse of the proleptic Gregorian calendar's).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hh * 3600 + mm * 60 + ss;
+    secs.checked_mul(1_000_000_000)
+}
+
+impl SmqClient {
+    /// The filer directory of a partition's current generation.
+    pub async fn partition_dir(
+        &self,
+        topic: &smq_proto::schema_pb::Topic,
+        index: i32,
+    ) -> SmqResult<String> {
+        let layout = self.lookup(topic).await?;
+        let p = layout
+            .partitions
+            .get(index as usize)
+            .ok_or_else(|| SmqError::PartitionNotFound {
+                topic: topic.name.clone(),
+                partition: index,
+            })?
+            .partition;
+        Ok(format!(
+            "/topics/{}/{}/{}/{:04}-{:04}",
+            topic.namespace,
+            topic.name,
+            crate::generation_dir(p.unix_time_ns),
+            p.range_start,
+            p.range_stop
+        ))
+    }
+
+    /// Deletes the partition's log files whose records all have broker timestamps below
+    /// `before_ns`, oldest first, and returns (files, bytes) deleted. A file holds the records of
+    /// one broker buffer, from the second its name gives until the next file's buffer began,
+    /// which is less than a second after the next file's name: so a file goes only when the next
+    /// file's name plus one second is at or below `before_ns`. The newest file always stays.
+    pub async fn delete_log_files_before(
+        &self,
+        topic: &smq_proto::schema_pb::Topic,
+        index: i32,
+        before_ns: i64,
+    ) -> SmqResult<(usize, u64)> {
+        let dir = self.partition_dir(topic, index).await?;
+        let mut logs: Vec<(i64, FilerEntry)> = self
+            .list_dir(&dir)
+            .await?
+            .into_iter()
+            .filter(|e| !e.is_directory)
+            .filter_map(|e| log_file_start_ns(&e.name).map(|t| (t, e)))
+            .collect();
+        logs.sort_by_key(|(t, _)| *t);
+        let mut deleted = (0, 0);
+        for w in logs.windows(2) {
+            let ((_, file), (next_start, _)) = (&w[0], &w[1]);
+            if next_start.saturating_add(1_000_000_000) > before_ns {
+                break;
+            }
+            self.delete_path(&dir, &file.name).await?;
+            deleted.0 += 1;
+            deleted.1 += file.size;
+        }
+        Ok(deleted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_file_start_ns;
+
+    #[test]
+    fn log_file_names_are_read_as_utc_seconds() {
+        assert_eq!(log_file_start_ns("1970-01-01-00-00-00"), Some(0));
+        assert_eq!(
+            log_file_start_ns("2026-12-04-19-25-02"),
+            Some(1_796_412_302 * 1_000_000_000)
+        );
+        assert_eq!(
+            log_file_start_ns("2024-02-29-23-59-59"),
+            Some(1_709_251_199 * 1_000_000_000)
+        );
+        assert_eq!(log_file_start_ns("checkpoint.offset"), None);
+        assert_eq!(log_file_start_ns("2026-13-04-19-25-02"), None);
+        assert_eq!(
+            crate::generation_dir(1_796_412_302 * 1_000_000_000),
+            "v2026-12-04-19-25-02"
+        );
+    }
+}
