@@ -54,9 +54,6 @@ pub enum GatewayError {
     Wal(String),
     #[error("internal error: {0}")]
     Internal(String),
-    /// The Kubernetes API (statistics reporter only; never seen by Kafka clients).
-    #[error("Kubernetes API: {0}")]
-    Kube(String),
 }
 
 impl GatewayError {
@@ -106,7 +103,7 @@ impl GatewayError {
             GatewayError::Corrupt(_) => E::KafkaStorageError,
             // Retriable in Kafka: a disk error on the broker.
             GatewayError::Wal(_) => E::KafkaStorageError,
-            GatewayError::Internal(_) | GatewayError::Kube(_) => E::UnknownServerError,
+            GatewayError::Internal(_) => E::UnknownServerError,
         }
     }
 
@@ -137,7 +134,6 @@ impl GatewayError {
             GatewayError::Corrupt(_) => "corrupt",
             GatewayError::Wal(_) => "wal",
             GatewayError::Internal(_) => "internal",
-            GatewayError::Kube(_) => "kube",
         }
     }
 }

@@ -10,13 +10,12 @@
 
 #[cfg(feature = "kube")]
 mod host;
-mod mode;
 
 use std::sync::Arc;
 
 use tokio::sync::watch;
 
-pub use mode::StatsMode;
+pub use crate::config::StatsMode;
 
 use crate::config::GatewayConfig;
 use crate::metrics::Metrics;
@@ -24,7 +23,7 @@ use crate::storage::Store;
 
 /// Whether the configuration asks for the reporter.
 pub fn enabled(config: &GatewayConfig) -> bool {
-    config.kube_gateway.is_some() && config.stats_mode != StatsMode::Disabled
+    config.stats_reporting()
 }
 
 /// Without the `kube` feature: says so when reporting was asked for.
