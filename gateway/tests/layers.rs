@@ -20,7 +20,10 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
         &["server", "protocol", "http", "storage", "ledger"],
     ),
     ("groups", &["server", "protocol", "http"]),
-    ("state", &["server", "protocol", "http", "storage", "ledger", "groups"]),
+    (
+        "state",
+        &["server", "protocol", "http", "storage", "ledger", "groups"],
+    ),
     ("protocol", &["server", "http"]),
 ];
 

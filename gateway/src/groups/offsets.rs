@@ -243,3 +243,55 @@ impl OffsetStore {
         self.log.close().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn commit(group: &str, topic: &str, partition: i32, offset: i64) -> smq_client::DataMessage {
+        let row = Row {
+            group: group.to_string(),
+            topic: topic.to_string(),
+            partition,
+            committed: Committed {
+                offset,
+                metadata: format!("m{offset}"),
+                commit_time_ms: offset * 10,
+            },
+        };
+        smq_client::DataMessage {
+            key: Vec::new(),
+            value: encode(&row),
+            ts_ns: 0,
+            ctrl: None,
+        }
+    }
+
+    #[test]
+    fn a_checkpoint_and_its_tail_give_the_offsets_every_commit_gives() {
+        let history = [
+            commit("g1", "a", 0, 5),
+            commit("g1", "a", 1, 7),
+            commit("g2", "a", 0, 1),
+            commit("g1", "a", 0, 9),
+            commit("g2", "a", 0, -1),
+            commit("g1", "b", 0, 3),
+            commit("g1", "a", 1, -1),
+            commit("g3", "c", 2, 4),
+        ];
+        let mut full = OffsetsSlot::default();
+        history.iter().for_each(|m| full.apply(m));
+        assert!(
+            !full.groups.contains_key("g2"),
+            "a group whose offsets are deleted is gone"
+        );
+        for cut in 0..=history.len() {
+            let mut s = OffsetsSlot::default();
+            history[..cut].iter().for_each(|m| s.apply(m));
+            let mut s = OffsetsSlot::decode(&s.encode()).unwrap();
+            history[cut..].iter().for_each(|m| s.apply(m));
+            assert_eq!(s.groups, full.groups, "checkpoint after {cut} records");
+        }
+        assert!(OffsetsSlot::decode(b"not json").is_err());
+    }
+}

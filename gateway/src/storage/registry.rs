@@ -132,3 +132,41 @@ impl TopicRegistry {
         self.log.close().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(topic: &str, key: &str, value: &str) -> smq_client::DataMessage {
+        let json = serde_json::to_string(&BTreeMap::from([(key, value)])).unwrap();
+        let fields = HashMap::from([
+            ("topic".to_string(), string(topic.to_string())),
+            ("configs".to_string(), string(json)),
+        ]);
+        smq_client::DataMessage {
+            key: Vec::new(),
+            value: RecordValue { fields }.encode_to_vec(),
+            ts_ns: 0,
+            ctrl: None,
+        }
+    }
+
+    #[test]
+    fn a_checkpoint_and_its_tail_give_the_configs_every_record_gives() {
+        let history = [
+            put("kafka/a", "retention.ms", "1000"),
+            put("kafka/b", "cleanup.policy", "delete"),
+            put("kafka/a", "retention.ms", "2000"),
+        ];
+        let mut full = Configs::default();
+        history.iter().for_each(|m| full.apply(m));
+        for cut in 0..=history.len() {
+            let mut s = Configs::default();
+            history[..cut].iter().for_each(|m| s.apply(m));
+            let mut s = Configs::decode(&s.encode()).unwrap();
+            history[cut..].iter().for_each(|m| s.apply(m));
+            assert_eq!(s.topics, full.topics, "checkpoint after {cut} records");
+        }
+        assert_eq!(full.topics["kafka/a"].set["retention.ms"], "2000");
+    }
+}
