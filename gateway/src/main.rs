@@ -265,7 +265,7 @@ async fn wait_for_signal() {
 async fn ledger(config: GatewayConfig, command: LedgerCommand) -> anyhow::Result<()> {
     let client = SmqClient::connect(smq_config(&config)).await?;
     let store = LedgerStore::open(client).await?;
-    let ledgers = store.recover(Duration::from_secs(30)).await?;
+    let ledgers = store.recover(Duration::from_secs(30)).await?.ledgers;
     store.close().await;
     let prefix = format!("{}/", config.namespace);
     let out = match command {

@@ -1,7 +1,7 @@
 //! A checkpoint and the records after it rebuild exactly the state that replaying every record
 //! rebuilds: the rule that lets a start read the newest checkpoint instead of all history.
 
-use kafka_gateway::ledger::{LedgerEntry, LedgerRecord, LedgerSlot, encode_record};
+use kafka_gateway::ledger::{LedgerEntry, LedgerRecord, LedgerSlot, ProducerBatch, encode_record};
 use kafka_gateway::state::Replay;
 use proptest::prelude::*;
 use smq_client::DataMessage;
@@ -17,6 +17,7 @@ enum Step {
         batched: bool,
         burned: i64,
         ts: i64,
+        idempotent: bool,
     },
     Rewrite {
         part: usize,
@@ -35,8 +36,8 @@ enum Step {
 
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
-        6 => (0usize..3, 1u32..6, any::<bool>(), 0i64..3, 0i64..1000)
-            .prop_map(|(part, count, batched, burned, ts)| Step::Next { part, count, batched, burned, ts }),
+        6 => (0usize..3, 1u32..6, any::<bool>(), 0i64..3, 0i64..1000, any::<bool>())
+            .prop_map(|(part, count, batched, burned, ts, idempotent)| Step::Next { part, count, batched, burned, ts, idempotent }),
         2 => (0usize..3, 0usize..3, 1u32..6).prop_map(|(part, back, count)| Step::Rewrite { part, back, count }),
         1 => (0usize..3).prop_map(|part| Step::Gap { part }),
         1 => (0usize..3, 1i64..5).prop_map(|(part, by)| Step::Reuse { part, by }),
@@ -50,7 +51,9 @@ fn records(steps: &[Step]) -> Vec<DataMessage> {
     let mut smq = [0i64; 3];
     let mut out = Vec::new();
     let mut nonce = 1u64;
-    for s in steps {
+    let mut seq = [0i32; 3];
+    for (i, s) in steps.iter().enumerate() {
+        let mut producers = Vec::new();
         let (part, entry) = match *s {
             Step::Next {
                 part,
@@ -58,7 +61,19 @@ fn records(steps: &[Step]) -> Vec<DataMessage> {
                 batched,
                 burned,
                 ts,
+                idempotent,
             } => {
+                if idempotent {
+                    producers.push(ProducerBatch {
+                        producer_id: part as i64 + 100,
+                        epoch: 0,
+                        base_sequence: seq[part],
+                        count: count as i32,
+                        base_offset: next[part],
+                        time_ms: i as i64,
+                    });
+                    seq[part] += count as i32;
+                }
                 smq[part] += burned;
                 let e = LedgerEntry {
                     kafka_offset: next[part],
@@ -98,7 +113,7 @@ fn records(steps: &[Step]) -> Vec<DataMessage> {
                     max_timestamp: 0,
                     nonce,
                 };
-                out.push(message(part, e));
+                out.push(message(part, e, Vec::new()));
                 continue;
             }
             Step::Reuse { part, by } => {
@@ -108,17 +123,18 @@ fn records(steps: &[Step]) -> Vec<DataMessage> {
         };
         smq[part] += i64::from(entry.smq_count);
         next[part] = entry.kafka_offset + i64::from(entry.count);
-        out.push(message(part, entry));
+        out.push(message(part, entry, producers));
     }
     out
 }
 
-fn message(part: usize, entry: LedgerEntry) -> DataMessage {
+fn message(part: usize, entry: LedgerEntry, producers: Vec<ProducerBatch>) -> DataMessage {
     let rec = LedgerRecord {
         topic: format!("kafka/t{part}"),
         partition: part as i32,
         generation: 1,
         entry,
+        producers,
     };
     DataMessage {
         key: Vec::new(),

@@ -96,3 +96,52 @@ def test_restarts_after_checkpoints_read_little_and_serve_the_same(smq, tmp_path
         recovered_replayed(gw.log_since(mark))
     finally:
         gw.stop()
+
+
+def test_idempotent_producer_is_not_duplicated_across_gateway_kills(gateway):
+    """An idempotent producer's retries after a gateway SIGKILL are recognised by the restarted
+    gateway (its producer state is persisted with the ledger): every value is stored once."""
+    bootstrap = gateway.bootstrap
+    topic = kgw.unique_topic("idem-restart")
+    kgw.create_topic(bootstrap, topic, partitions=PARTS)
+    p = kgw.producer(bootstrap, **{
+        "enable.idempotence": True, "acks": "all", "linger.ms": 2, "retries": 1_000_000,
+        "retry.backoff.ms": 100, "retry.backoff.max.ms": 500, "message.timeout.ms": 180_000,
+        "request.timeout.ms": 10_000, "reconnect.backoff.max.ms": 500,
+        "max.in.flight.requests.per.connection": 5})
+    errors = []
+    acked = []
+
+    def cb(err, msg):
+        (errors if err is not None else acked).append((err, msg.value()) if err else msg.value())
+
+    sent = 0
+    for kill in range(2):
+        deadline = time.monotonic() + 60
+        while len(acked) < 300 * (kill + 1):
+            assert time.monotonic() < deadline, "only %d acknowledged; errors %s" % (len(acked), errors[:3])
+            for _ in range(20):
+                try:
+                    p.produce(topic, value=b"v-%07d" % sent, partition=sent % PARTS, on_delivery=cb)
+                    sent += 1
+                except BufferError:
+                    break
+            p.poll(0.005)
+        # Killed with produces in flight: some were stored and persisted but never answered.
+        for _ in range(40):
+            p.produce(topic, value=b"v-%07d" % sent, partition=sent % PARTS, on_delivery=cb)
+            sent += 1
+        p.poll(0)
+        gateway.kill9()
+        time.sleep(0.5)
+        gateway.start()
+    assert p.flush(180) == 0
+    assert not errors, errors[:5]
+    ends = {q: kgw.watermarks(bootstrap, topic, q) for q in range(PARTS)}
+    got = kgw.consume_partitions(bootstrap, topic, {q: ends[q][1] for q in range(PARTS)})
+    values = [m.value() for q in range(PARTS) for m in got[q]]
+    dups = len(values) - len(set(values))
+    assert dups == 0, "%d values stored twice (of %d sent)" % (dups, sent)
+    assert set(values) == {b"v-%07d" % i for i in range(sent)}
+    for q in range(PARTS):
+        kgw.assert_dense(got[q])

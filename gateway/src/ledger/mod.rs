@@ -6,11 +6,13 @@
 //! is persisted in the SMQ topic `kafka-system/offset-mappings` before a produce is acknowledged.
 
 mod checkpoint;
+mod producers;
 mod store;
 
+pub use producers::{PRODUCER_EXPIRY_MS, ProducerBatch, ProducerStates, SequenceCheck};
 pub use store::{
-    LedgerRecord, LedgerSlot, LedgerStore, LedgerToken, RecoveredLedgers, decode as decode_record,
-    encode as encode_record, replay_into,
+    LedgerRecord, LedgerSlot, LedgerStore, LedgerToken, RecoveredLedgers, RecoveredProducers,
+    decode as decode_record, encode as encode_record, replay_into,
 };
 
 use serde::Serialize;

@@ -11,6 +11,7 @@ use prost::Message;
 use smq_client::SmqClient;
 use smq_proto::schema_pb::{RecordType, RecordValue, ScalarType};
 
+use super::producers::{ProducerBatch, ProducerStates};
 use super::{LedgerEntry, PartitionLedger};
 use crate::error::GatewayResult;
 use crate::record_value::{get_int, get_string, int32, int64, scalar_field, stable_slot, string};
@@ -28,10 +29,14 @@ pub struct LedgerRecord {
     /// The SMQ generation (`unix_time_ns`) of the data partition the entry points into.
     pub generation: i64,
     pub entry: LedgerEntry,
+    /// The idempotent batches stored in the entry's offsets.
+    pub producers: Vec<ProducerBatch>,
 }
 
 /// Ledgers recovered at startup, keyed by (`namespace/name`, partition).
 pub type RecoveredLedgers = HashMap<(String, i32), PartitionLedger>;
+/// Idempotent producers' state recovered with the ledgers, keyed alike.
+pub type RecoveredProducers = HashMap<(String, i32), ProducerStates>;
 
 /// Where an appended entry went, to ask later whether SMQ has written it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +83,7 @@ fn mapping_record_type() -> RecordType {
             scalar_field("max_timestamp", 7, ScalarType::Int64),
             scalar_field("smq_count", 8, ScalarType::Int32),
             scalar_field("nonce", 9, ScalarType::Int64),
+            scalar_field("producers", 10, ScalarType::String),
         ],
     }
 }
@@ -106,6 +112,13 @@ pub fn encode(rec: &LedgerRecord) -> Vec<u8> {
         ("smq_count".to_string(), int32(e.smq_count as i32)),
         ("nonce".to_string(), int64(e.nonce as i64)),
     ]);
+    let mut fields = fields;
+    if !rec.producers.is_empty() {
+        fields.insert(
+            "producers".to_string(),
+            string(encode_producers(&rec.producers)),
+        );
+    }
     RecordValue { fields }.encode_to_vec()
 }
 
@@ -132,7 +145,47 @@ pub fn decode(data: &[u8]) -> Option<LedgerRecord> {
             // Entries written before the nonce: their records are not checked by key.
             nonce: get_i("nonce").unwrap_or(0) as u64,
         },
+        // Entries written before producers were persisted carry none.
+        producers: match get_s("producers") {
+            Some(text) => decode_producers(&text)?,
+            None => Vec::new(),
+        },
     })
+}
+
+/// Idempotent batches as text, readable with SMQ's SQL tool:
+/// `producer_id:epoch:base_sequence:count:base_offset:time_ms`, separated by `;`.
+fn encode_producers(batches: &[ProducerBatch]) -> String {
+    batches
+        .iter()
+        .map(|b| {
+            format!(
+                "{}:{}:{}:{}:{}:{}",
+                b.producer_id, b.epoch, b.base_sequence, b.count, b.base_offset, b.time_ms
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+fn decode_producers(text: &str) -> Option<Vec<ProducerBatch>> {
+    text.split(';')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            let f: Vec<&str> = s.split(':').collect();
+            let [id, epoch, seq, count, base, time] = f.as_slice() else {
+                return None;
+            };
+            Some(ProducerBatch {
+                producer_id: id.parse().ok()?,
+                epoch: epoch.parse().ok()?,
+                base_sequence: seq.parse().ok()?,
+                count: count.parse().ok().filter(|c: &i32| *c > 0)?,
+                base_offset: base.parse().ok()?,
+                time_ms: time.parse().ok()?,
+            })
+        })
+        .collect()
 }
 
 impl LedgerStore {
@@ -171,23 +224,24 @@ impl LedgerStore {
 
     /// Reads every persisted entry (the newest checkpoint of each mapping partition and the
     /// entries after it) and rebuilds each partition's ledger.
-    pub async fn recover(&self, read_timeout: Duration) -> GatewayResult<RecoveredLedgers> {
+    pub async fn recover(&self, read_timeout: Duration) -> GatewayResult<LedgerSlot> {
         let reads = (0..MAPPING_PARTITIONS).map(|p| self.log.load::<LedgerSlot>(p, read_timeout));
-        let mut ledgers = RecoveredLedgers::new();
-        let (mut problems, mut replayed) = (0usize, 0usize);
+        let mut all = LedgerSlot::default();
+        let mut replayed = 0usize;
         for loaded in futures::future::join_all(reads).await {
             let loaded = loaded?;
-            problems += loaded.state.problems;
+            all.problems += loaded.state.problems;
             replayed += loaded.replayed;
-            ledgers.extend(loaded.state.ledgers);
+            all.ledgers.extend(loaded.state.ledgers);
+            all.producers.extend(loaded.state.producers);
         }
         tracing::info!(
-            partitions = ledgers.len(),
+            partitions = all.ledgers.len(),
             replayed,
-            problems,
+            problems = all.problems,
             "ledger recovered from {SYSTEM_NAMESPACE}/{MAPPINGS_TOPIC}"
         );
-        Ok(ledgers)
+        Ok(all)
     }
 
     /// Rebuilds one data partition's ledger from what is persisted now: what a gateway must do
@@ -197,16 +251,16 @@ impl LedgerStore {
         topic: &str,
         partition: i32,
         read_timeout: Duration,
-    ) -> GatewayResult<PartitionLedger> {
+    ) -> GatewayResult<(PartitionLedger, ProducerStates)> {
         let mut loaded = self
             .log
             .load::<LedgerSlot>(slot(topic, partition), read_timeout)
             .await?;
-        Ok(loaded
-            .state
-            .ledgers
-            .remove(&(topic.to_string(), partition))
-            .unwrap_or_default())
+        let key = (topic.to_string(), partition);
+        Ok((
+            loaded.state.ledgers.remove(&key).unwrap_or_default(),
+            loaded.state.producers.remove(&key).unwrap_or_default(),
+        ))
     }
 
     /// Writes the mapping partitions' checkpoints when due, every `every`; runs until dropped.
@@ -242,25 +296,54 @@ impl LedgerStore {
 #[derive(Debug, Default)]
 pub struct LedgerSlot {
     pub ledgers: RecoveredLedgers,
+    pub producers: RecoveredProducers,
     /// Entries refused during replay (logged).
     pub problems: usize,
+}
+
+impl LedgerSlot {
+    /// Replays one record: its entry into the partition's ledger and, when the entry was taken,
+    /// its idempotent batches into the partition's producer state (after forgetting those of
+    /// the entries it superseded).
+    pub fn replay(&mut self, rec: LedgerRecord) {
+        let key = (rec.topic.clone(), rec.partition);
+        let end = self
+            .ledgers
+            .get(&key)
+            .map_or(0, PartitionLedger::next_offset);
+        let start = rec.entry.kafka_offset;
+        let batches = rec.producers.clone();
+        if replay_into(&mut self.ledgers, vec![rec]) > 0 {
+            self.problems += 1;
+            return;
+        }
+        let producers = self.producers.entry(key).or_default();
+        if start < end {
+            producers.forget_from(start);
+        }
+        for b in &batches {
+            producers.record(b);
+        }
+    }
 }
 
 impl Replay for LedgerSlot {
     fn apply(&mut self, message: &smq_client::DataMessage) {
         match decode(&message.value) {
-            Some(r) => self.problems += replay_into(&mut self.ledgers, vec![r]),
+            Some(r) => self.replay(r),
             None => tracing::warn!("skipping an undecodable ledger record"),
         }
     }
 
     fn encode(&self) -> Vec<u8> {
-        super::checkpoint::encode_ledgers(&self.ledgers)
+        super::checkpoint::encode_ledgers(&self.ledgers, &self.producers)
     }
 
     fn decode(bytes: &[u8]) -> Result<Self, String> {
+        let (ledgers, producers) = super::checkpoint::decode_ledgers(bytes)?;
         Ok(Self {
-            ledgers: super::checkpoint::decode_ledgers(bytes)?,
+            ledgers,
+            producers,
             problems: 0,
         })
     }
@@ -299,6 +382,14 @@ mod tests {
                 max_timestamp: 5,
                 nonce: u64::MAX - 5,
             },
+            producers: vec![ProducerBatch {
+                producer_id: 77,
+                epoch: 2,
+                base_sequence: i32::MAX,
+                count: 3,
+                base_offset: 10,
+                time_ms: 123,
+            }],
         };
         assert_eq!(decode(&encode(&rec)), Some(rec));
         assert_eq!(slot("kafka/orders", 2), slot("kafka/orders", 2));

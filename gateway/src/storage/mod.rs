@@ -3,7 +3,6 @@
 
 mod backend;
 mod partition;
-mod producers;
 mod registry;
 mod topic_config;
 mod unflushed;
@@ -34,7 +33,7 @@ use smq_client::{SmqClient, SmqError, Topic, TopicSpec};
 use tokio::sync::RwLock;
 
 use crate::error::{GatewayError, GatewayResult};
-use crate::ledger::{LedgerStore, RecoveredLedgers};
+use crate::ledger::{LedgerSlot, LedgerStore};
 use crate::records::StorageFormat;
 use backend::SmqBackend;
 use registry::TopicRegistry;
@@ -93,7 +92,7 @@ pub struct Store {
     settings: StoreSettings,
     ledger_store: Arc<LedgerStore>,
     registry: TopicRegistry,
-    recovered: std::sync::Mutex<RecoveredLedgers>,
+    recovered: std::sync::Mutex<LedgerSlot>,
     topics: RwLock<HashMap<String, Arc<TopicLog>>>,
     /// This gateway's identity in partition locks.
     owner: Arc<str>,
@@ -211,9 +210,11 @@ impl Store {
             let mut recovered = self.recovered.lock().unwrap_or_else(|e| e.into_inner());
             let mut partitions = Vec::with_capacity(layout.partitions.len());
             for (a, wal) in layout.partitions.iter().zip(wals) {
-                let ledger = recovered
-                    .remove(&(key.clone(), a.index))
-                    .unwrap_or_default();
+                let k = (key.clone(), a.index);
+                let ledger = (
+                    recovered.ledgers.remove(&k).unwrap_or_default(),
+                    recovered.producers.remove(&k).unwrap_or_default(),
+                );
                 let backend = SmqBackend::new(
                     self.client.clone(),
                     smq_topic.clone(),

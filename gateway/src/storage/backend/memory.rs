@@ -13,9 +13,9 @@ use smq_client::{DataMessage, FlushedRecord, PublishAck, SmqError, SmqResult};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::{Lock, PartitionBackend};
+use super::{EntryToPersist, Lock, PartitionBackend};
 use crate::error::{GatewayError, GatewayResult};
-use crate::ledger::{LedgerEntry, LedgerToken, PartitionLedger};
+use crate::ledger::{LedgerRecord, LedgerSlot, LedgerToken, PartitionLedger, ProducerStates};
 
 /// One stored record.
 #[derive(Debug, Clone)]
@@ -49,7 +49,7 @@ struct State {
     hold_acks: bool,
     held_acks: Vec<(oneshot::Sender<SmqResult<PublishAck>>, PublishAck)>,
     /// Ledger records in order, with whether each is written.
-    ledger: Vec<LedgerEntry>,
+    ledger: Vec<LedgerRecord>,
     ledger_written: usize,
     /// The next this many ledger writes fail.
     failing_ledger_writes: usize,
@@ -157,9 +157,17 @@ impl Cluster {
         self.state().failing_ledger_writes = n;
     }
 
-    /// Ledger records persisted so far.
-    pub fn ledger(&self) -> Vec<LedgerEntry> {
-        self.state().ledger.clone()
+    /// The ledger and producer state a gateway recovers from what was persisted.
+    pub fn recovered(&self) -> (PartitionLedger, ProducerStates) {
+        let mut slot = LedgerSlot::default();
+        for r in self.state().ledger.iter() {
+            slot.replay(r.clone());
+        }
+        let key = ("memory".to_string(), 0);
+        (
+            slot.ledgers.remove(&key).unwrap_or_default(),
+            slot.producers.remove(&key).unwrap_or_default(),
+        )
     }
 
     /// Records stored so far, in store order.
@@ -297,16 +305,22 @@ impl PartitionBackend for MemoryBackend {
         *self.stream() = None;
     }
 
-    async fn persist(&self, entries: &[LedgerEntry]) -> GatewayResult<Vec<LedgerToken>> {
+    async fn persist(&self, entries: &[EntryToPersist<'_>]) -> GatewayResult<Vec<LedgerToken>> {
         let mut s = self.cluster.state();
         if s.failing_ledger_writes > 0 {
             s.failing_ledger_writes -= 1;
             return Err(GatewayError::Smq(broken(0)));
         }
         let mut tokens = Vec::with_capacity(entries.len());
-        for e in entries {
+        for (entry, producers) in entries {
             tokens.push(LedgerToken::new(0, Some(s.ledger.len() as u64)));
-            s.ledger.push(*e);
+            s.ledger.push(LedgerRecord {
+                topic: "memory".to_string(),
+                partition: 0,
+                generation: 1,
+                entry: *entry,
+                producers: producers.to_vec(),
+            });
         }
         Ok(tokens)
     }
@@ -316,13 +330,8 @@ impl PartitionBackend for MemoryBackend {
         token.seq().is_none_or(|seq| seq < written)
     }
 
-    async fn load_ledger(&self) -> GatewayResult<PartitionLedger> {
-        let mut l = PartitionLedger::new();
-        for e in self.cluster.state().ledger.iter() {
-            l.replay(*e)
-                .map_err(|e| GatewayError::Internal(format!("memory ledger replay: {e}")))?;
-        }
-        Ok(l)
+    async fn load_ledger(&self) -> GatewayResult<(PartitionLedger, ProducerStates)> {
+        Ok(self.cluster.recovered())
     }
 
     async fn lock(

@@ -21,7 +21,10 @@ use std::time::Duration;
 use smq_client::{DataMessage, FlushedRecord, PublishAck, SmqResult};
 
 use crate::error::GatewayResult;
-use crate::ledger::{LedgerEntry, LedgerToken, PartitionLedger};
+use crate::ledger::{LedgerEntry, LedgerToken, PartitionLedger, ProducerBatch, ProducerStates};
+
+/// A ledger entry to persist, with the idempotent batches stored in its offsets.
+pub type EntryToPersist<'a> = (LedgerEntry, &'a [ProducerBatch]);
 
 /// The outcome of asking for a partition's write lock.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,11 +78,14 @@ pub trait PartitionBackend: Send + Sync + 'static {
     /// they are also written.
     fn persist(
         &self,
-        entries: &[LedgerEntry],
+        entries: &[EntryToPersist<'_>],
     ) -> impl Future<Output = GatewayResult<Vec<LedgerToken>>> + Send;
     fn ledger_durable(&self, token: LedgerToken) -> bool;
-    /// The partition's ledger as persisted now (another gateway may have written it).
-    fn load_ledger(&self) -> impl Future<Output = GatewayResult<PartitionLedger>> + Send;
+    /// The partition's ledger and idempotent producers as persisted now (another gateway may
+    /// have written since).
+    fn load_ledger(
+        &self,
+    ) -> impl Future<Output = GatewayResult<(PartitionLedger, ProducerStates)>> + Send;
 
     // The write lock: one writer per partition.
 

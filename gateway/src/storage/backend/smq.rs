@@ -10,9 +10,9 @@ use smq_client::{
     PendingAck, PublishAck, SmqClient, SmqResult, Subscription, Topic,
 };
 
-use super::{Lock, PartitionBackend};
+use super::{EntryToPersist, Lock, PartitionBackend};
 use crate::error::GatewayResult;
-use crate::ledger::{LedgerEntry, LedgerRecord, LedgerStore, LedgerToken, PartitionLedger};
+use crate::ledger::{LedgerRecord, LedgerStore, LedgerToken, PartitionLedger, ProducerStates};
 
 /// How long reading a partition's persisted ledger may take when taking it over.
 const LOAD_LEDGER_TIMEOUT: Duration = Duration::from_secs(60);
@@ -122,9 +122,9 @@ impl PartitionBackend for SmqBackend {
         self.publisher.close().await;
     }
 
-    async fn persist(&self, entries: &[LedgerEntry]) -> GatewayResult<Vec<LedgerToken>> {
+    async fn persist(&self, entries: &[EntryToPersist<'_>]) -> GatewayResult<Vec<LedgerToken>> {
         let mut tokens = Vec::with_capacity(entries.len());
-        for entry in entries {
+        for (entry, producers) in entries {
             tokens.push(
                 self.ledger_store
                     .append(&LedgerRecord {
@@ -132,6 +132,7 @@ impl PartitionBackend for SmqBackend {
                         partition: self.index,
                         generation: self.generation,
                         entry: *entry,
+                        producers: producers.to_vec(),
                     })
                     .await?,
             );
@@ -143,7 +144,7 @@ impl PartitionBackend for SmqBackend {
         self.ledger_store.is_durable(token)
     }
 
-    async fn load_ledger(&self) -> GatewayResult<PartitionLedger> {
+    async fn load_ledger(&self) -> GatewayResult<(PartitionLedger, ProducerStates)> {
         self.ledger_store
             .recover_partition(&self.smq_name, self.index, LOAD_LEDGER_TIMEOUT)
             .await

@@ -9,17 +9,16 @@ use std::time::Duration;
 
 use tokio::sync::{Mutex, oneshot};
 
-use super::held::group;
+use super::held::{attach, group};
 use super::runs::{new_nonce, smq_key};
 use super::{PartitionLog, lock_read};
 use crate::error::{GatewayError, GatewayResult};
-use crate::ledger::{LedgerEntry, LedgerToken};
+use crate::ledger::{LedgerToken, ProducerBatch, ProducerStates, SequenceCheck};
 use crate::records::{
     Batch, StorageFormat, StoredBatch, StoredRecord, StoredUnit, TimestampType, encode_stored,
     encode_stored_batch, rebase_batch,
 };
-use crate::storage::backend::PartitionBackend;
-use crate::storage::producers::{ProducerStates, SequenceCheck};
+use crate::storage::backend::{EntryToPersist, PartitionBackend};
 use crate::storage::wal::HeldValue;
 
 /// The append pipeline's state.
@@ -34,10 +33,15 @@ pub(super) struct Appending {
     pub(super) nonce: AtomicU64,
 }
 
-impl Default for Appending {
-    fn default() -> Self {
+impl Appending {
+    /// Starting with the idempotent producers recovered with the ledger.
+    pub(super) fn new(producers: ProducerStates) -> Self {
         Self {
-            writer: Mutex::new(Writer::default()),
+            writer: Mutex::new(Writer {
+                committed_producers: producers.clone(),
+                producers,
+                ..Writer::default()
+            }),
             epoch: AtomicU64::new(0),
             nonce: AtomicU64::new(new_nonce()),
         }
@@ -70,9 +74,6 @@ impl Writer {
     }
 }
 
-/// (producer id, epoch, base sequence, record count, base offset) of an idempotent batch.
-type Sequenced = (i64, i16, i32, i32, i64);
-
 /// An append that has begun (offsets assigned, records sent to SMQ); `finish` completes it.
 pub struct AppendTicket<B: PartitionBackend = crate::storage::backend::SmqBackend> {
     log: Arc<PartitionLog<B>>,
@@ -88,7 +89,8 @@ pub struct AppendTicket<B: PartitionBackend = crate::storage::backend::SmqBacken
     /// What was stored, for the tail cache.
     stored: Vec<StoredUnit>,
     base: i64,
-    sequences: Vec<Sequenced>,
+    /// The idempotent batches this append stores.
+    sequences: Vec<ProducerBatch>,
     previous: Option<oneshot::Receiver<bool>>,
     done: Option<oneshot::Sender<bool>>,
     appended: Appended,
@@ -232,14 +234,15 @@ impl<B: PartitionBackend> PartitionLog<B> {
         for b in &to_store {
             if idempotent.iter().any(|i| std::ptr::eq(*i, *b)) {
                 let h = &b.header;
-                let seq = (
-                    h.producer_id,
-                    h.producer_epoch,
-                    h.base_sequence,
-                    h.record_count,
-                    batch_base,
-                );
-                writer.producers.record(seq.0, seq.1, seq.2, seq.3, seq.4);
+                let seq = ProducerBatch {
+                    producer_id: h.producer_id,
+                    epoch: h.producer_epoch,
+                    base_sequence: h.base_sequence,
+                    count: h.record_count,
+                    base_offset: batch_base,
+                    time_ms: now_ms,
+                };
+                writer.producers.record(&seq);
                 sequences.push(seq);
             }
             batch_base += b.records.len() as i64;
@@ -371,22 +374,22 @@ impl<B: PartitionBackend> PartitionLog<B> {
         // between leaves a hole, and the retried records land further on).
         if !self.backend.holds_acks() {
             let values = vec![HeldValue::Mem(Vec::new()); t.units.len()];
-            let entries: Vec<LedgerEntry> = group(t.nonce, t.base, &t.units, values, &acks)
-                .into_iter()
-                .map(|h| h.entry)
+            let mut entries = group(t.nonce, t.base, &t.units, values, &acks);
+            attach(&mut entries, &t.sequences);
+            let persist: Vec<EntryToPersist<'_>> = entries
+                .iter()
+                .map(|h| (h.entry, &h.producers[..]))
                 .collect();
-            self.append_ledger(&entries).await?;
+            self.append_ledger(&persist).await?;
         } else {
             let values = std::mem::take(&mut t.values);
-            self.hold_appended(t.nonce, t.base, &t.units, values, &acks)
+            self.hold_appended(t.nonce, t.base, &t.units, values, &acks, &t.sequences)
                 .await?;
         }
         crate::metrics::append_stage("ledger", started.elapsed());
         let mut writer = self.appending.writer.lock().await;
-        for &(pid, epoch, seq, count, base) in &t.sequences {
-            writer
-                .committed_producers
-                .record(pid, epoch, seq, count, base);
+        for b in &t.sequences {
+            writer.committed_producers.record(b);
         }
         Ok(t.appended)
     }
@@ -399,10 +402,10 @@ impl<B: PartitionBackend> PartitionLog<B> {
     /// mark.
     pub(super) async fn append_ledger(
         &self,
-        entries: &[LedgerEntry],
+        entries: &[EntryToPersist<'_>],
     ) -> GatewayResult<Vec<LedgerToken>> {
         let tokens = self.backend.persist(entries).await?;
-        self.apply_entries(entries)?;
+        self.apply_entries(entries.iter().map(|(e, _)| *e))?;
         Ok(tokens)
     }
 

@@ -8,11 +8,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::Mutex;
 
-use super::held::{Held, HeldEntry, group};
+use super::held::{Held, HeldEntry, attach, group};
 use super::{PartitionLog, lock_write};
 use crate::error::{GatewayError, GatewayResult};
-use crate::ledger::LedgerEntry;
-use crate::storage::backend::PartitionBackend;
+use crate::ledger::{LedgerEntry, ProducerBatch};
+use crate::storage::backend::{EntryToPersist, PartitionBackend};
 use crate::storage::unflushed::UnflushedBudget;
 use crate::storage::wal::{HeldValue, PartitionWal, RecoveredAppend};
 
@@ -126,10 +126,13 @@ impl<B: PartitionBackend> PartitionLog<B> {
         units: &[(i64, i64)],
         values: Vec<HeldValue>,
         acks: &[(u64, i64)],
+        batches: &[ProducerBatch],
     ) -> GatewayResult<()> {
         let mut held = self.holding.held.lock().await;
         let before = held.len();
-        for e in group(nonce, base, units, values, acks) {
+        let mut entries = group(nonce, base, units, values, acks);
+        attach(&mut entries, batches);
+        for e in entries {
             held.push(e, &self.holding.unflushed);
         }
         if let Err(e) = self.write_ledger_tail(&mut held, before).await {
@@ -148,7 +151,11 @@ impl<B: PartitionBackend> PartitionLog<B> {
         if let Some(stale) = held.first_stale(self.backend.healthy_epoch()) {
             return self.republish(held, stale.min(from)).await;
         }
-        let entries: Vec<LedgerEntry> = held.entries().range(from..).map(|h| h.entry).collect();
+        let entries: Vec<EntryToPersist<'_>> = held
+            .entries()
+            .range(from..)
+            .map(|h| (h.entry, &h.producers[..]))
+            .collect();
         let tokens = self.append_ledger(&entries).await?;
         held.set_ledger_tokens(from, tokens);
         Ok(())
@@ -202,16 +209,22 @@ impl<B: PartitionBackend> PartitionLog<B> {
                 continue;
             }
             let mine: Vec<(u64, i64)> = acks.by_ref().take(h.values.len()).collect();
-            replacement.extend(group(
+            let mut regrouped = group(
                 nonce,
                 h.entry.kafka_offset,
                 &h.units,
                 h.values.clone(),
                 &mine,
-            ));
+            );
+            attach(&mut regrouped, &h.producers);
+            replacement.extend(regrouped);
         }
         let entries: Vec<LedgerEntry> = replacement.iter().map(|h| h.entry).collect();
-        let tokens = self.backend.persist(&entries).await?;
+        let persist: Vec<EntryToPersist<'_>> = replacement
+            .iter()
+            .map(|h| (h.entry, &h.producers[..]))
+            .collect();
+        let tokens = self.backend.persist(&persist).await?;
         for (h, t) in replacement.iter_mut().zip(tokens) {
             h.ledger = Some(t);
         }

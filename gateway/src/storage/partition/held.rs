@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 
-use crate::ledger::{LedgerEntry, LedgerToken};
+use crate::ledger::{LedgerEntry, LedgerToken, ProducerBatch};
 use crate::storage::unflushed::UnflushedBudget;
 use crate::storage::wal::HeldValue;
 
@@ -23,6 +23,8 @@ pub struct HeldEntry {
     pub units: Vec<(i64, i64)>,
     /// The persisted ledger entry, once written (see `LedgerStore::is_durable`).
     pub ledger: Option<LedgerToken>,
+    /// The idempotent batches stored in the entry's offsets, persisted with it.
+    pub producers: Vec<ProducerBatch>,
 }
 
 impl HeldEntry {
@@ -76,11 +78,24 @@ pub fn group(
                 values: vec![value],
                 units: vec![(n, ts)],
                 ledger: None,
+                producers: Vec::new(),
             }),
         }
         kafka += n;
     }
     out
+}
+
+/// Gives each entry the batches whose base offsets it holds.
+pub fn attach(entries: &mut [HeldEntry], batches: &[ProducerBatch]) {
+    for b in batches {
+        if let Some(e) = entries
+            .iter_mut()
+            .find(|e| e.entry.kafka_offset <= b.base_offset && b.base_offset < e.entry.end())
+        {
+            e.producers.push(*b);
+        }
+    }
 }
 
 /// A partition's held entries, oldest first; a suffix of its ledger, entry for entry.

@@ -40,7 +40,7 @@ use super::backend::{PartitionBackend, SmqBackend};
 use super::unflushed::UnflushedBudget;
 use super::wal::{PartitionWal, RecoveredAppend};
 use crate::error::{GatewayError, GatewayResult};
-use crate::ledger::PartitionLedger;
+use crate::ledger::{PartitionLedger, ProducerStates};
 use crate::records::StorageFormat;
 
 pub struct PartitionLog<B: PartitionBackend = SmqBackend> {
@@ -93,12 +93,12 @@ fn lock_write(l: &RwLock<PartitionLedger>) -> std::sync::RwLockWriteGuard<'_, Pa
 }
 
 impl<B: PartitionBackend> PartitionLog<B> {
-    /// A partition starting from `ledger` (as recovered), with the write-ahead log an earlier
-    /// process may have left records in (`wal`).
+    /// A partition starting from `ledger` and `producers` (as recovered), with the write-ahead
+    /// log an earlier process may have left records in (`wal`).
     pub fn new(
         backend: B,
         place: Placement,
-        ledger: PartitionLedger,
+        (ledger, producers): (PartitionLedger, ProducerStates),
         wal: Option<(PartitionWal, Vec<RecoveredAppend>)>,
     ) -> Self {
         let Placement {
@@ -120,7 +120,7 @@ impl<B: PartitionBackend> PartitionLog<B> {
             format: RwLock::new(format),
             ledger: RwLock::new(ledger),
             hwm,
-            appending: append::Appending::default(),
+            appending: append::Appending::new(producers),
             ownership: ownership::Ownership::default(),
             holding,
             reading: read::Reading::new(tail_cache_bytes),
@@ -178,11 +178,14 @@ impl<B: PartitionBackend> PartitionLog<B> {
     }
 
     /// Applies entries that continue the ledger and moves the high water mark.
-    fn apply_entries(&self, entries: &[crate::ledger::LedgerEntry]) -> GatewayResult<()> {
+    fn apply_entries(
+        &self,
+        entries: impl Iterator<Item = crate::ledger::LedgerEntry>,
+    ) -> GatewayResult<()> {
         let mut ledger = lock_write(&self.ledger);
         for entry in entries {
             ledger
-                .append(*entry)
+                .append(entry)
                 .map_err(|e| GatewayError::Internal(format!("ledger append: {e}")))?;
         }
         self.hwm.send_replace(ledger.next_offset());

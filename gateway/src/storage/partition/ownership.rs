@@ -11,7 +11,6 @@ use super::append::Writer;
 use super::{PartitionLog, lock_write};
 use crate::error::{GatewayError, GatewayResult};
 use crate::storage::backend::{Lock, PartitionBackend};
-use crate::storage::producers::ProducerStates;
 
 /// How long a partition's write lock lasts without renewal. It is also how long a gateway killed
 /// with SIGKILL keeps its partitions from a successor (a clean stop releases them). Renewed on
@@ -86,7 +85,7 @@ impl<B: PartitionBackend> PartitionLog<B> {
     /// own) and the rest of ours is still held for publishing again: ours is kept. Otherwise the
     /// persisted ledger replaces ours, and every append begun under the lapsed lock fails.
     async fn take_over(&self, writer: &mut Writer) -> GatewayResult<()> {
-        let fresh = self.backend.load_ledger().await?;
+        let (fresh, producers) = self.backend.load_ledger().await?;
         let kept = {
             let mut ledger = lock_write(&self.ledger);
             let ours = ledger.entries();
@@ -103,8 +102,8 @@ impl<B: PartitionBackend> PartitionLog<B> {
             prefix
         };
         if !kept {
-            writer.producers = ProducerStates::default();
-            writer.committed_producers = ProducerStates::default();
+            writer.committed_producers = producers.clone();
+            writer.producers = producers;
             writer.restart(&self.appending);
             self.reading.clear_all();
             // What this gateway held belongs to the ledger it just replaced (what a restart

@@ -12,7 +12,7 @@ use proptest::prelude::*;
 use super::ownership::LOCK_TTL;
 use super::{PartitionLog, Placement};
 use crate::error::GatewayError;
-use crate::ledger::PartitionLedger;
+use crate::ledger::{PartitionLedger, ProducerStates};
 use crate::records::{
     Batch, Record, StorageFormat, StoredUnit, TimestampType, encode_batch, parse_batch,
 };
@@ -35,7 +35,12 @@ const HELD: Mode = Mode {
     format: StorageFormat::Record,
 };
 
-fn open(cluster: &Cluster, owner: &str, mode: Mode, ledger: PartitionLedger) -> Log {
+fn open(
+    cluster: &Cluster,
+    owner: &str,
+    mode: Mode,
+    ledger: (PartitionLedger, ProducerStates),
+) -> Log {
     Arc::new(PartitionLog::new(
         cluster.gateway(owner, mode.holds_acks, mode.log_files),
         Placement {
@@ -141,7 +146,7 @@ async fn appends_get_dense_offsets_in_both_formats() {
                 log_files: false,
                 format,
             };
-            let p = open(&cluster, "g1", mode, PartitionLedger::new());
+            let p = open(&cluster, "g1", mode, Default::default());
             let (a, b, c) = (values("a", 2), values("b", 3), values("c", 1));
             assert_eq!(append(&p, &a).await.unwrap(), 0);
             assert_eq!(append(&p, &b).await.unwrap(), 2);
@@ -169,7 +174,7 @@ async fn appends_get_dense_offsets_in_both_formats() {
 #[tokio::test]
 async fn a_broken_stream_fails_its_append_and_every_one_begun_after_it() {
     let cluster = Cluster::new();
-    let p = open(&cluster, "g1", HELD, PartitionLedger::new());
+    let p = open(&cluster, "g1", HELD, Default::default());
     let first = values("first", 1);
     assert_eq!(append(&p, &first).await.unwrap(), 0);
     // Written and let go, so nothing earlier is published again below.
@@ -226,7 +231,7 @@ async fn a_failed_ledger_write_rolls_the_partition_back() {
     for holds_acks in [false, true] {
         let cluster = Cluster::new();
         let mode = Mode { holds_acks, ..HELD };
-        let p = open(&cluster, "g1", mode, PartitionLedger::new());
+        let p = open(&cluster, "g1", mode, Default::default());
         let a = values("a", 2);
         append(&p, &a).await.unwrap();
         cluster.fail_ledger_writes(1);
@@ -239,23 +244,15 @@ async fn a_failed_ledger_write_rolls_the_partition_back() {
         want.extend(numbered(&b, 2));
         assert_eq!(read_all(&p).await, want);
         // A restart rebuilds exactly this from the persisted ledger.
-        let reopened = open(&cluster, "g2", mode, cluster_ledger(&cluster));
+        let reopened = open(&cluster, "g2", mode, cluster.recovered());
         assert_eq!(read_all(&reopened).await, want);
     }
-}
-
-fn cluster_ledger(cluster: &Cluster) -> PartitionLedger {
-    let mut l = PartitionLedger::new();
-    for e in cluster.ledger() {
-        l.replay(e).expect("persisted entries replay");
-    }
-    l
 }
 
 #[tokio::test]
 async fn an_idempotent_retry_gets_its_first_offset_and_a_failed_one_can_be_retried() {
     let cluster = Cluster::new();
-    let p = open(&cluster, "g1", HELD, PartitionLedger::new());
+    let p = open(&cluster, "g1", HELD, Default::default());
     let send = |vals: Vec<String>, seq: i32| {
         let p = p.clone();
         async move {
@@ -287,7 +284,7 @@ async fn an_idempotent_retry_gets_its_first_offset_and_a_failed_one_can_be_retri
 #[tokio::test]
 async fn held_records_lost_in_a_broker_crash_are_published_again() {
     let cluster = Cluster::new();
-    let p = open(&cluster, "g1", HELD, PartitionLedger::new());
+    let p = open(&cluster, "g1", HELD, Default::default());
     let a = values("a", 2);
     append(&p, &a).await.unwrap();
     // Written to disk, but SMQ's offset counter was not persisted: after the crash it hands
@@ -310,7 +307,7 @@ async fn held_records_lost_in_a_broker_crash_are_published_again() {
     cluster.flush();
     p.keep_durable().await;
     assert_eq!(p.held_bytes(), 0);
-    let reopened = open(&cluster, "g2", HELD, cluster_ledger(&cluster));
+    let reopened = open(&cluster, "g2", HELD, cluster.recovered());
     assert_eq!(read_all(&reopened).await, want);
     // An idle partition does not wait for a produce: the periodic check publishes again.
     let d = values("d", 2);
@@ -324,13 +321,13 @@ async fn held_records_lost_in_a_broker_crash_are_published_again() {
 #[tokio::test(start_paused = true)]
 async fn a_lapsed_lock_is_taken_over_and_the_ledger_continues() {
     let cluster = Cluster::new();
-    let g1 = open(&cluster, "g1", HELD, PartitionLedger::new());
+    let g1 = open(&cluster, "g1", HELD, Default::default());
     let a = values("a", 3);
     append(&g1, &a).await.unwrap();
     cluster.flush();
     // A second gateway (started earlier, so with an older view of the ledger) waits for the
     // first's lock; g1 then dies without releasing it.
-    let g2 = open(&cluster, "g2", HELD, PartitionLedger::new());
+    let g2 = open(&cluster, "g2", HELD, Default::default());
     let e = append(&g2, &values("x", 1)).await.unwrap_err();
     assert!(matches!(e, GatewayError::NotLeader), "{e}");
     assert!(retriable(&e));
@@ -351,11 +348,11 @@ async fn a_lapsed_lock_is_taken_over_and_the_ledger_continues() {
 #[tokio::test(start_paused = true)]
 async fn a_clean_close_hands_the_partition_over_at_once() {
     let cluster = Cluster::new();
-    let g1 = open(&cluster, "g1", HELD, PartitionLedger::new());
+    let g1 = open(&cluster, "g1", HELD, Default::default());
     let a = values("a", 2);
     append(&g1, &a).await.unwrap();
     g1.close().await;
-    let g2 = open(&cluster, "g2", HELD, PartitionLedger::new());
+    let g2 = open(&cluster, "g2", HELD, Default::default());
     let b = values("b", 1);
     assert_eq!(append(&g2, &b).await.unwrap(), 2);
 }
@@ -397,7 +394,7 @@ async fn run_history(ops: Vec<Op>, format: StorageFormat, log_files: bool) {
         log_files,
         format,
     };
-    let p = open(&cluster, "g1", mode, PartitionLedger::new());
+    let p = open(&cluster, "g1", mode, Default::default());
     let mut acked: Vec<(i64, String)> = Vec::new();
     let mut n = 0usize;
     let mut fresh = |k: usize| {
@@ -456,7 +453,7 @@ async fn run_history(ops: Vec<Op>, format: StorageFormat, log_files: bool) {
     // A restart after SMQ has written everything serves the same records.
     cluster.flush();
     p.keep_durable().await;
-    let reopened = open(&cluster, "g2", mode, cluster_ledger(&cluster));
+    let reopened = open(&cluster, "g2", mode, cluster.recovered());
     assert_eq!(read_all(&reopened).await, acked);
 }
 
@@ -477,4 +474,33 @@ proptest! {
             .expect("a runtime");
         rt.block_on(run_history(ops, format, log_files));
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idempotent_retry_after_a_restart_or_a_takeover_is_not_stored_twice() {
+    let cluster = Cluster::new();
+    let g1 = open(&cluster, "g1", HELD, Default::default());
+    let send = |p: Log, seq: i32| async move {
+        p.append(
+            &[batch(&values("a", 2), Some((7, 0, seq)))],
+            TimestampType::CreateTime,
+            0,
+        )
+        .await
+        .map(|a| a.base_offset)
+    };
+    assert_eq!(send(g1.clone(), 0).await.unwrap(), 0);
+    assert_eq!(send(g1.clone(), 2).await.unwrap(), 2);
+    cluster.flush();
+    g1.close().await;
+    // A restart recovers the producer with the ledger.
+    let restarted = open(&cluster, "g1", HELD, cluster.recovered());
+    assert_eq!(send(restarted.clone(), 2).await.unwrap(), 2, "a retry");
+    assert_eq!(restarted.high_water_mark(), 4, "stored once");
+    assert_eq!(send(restarted.clone(), 4).await.unwrap(), 4);
+    // A gateway that opened the partition before any of this takes it over once the lock lapses.
+    let g2 = open(&cluster, "g2", HELD, Default::default());
+    tokio::time::advance(LOCK_TTL + std::time::Duration::from_secs(1)).await;
+    assert_eq!(send(g2.clone(), 4).await.unwrap(), 4, "a retry after a takeover");
+    assert_eq!(g2.high_water_mark(), 6);
 }
