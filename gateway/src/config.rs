@@ -34,6 +34,10 @@ pub enum LedgerCommand {
         partition: i32,
         offset: i64,
     },
+    /// Ask the running gateway (at `--http`) to drop the write-ahead log's records of a
+    /// partition that refuses writes because they do not continue its ledger. Those records
+    /// are lost; the partition accepts writes again from its ledger's end.
+    DiscardWal { topic: String, partition: i32 },
 }
 
 #[derive(Debug, Clone, Args)]

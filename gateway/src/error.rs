@@ -39,6 +39,10 @@ pub enum GatewayError {
     /// Acknowledged bytes SMQ has not yet written reached the gateway's bound.
     #[error("{0} acknowledged bytes are waiting for SMQ to write them; retry")]
     UnflushedBacklog(usize),
+    /// The partition refuses writes until an operator resolves a conflict (see
+    /// `docs/state.md`, "When the write-ahead log and the ledger disagree").
+    #[error("partition refuses writes: {0}")]
+    WritesRefused(String),
     #[error("unsupported version {version} of API {api}")]
     UnsupportedVersion { api: i16, version: i16 },
     #[error("the operation is not supported: {0}")]
@@ -96,6 +100,7 @@ impl GatewayError {
             // Retriable: the producer sends the batch again after the earlier one.
             GatewayError::EarlierAppendFailed => E::NotEnoughReplicas,
             GatewayError::UnflushedBacklog(_) => E::NotEnoughReplicas,
+            GatewayError::WritesRefused(_) => E::KafkaStorageError,
             GatewayError::UnsupportedVersion { .. } => E::UnsupportedVersion,
             GatewayError::NotSupported(_) => E::InvalidRequest,
             GatewayError::OutOfOrderSequence { .. } => E::OutOfOrderSequenceNumber,
@@ -127,6 +132,7 @@ impl GatewayError {
             GatewayError::NotLeader => "not_leader",
             GatewayError::EarlierAppendFailed => "earlier_append_failed",
             GatewayError::UnflushedBacklog(_) => "unflushed_backlog",
+            GatewayError::WritesRefused(_) => "writes_refused",
             GatewayError::UnsupportedVersion { .. } => "unsupported_version",
             GatewayError::NotSupported(_) => "not_supported",
             GatewayError::OutOfOrderSequence { .. } => "out_of_order_sequence",

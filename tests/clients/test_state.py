@@ -145,3 +145,108 @@ def test_idempotent_producer_is_not_duplicated_across_gateway_kills(gateway):
     assert set(values) == {b"v-%07d" % i for i in range(sent)}
     for q in range(PARTS):
         kgw.assert_dense(got[q])
+
+
+def filer_http(smq):
+    host, grpc = smq.env["SMQ_FILER"].rsplit(":", 1)
+    return "http://%s:%d" % (host, int(grpc) - 10000)
+
+
+def filer_list(base, path):
+    import json
+    import urllib.request
+    req = urllib.request.Request(base + path.rstrip("/") + "/?limit=10000",
+                                 headers={"Accept": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            data = json.loads(r.read() or b"{}")
+    except urllib.error.HTTPError as e:
+        if e.code == 404:
+            return []
+        raise
+    return [(e["FullPath"], bool(e.get("Mode", 0) & 0o20000000000)) for e in (data.get("Entries") or [])]
+
+
+def filer_delete(base, path):
+    import urllib.request
+    req = urllib.request.Request(base + path + "?recursive=true", method="DELETE")
+    with urllib.request.urlopen(req, timeout=10):
+        pass
+
+
+def test_a_write_ahead_log_the_ledger_does_not_continue_refuses_writes(tmp_path):
+    """The gateway's write-ahead log holds acknowledged records past what SMQ's ledger holds (its
+    entries were lost): the partition refuses writes with KAFKA_STORAGE_ERROR instead of handing
+    the offsets out again, /stats says why, and `kafka-gateway ledger discard-wal` resumes it."""
+    confluent_kafka = kgw.ck()
+    smq = kgw.Smq(str(tmp_path / "smq")).up()
+    gw = None
+    try:
+        log_path = os.path.join(str(tmp_path), "wal-gateway.log")
+        gw = kgw.Gateway(smq.master, log_path, extra_args=[
+            "--wal-dir", str(tmp_path / "wal"), "--checkpoint-interval-secs", "0"])
+        gw.start()
+        topic = kgw.unique_topic("refuse")
+        kgw.create_topic(gw.bootstrap, topic, partitions=1)
+        kgw.produce_all(kgw.producer(gw.bootstrap), topic, [{"value": b"a%d" % i} for i in range(5)])
+        time.sleep(7)  # SMQ writes them, and the log lets them go
+        kgw.produce_all(kgw.producer(gw.bootstrap), topic, [{"value": b"b%d" % i} for i in range(5)])
+        gw.kill9()  # offsets 5..10 acknowledged and still in the write-ahead log
+        time.sleep(7)  # SMQ writes the ledger entries of 0..10 too
+        # Then the ledger's entries are lost: the broker stops, its files go, it starts again.
+        subprocess_run([os.path.join(kgw.REPO, "dev", "smq"), "stop-broker", smq.dir])
+        base = filer_http(smq)
+        removed = 0
+        for gen, is_dir in filer_list(base, "/topics/kafka-system/offset-mappings"):
+            if not is_dir:
+                continue
+            for part, part_is_dir in filer_list(base, gen):
+                if not part_is_dir:
+                    continue
+                for f, f_is_dir in filer_list(base, part):
+                    name = f.rsplit("/", 1)[1]
+                    if not f_is_dir and re.fullmatch(r"\d{4}(-\d\d){5}", name):
+                        filer_delete(base, f)
+                        removed += 1
+        assert removed > 0, "no ledger log file found to remove"
+        subprocess_run([os.path.join(kgw.REPO, "dev", "smq"), "start-broker", smq.dir])
+
+        gw.start()
+        p = kgw.producer(gw.bootstrap, **{"message.timeout.ms": 8000, "retries": 2})
+        errors = []
+        p.produce(topic, value=b"c0", on_delivery=lambda err, msg: errors.append(err))
+        p.flush(30)
+        assert errors and errors[0] is not None, "a write was taken: %s" % errors
+        assert errors[0].code() in (confluent_kafka.KafkaError.KAFKA_STORAGE_ERROR,
+                                    confluent_kafka.KafkaError._MSG_TIMED_OUT), errors[0]
+        parts = [p for t in gw.get_json("/stats")["topics"] if t["topic"] == topic for p in t["partitions"]]
+        assert parts and parts[0]["writes_refused"] and "5..10" in parts[0]["writes_refused"], parts
+        assert kgw.watermarks(gw.bootstrap, topic, 0)[1] == 0, "no offset handed out"
+        metrics = urllib_get(gw.http + "/metrics")
+        assert "kafka_gateway_partitions_refusing_writes 1" in metrics
+
+        out = subprocess_run([gw.binary, "--http", "127.0.0.1:%d" % gw.http_port, "ledger",
+                              "discard-wal", topic, "0"])
+        assert '"records_dropped": 5' in out, out
+        delivered = kgw.produce_all(kgw.producer(gw.bootstrap), topic, [{"value": b"c1"}])
+        assert delivered[0].offset() == 0
+        assert "kafka_gateway_partitions_refusing_writes 0" in urllib_get(gw.http + "/metrics")
+    finally:
+        if gw is not None:
+            gw.stop()
+        smq.down()
+
+
+def subprocess_run(cmd):
+    import subprocess
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                       timeout=120)
+    assert r.returncode == 0, "%s failed (%d): %s %s" % (cmd, r.returncode, r.stdout.decode()[-2000:],
+                                                        r.stderr.decode()[-2000:])
+    return r.stdout.decode()
+
+
+def urllib_get(url):
+    import urllib.request
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return r.read().decode()

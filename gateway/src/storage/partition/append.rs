@@ -174,6 +174,9 @@ impl<B: PartitionBackend> PartitionLog<B> {
             .unflushed
             .wait_for_room(self.backend.ack_timeout())
             .await?;
+        if let Some(reason) = self.holding.refusal() {
+            return Err(GatewayError::WritesRefused(reason));
+        }
         let mut writer = self.appending.writer.lock().await;
         self.ensure_owner(&mut writer).await?;
         if self.holding.is_recovering() {

@@ -28,6 +28,9 @@ pub(super) struct Holding {
     /// Records an earlier process logged in `wal` and may not have had written by SMQ are held
     /// and must be published again before this partition takes new records.
     recovering: AtomicBool,
+    /// Why the partition refuses writes: what the write-ahead log holds does not continue the
+    /// ledger, and handing its offsets out again would break acknowledged records' offsets.
+    pub(super) refused: std::sync::Mutex<Option<String>>,
 }
 
 impl Holding {
@@ -58,9 +61,33 @@ impl Holding {
         }
         Self {
             recovering: AtomicBool::new(!held.is_empty()),
+            refused: std::sync::Mutex::new(None),
             held: Mutex::new(held),
             unflushed,
             wal,
+        }
+    }
+
+    /// Why writes are refused, if they are.
+    pub(super) fn refusal(&self) -> Option<String> {
+        self.refused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(super) fn refuse(&self, reason: String) {
+        let mut r = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+        if r.is_none() {
+            crate::metrics::refusing_writes(true);
+        }
+        *r = Some(reason);
+    }
+
+    pub(super) fn accept_writes(&self) {
+        let mut r = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+        if r.take().is_some() {
+            crate::metrics::refusing_writes(false);
         }
     }
 
@@ -246,6 +273,9 @@ impl<B: PartitionBackend> PartitionLog<B> {
     /// Drops held entries SMQ has written, and publishes again those whose stream broke, so an
     /// idle partition recovers without waiting for the next produce. Called periodically.
     pub async fn keep_durable(&self) {
+        if self.holding.refusal().is_some() {
+            return;
+        }
         if self.holding.is_recovering() {
             if let Ok(mut writer) = self.appending.writer.try_lock()
                 && let Err(e) = self.finish_recovery(&mut writer).await

@@ -501,6 +501,70 @@ async fn an_idempotent_retry_after_a_restart_or_a_takeover_is_not_stored_twice()
     // A gateway that opened the partition before any of this takes it over once the lock lapses.
     let g2 = open(&cluster, "g2", HELD, Default::default());
     tokio::time::advance(LOCK_TTL + std::time::Duration::from_secs(1)).await;
-    assert_eq!(send(g2.clone(), 4).await.unwrap(), 4, "a retry after a takeover");
+    assert_eq!(
+        send(g2.clone(), 4).await.unwrap(),
+        4,
+        "a retry after a takeover"
+    );
     assert_eq!(g2.high_water_mark(), 6);
+}
+
+#[tokio::test]
+async fn a_write_ahead_log_that_does_not_continue_the_ledger_refuses_writes_until_discarded() {
+    use crate::storage::wal::PartitionWal;
+    let dir = std::env::temp_dir().join(format!(
+        "kgw-refuse-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    // An earlier process acknowledged offsets 5..8 and logged them, but the ledger in SMQ lost
+    // the entries of 0..5 (and of 5..8).
+    {
+        let (wal, _) = PartitionWal::open(dir.clone(), 1).unwrap();
+        wal.append(
+            1,
+            5,
+            &[(1, 0), (1, 0), (1, 0)],
+            &[b"x".to_vec(), b"y".to_vec(), b"z".to_vec()],
+        )
+        .unwrap();
+    }
+    let cluster = Cluster::new();
+    let recovered = PartitionWal::open(dir.clone(), 1).unwrap();
+    assert_eq!(recovered.1.len(), 1);
+    let p: Log = Arc::new(PartitionLog::new(
+        cluster.gateway("g1", true, false),
+        Placement {
+            smq_topic: smq_client::topic("kafka", "t"),
+            index: 0,
+            generation: 1,
+            format: StorageFormat::Record,
+            tail_cache_bytes: 1 << 20,
+            unflushed: Arc::new(UnflushedBudget::new(0)),
+        },
+        Default::default(),
+        Some(recovered),
+    ));
+    let e = append(&p, &values("a", 1)).await.unwrap_err();
+    assert!(matches!(e, GatewayError::WritesRefused(_)), "{e}");
+    assert!(e.to_string().contains("discard-wal"), "{e}");
+    let again = append(&p, &values("a", 1)).await.unwrap_err();
+    assert!(matches!(again, GatewayError::WritesRefused(_)));
+    assert!(p.writes_refused().is_some());
+    assert_eq!(p.high_water_mark(), 0, "no offset handed out");
+    assert!(cluster.log().is_empty(), "nothing published");
+    // The operator drops the log's records: writes resume at the ledger's end, and a restart
+    // does not find the records again.
+    assert_eq!(p.discard_recovered().await, 3);
+    assert!(p.writes_refused().is_none());
+    assert_eq!(append(&p, &values("a", 1)).await.unwrap(), 0);
+    drop(p);
+    let (_wal, left) = PartitionWal::open(dir.clone(), 1).unwrap();
+    let offsets: Vec<i64> = left.iter().map(|a| a.kafka_offset).collect();
+    assert_eq!(
+        offsets,
+        [0],
+        "only the new append, not yet written by SMQ, is in the log"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }
