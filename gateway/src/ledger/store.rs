@@ -211,6 +211,7 @@ impl LedgerStore {
         let key =
             format!("{}/{}@{}", rec.topic, rec.partition, rec.entry.kafka_offset).into_bytes();
         let slot = slot(&rec.topic, rec.partition);
+        crate::metrics::smq_writes("ledger", 1);
         let seq = self.log.append(slot, key, encode(rec)).await?;
         Ok(LedgerToken { slot, seq })
     }

@@ -437,6 +437,7 @@ impl<B: PartitionBackend> PartitionLog<B> {
         nonce: u64,
         value: Vec<u8>,
     ) -> GatewayResult<B::Pending> {
+        crate::metrics::smq_writes("data", 1);
         Ok(self
             .backend
             .send(smq_key(first_offset, nonce), value)
