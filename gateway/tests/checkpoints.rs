@@ -1,7 +1,7 @@
 //! A checkpoint and the records after it rebuild exactly the state that replaying every record
 //! rebuilds: the rule that lets a start read the newest checkpoint instead of all history.
 
-use kafka_gateway::ledger::{LedgerEntry, LedgerRecord, LedgerSlot, ProducerBatch, encode_record};
+use kafka_gateway::ledger::{LedgerEntry, LedgerRecord, LedgerSlot, ProducerBatch, encode_records};
 use kafka_gateway::state::Replay;
 use proptest::prelude::*;
 use smq_client::DataMessage;
@@ -44,8 +44,8 @@ fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
-/// The records a history writes, in the order the mapping partition stores them.
-fn records(steps: &[Step]) -> Vec<DataMessage> {
+/// The ledger records a history writes, in order.
+fn records(steps: &[Step]) -> Vec<LedgerRecord> {
     let mut starts: Vec<Vec<i64>> = vec![Vec::new(); 3];
     let mut next = [0i64; 3];
     let mut smq = [0i64; 3];
@@ -128,20 +128,39 @@ fn records(steps: &[Step]) -> Vec<DataMessage> {
     out
 }
 
-fn message(part: usize, entry: LedgerEntry, producers: Vec<ProducerBatch>) -> DataMessage {
-    let rec = LedgerRecord {
+fn message(part: usize, entry: LedgerEntry, producers: Vec<ProducerBatch>) -> LedgerRecord {
+    LedgerRecord {
         topic: format!("kafka/t{part}"),
         partition: part as i32,
         generation: 1,
         entry,
         producers,
-    };
-    DataMessage {
-        key: Vec::new(),
-        value: encode_record(&rec),
-        ts_ns: 0,
-        ctrl: None,
     }
+}
+
+/// The records as the ledger writer stores them: consecutive entries grouped into one SMQ
+/// record (group commit), `sizes` giving each group's size in turn.
+fn stored(records: &[LedgerRecord], sizes: &[usize]) -> Vec<DataMessage> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    let mut i = 0;
+    while at < records.len() {
+        let n = sizes
+            .get(i)
+            .copied()
+            .unwrap_or(1)
+            .clamp(1, records.len() - at);
+        let group: Vec<&LedgerRecord> = records[at..at + n].iter().collect();
+        out.push(DataMessage {
+            key: Vec::new(),
+            value: encode_records(&group),
+            ts_ns: 0,
+            ctrl: None,
+        });
+        at += n;
+        i += 1;
+    }
+    out
 }
 
 proptest! {
@@ -151,8 +170,9 @@ proptest! {
     fn a_ledger_checkpoint_and_its_tail_replay_as_the_whole_history(
         steps in prop::collection::vec(step(), 0..60),
         cuts in prop::collection::vec(0usize..60, 0..3),
+        groups in prop::collection::vec(1usize..4, 0..60),
     ) {
-        let records = records(&steps);
+        let records = stored(&records(&steps), &groups);
         let mut full = LedgerSlot::default();
         for m in &records {
             full.apply(m);

@@ -8,11 +8,13 @@
 mod checkpoint;
 mod producers;
 mod store;
+mod writer;
 
 pub use producers::{PRODUCER_EXPIRY_MS, ProducerBatch, ProducerStates, SequenceCheck};
 pub use store::{
     LedgerRecord, LedgerSlot, LedgerStore, LedgerToken, RecoveredLedgers, RecoveredProducers,
-    decode as decode_record, encode as encode_record, replay_into,
+    decode as decode_record, decode_many as decode_records, encode as encode_record,
+    encode_many as encode_records, replay_into,
 };
 
 use serde::Serialize;

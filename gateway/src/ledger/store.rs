@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use prost::Message;
 use smq_client::SmqClient;
-use smq_proto::schema_pb::{RecordType, RecordValue, ScalarType};
+use smq_proto::schema_pb::{
+    ListType, ListValue, RecordType, RecordValue, ScalarType, Type, Value, r#type, value,
+};
 
 use super::producers::{ProducerBatch, ProducerStates};
 use super::{LedgerEntry, PartitionLedger};
@@ -19,6 +21,8 @@ use crate::state::{Replay, SYSTEM_NAMESPACE, SystemTopic};
 
 pub const MAPPINGS_TOPIC: &str = "offset-mappings";
 const MAPPING_PARTITIONS: i32 = 16;
+/// The field of a record holding several entries.
+const ENTRIES: &str = "entries";
 
 /// One persisted ledger entry, naming its data partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +64,7 @@ impl LedgerToken {
 
 pub struct LedgerStore {
     log: std::sync::Arc<SystemTopic>,
+    writers: super::writer::Writers,
 }
 
 impl std::fmt::Debug for LedgerStore {
@@ -70,22 +75,42 @@ impl std::fmt::Debug for LedgerStore {
     }
 }
 
+/// The fields of one entry.
+fn entry_fields() -> Vec<smq_proto::schema_pb::Field> {
+    vec![
+        scalar_field("topic_partition", 0, ScalarType::String),
+        scalar_field("topic", 1, ScalarType::String),
+        scalar_field("partition", 2, ScalarType::Int32),
+        scalar_field("kafka_offset", 3, ScalarType::Int64),
+        scalar_field("count", 4, ScalarType::Int32),
+        scalar_field("smq_offset", 5, ScalarType::Int64),
+        scalar_field("generation", 6, ScalarType::Int64),
+        scalar_field("max_timestamp", 7, ScalarType::Int64),
+        scalar_field("smq_count", 8, ScalarType::Int32),
+        scalar_field("nonce", 9, ScalarType::Int64),
+        scalar_field("producers", 10, ScalarType::String),
+    ]
+}
+
+/// One entry per record, or several under `entries` (see [`encode_many`]).
 fn mapping_record_type() -> RecordType {
-    RecordType {
-        fields: vec![
-            scalar_field("topic_partition", 0, ScalarType::String),
-            scalar_field("topic", 1, ScalarType::String),
-            scalar_field("partition", 2, ScalarType::Int32),
-            scalar_field("kafka_offset", 3, ScalarType::Int64),
-            scalar_field("count", 4, ScalarType::Int32),
-            scalar_field("smq_offset", 5, ScalarType::Int64),
-            scalar_field("generation", 6, ScalarType::Int64),
-            scalar_field("max_timestamp", 7, ScalarType::Int64),
-            scalar_field("smq_count", 8, ScalarType::Int32),
-            scalar_field("nonce", 9, ScalarType::Int64),
-            scalar_field("producers", 10, ScalarType::String),
-        ],
-    }
+    let mut fields = entry_fields();
+    fields.push(smq_proto::schema_pb::Field {
+        name: ENTRIES.to_string(),
+        field_index: 11,
+        r#type: Some(Type {
+            kind: Some(r#type::Kind::ListType(Box::new(ListType {
+                element_type: Some(Box::new(Type {
+                    kind: Some(r#type::Kind::RecordType(RecordType {
+                        fields: entry_fields(),
+                    })),
+                })),
+            }))),
+        }),
+        is_repeated: false,
+        is_required: false,
+    });
+    RecordType { fields }
 }
 
 /// The mapping partition of a data partition's entries.
@@ -96,6 +121,10 @@ fn slot(topic: &str, partition: i32) -> i32 {
 }
 
 pub fn encode(rec: &LedgerRecord) -> Vec<u8> {
+    fields_of(rec).encode_to_vec()
+}
+
+fn fields_of(rec: &LedgerRecord) -> RecordValue {
     let e = &rec.entry;
     let fields = HashMap::from([
         (
@@ -119,14 +148,55 @@ pub fn encode(rec: &LedgerRecord) -> Vec<u8> {
             string(encode_producers(&rec.producers)),
         );
     }
+    RecordValue { fields }
+}
+
+/// Several entries in one SMQ record (one entry is written as before, so older readers and the
+/// SQL tool see the same record as ever): a list of entries under `entries`.
+pub fn encode_many(records: &[&LedgerRecord]) -> Vec<u8> {
+    if let [one] = records {
+        return encode(one);
+    }
+    let values = records
+        .iter()
+        .map(|r| Value {
+            kind: Some(value::Kind::RecordValue(fields_of(r))),
+        })
+        .collect();
+    let fields = HashMap::from([(
+        ENTRIES.to_string(),
+        Value {
+            kind: Some(value::Kind::ListValue(ListValue { values })),
+        },
+    )]);
     RecordValue { fields }.encode_to_vec()
+}
+
+/// The entries of one SMQ record, in order; None for anything else (recovery skips it with a
+/// warning).
+pub fn decode_many(data: &[u8]) -> Option<Vec<LedgerRecord>> {
+    let rv = RecordValue::decode(data).ok()?;
+    match rv.fields.get(ENTRIES).and_then(|v| v.kind.as_ref()) {
+        Some(value::Kind::ListValue(list)) => list
+            .values
+            .iter()
+            .map(|v| match &v.kind {
+                Some(value::Kind::RecordValue(r)) => record_of(&r.fields),
+                _ => None,
+            })
+            .collect(),
+        _ => record_of(&rv.fields).map(|r| vec![r]),
+    }
 }
 
 /// Decodes one persisted entry; None for anything else (recovery skips it with a warning).
 pub fn decode(data: &[u8]) -> Option<LedgerRecord> {
-    let f = RecordValue::decode(data).ok()?.fields;
-    let get_i = |k: &str| get_int(&f, k);
-    let get_s = |k: &str| get_string(&f, k);
+    record_of(&RecordValue::decode(data).ok()?.fields)
+}
+
+fn record_of(f: &HashMap<String, Value>) -> Option<LedgerRecord> {
+    let get_i = |k: &str| get_int(f, k);
+    let get_s = |k: &str| get_string(f, k);
     let count = u32::try_from(get_i("count")?).ok()?;
     Some(LedgerRecord {
         topic: get_s("topic")?,
@@ -191,29 +261,32 @@ fn decode_producers(text: &str) -> Option<Vec<ProducerBatch>> {
 impl LedgerStore {
     /// Opens (creating if needed) the mapping topic.
     pub async fn open(client: SmqClient) -> GatewayResult<Self> {
+        let log = std::sync::Arc::new(
+            SystemTopic::open(
+                client,
+                MAPPINGS_TOPIC,
+                MAPPING_PARTITIONS,
+                mapping_record_type(),
+            )
+            .await?,
+        );
         Ok(Self {
-            log: std::sync::Arc::new(
-                SystemTopic::open(
-                    client,
-                    MAPPINGS_TOPIC,
-                    MAPPING_PARTITIONS,
-                    mapping_record_type(),
-                )
-                .await?,
-            ),
+            writers: super::writer::Writers::start(log.clone()),
+            log,
         })
     }
 
-    /// Persists one entry; returns once SMQ has acknowledged it, with a token that tells when
-    /// SMQ has also written it ([`LedgerStore::is_durable`]).
-    pub async fn append(&self, rec: &LedgerRecord) -> GatewayResult<LedgerToken> {
-        // Unique keys: SMQ holds back a subscriber's next record with a key still unacknowledged.
-        let key =
-            format!("{}/{}@{}", rec.topic, rec.partition, rec.entry.kafka_offset).into_bytes();
-        let slot = slot(&rec.topic, rec.partition);
-        crate::metrics::smq_writes("ledger", 1);
-        let seq = self.log.append(slot, key, encode(rec)).await?;
-        Ok(LedgerToken { slot, seq })
+    /// Persists one data partition's entries, in order; returns once SMQ has acknowledged
+    /// them, with tokens that tell when SMQ has also written them
+    /// ([`LedgerStore::is_durable`]). Entries queued together go in one SMQ record.
+    pub async fn append(&self, records: Vec<LedgerRecord>) -> GatewayResult<Vec<LedgerToken>> {
+        let Some(first) = records.first() else {
+            return Ok(Vec::new());
+        };
+        let slot = slot(&first.topic, first.partition);
+        let n = records.len();
+        let seq = self.writers.write(slot, records).await?;
+        Ok(vec![LedgerToken { slot, seq }; n])
     }
 
     /// Whether the entry appended with `token` is written by SMQ, not only in a broker's memory.
@@ -289,6 +362,7 @@ impl LedgerStore {
     }
 
     pub async fn close(&self) {
+        self.writers.stop();
         self.log.close().await;
     }
 }
@@ -330,8 +404,8 @@ impl LedgerSlot {
 
 impl Replay for LedgerSlot {
     fn apply(&mut self, message: &smq_client::DataMessage) {
-        match decode(&message.value) {
-            Some(r) => self.replay(r),
+        match decode_many(&message.value) {
+            Some(records) => records.into_iter().for_each(|r| self.replay(r)),
             None => tracing::warn!("skipping an undecodable ledger record"),
         }
     }
@@ -392,7 +466,20 @@ mod tests {
                 time_ms: 123,
             }],
         };
-        assert_eq!(decode(&encode(&rec)), Some(rec));
+        assert_eq!(decode(&encode(&rec)), Some(rec.clone()));
+        assert_eq!(decode_many(&encode(&rec)), Some(vec![rec.clone()]));
+        let other = LedgerRecord {
+            partition: 3,
+            producers: Vec::new(),
+            ..rec.clone()
+        };
+        let many = encode_many(&[&rec, &other, &rec]);
+        assert_eq!(
+            decode_many(&many),
+            Some(vec![rec.clone(), other, rec.clone()])
+        );
+        assert_eq!(decode(&many), None, "a list is not one entry");
+        assert_eq!(decode(&encode_many(&[&rec])), Some(rec.clone()), "one entry as ever");
         assert_eq!(slot("kafka/orders", 2), slot("kafka/orders", 2));
         let spread: std::collections::HashSet<_> =
             (0..64).map(|p| slot("kafka/orders", p)).collect();

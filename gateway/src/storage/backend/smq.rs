@@ -123,21 +123,17 @@ impl PartitionBackend for SmqBackend {
     }
 
     async fn persist(&self, entries: &[EntryToPersist<'_>]) -> GatewayResult<Vec<LedgerToken>> {
-        let mut tokens = Vec::with_capacity(entries.len());
-        for (entry, producers) in entries {
-            tokens.push(
-                self.ledger_store
-                    .append(&LedgerRecord {
-                        topic: self.smq_name.clone(),
-                        partition: self.index,
-                        generation: self.generation,
-                        entry: *entry,
-                        producers: producers.to_vec(),
-                    })
-                    .await?,
-            );
-        }
-        Ok(tokens)
+        let records = entries
+            .iter()
+            .map(|(entry, producers)| LedgerRecord {
+                topic: self.smq_name.clone(),
+                partition: self.index,
+                generation: self.generation,
+                entry: *entry,
+                producers: producers.to_vec(),
+            })
+            .collect();
+        self.ledger_store.append(records).await
     }
 
     fn ledger_durable(&self, token: LedgerToken) -> bool {
