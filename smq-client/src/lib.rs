@@ -1,7 +1,7 @@
 //! Client for the SeaweedFS message queue (SMQ) broker gRPC API, shared by the gateway and the
 //! operator.
 //!
-//! The broker's real behaviour (see `shared/notes/smq-protocol.md`) shapes this crate:
+//! The broker's real behaviour (see `docs/smq-protocol.md`) shapes this crate:
 //! data RPCs are not proxied, so they are routed to each partition's leader; the Partition must be
 //! sent back exactly as looked up; a publish stream acks each record once, in order, after an empty
 //! "hello"; a broken stream leaves every unacked record's fate unknown.
