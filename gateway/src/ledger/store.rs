@@ -479,7 +479,11 @@ mod tests {
             Some(vec![rec.clone(), other, rec.clone()])
         );
         assert_eq!(decode(&many), None, "a list is not one entry");
-        assert_eq!(decode(&encode_many(&[&rec])), Some(rec.clone()), "one entry as ever");
+        assert_eq!(
+            decode(&encode_many(&[&rec])),
+            Some(rec.clone()),
+            "one entry as ever"
+        );
         assert_eq!(slot("kafka/orders", 2), slot("kafka/orders", 2));
         let spread: std::collections::HashSet<_> =
             (0..64).map(|p| slot("kafka/orders", p)).collect();

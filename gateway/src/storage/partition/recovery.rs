@@ -68,7 +68,7 @@ impl<B: PartitionBackend> PartitionLog<B> {
             return 0;
         }
         let mut held = self.holding.held.lock().await;
-        let dropped: usize = held.entries().iter().map(|e| e.values.len()).sum();
+        let dropped: usize = held.entries().iter().map(|e| e.entry.count as usize).sum();
         if let Some(first) = held.entries().front().map(|e| e.entry.kafka_offset) {
             self.holding
                 .log_abort(self.generation, first, &self.smq_name);
