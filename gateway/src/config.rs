@@ -106,9 +106,20 @@ pub struct GatewayConfig {
     /// are kept in files here instead of memory, and a restarted gateway publishes again what it
     /// finds there, so acks=all also survives the gateway dying while the broker is down or
     /// right after a broker crash. One directory per gateway process (it is locked); in
-    /// Kubernetes a volume that outlives the container. Unset: held records stay in memory.
+    /// Kubernetes a volume that outlives the container. Default: `<data-dir>/wal-<listen port>`.
     #[arg(long, env = "KAFKA_GATEWAY_WAL_DIR")]
     pub wal_dir: Option<std::path::PathBuf>,
+    /// Where the gateway keeps its files (the write-ahead log) when `--wal-dir` is not given.
+    #[arg(
+        long,
+        env = "KAFKA_GATEWAY_DATA_DIR",
+        default_value = "kafka-gateway-data"
+    )]
+    pub data_dir: std::path::PathBuf,
+    /// Keep acknowledged records SMQ has not yet written in memory instead of a write-ahead log
+    /// (bounded by `--max-unflushed-bytes`; lost if the gateway dies before SMQ writes them).
+    #[arg(long, env = "KAFKA_GATEWAY_NO_WAL")]
+    pub no_wal: bool,
     /// Largest record batch accepted (Kafka's message.max.bytes). Larger than Kafka's 1 MiB
     /// default so that a 1 MiB record with its batch overhead fits.
     #[arg(long, env = "KAFKA_GATEWAY_MAX_MESSAGE_BYTES", default_value_t = 8 * 1024 * 1024)]
@@ -206,6 +217,20 @@ pub struct GatewayConfig {
 }
 
 impl GatewayConfig {
+    /// The write-ahead log's directory: `--wal-dir`, else one of its own under `--data-dir`
+    /// (keyed by the listen port, so gateways sharing a data directory do not share a log);
+    /// None with `--no-wal`.
+    pub fn wal_dir(&self) -> Option<std::path::PathBuf> {
+        if self.no_wal {
+            return None;
+        }
+        Some(
+            self.wal_dir
+                .clone()
+                .unwrap_or_else(|| self.data_dir.join(format!("wal-{}", self.listen.port()))),
+        )
+    }
+
     /// Whether the KafkaTopic statistics reporter runs: a KafkaGateway is named and the mode is
     /// not `Disabled`.
     pub fn stats_reporting(&self) -> bool {
@@ -302,6 +327,23 @@ mod tests {
             .map_err(|e| e.to_string())?;
         cli.config.validate()?;
         Ok(cli.config)
+    }
+
+    #[test]
+    fn a_plain_gateway_keeps_held_records_in_a_write_ahead_log_of_its_own() {
+        let c = parse(&["--listen", "127.0.0.1:9192"]).unwrap();
+        assert_eq!(
+            c.wal_dir(),
+            Some(std::path::PathBuf::from("kafka-gateway-data/wal-9192"))
+        );
+        let c = parse(&["--data-dir", "/var/lib/kgw"]).unwrap();
+        assert_eq!(
+            c.wal_dir(),
+            Some(std::path::PathBuf::from("/var/lib/kgw/wal-9092"))
+        );
+        let c = parse(&["--wal-dir", "/wal"]).unwrap();
+        assert_eq!(c.wal_dir(), Some(std::path::PathBuf::from("/wal")));
+        assert_eq!(parse(&["--no-wal"]).unwrap().wal_dir(), None);
     }
 
     #[test]

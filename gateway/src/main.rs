@@ -125,10 +125,10 @@ async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
         read_flushed_from_filer: config.read_flushed_from_filer,
         max_unflushed_bytes: config.max_unflushed_bytes,
         max_message_bytes: config.max_message_bytes,
-        wal_dir: config.wal_dir.clone(),
+        wal_dir: config.wal_dir(),
     };
     // A directory another gateway uses is a configuration error: fail now, not retry.
-    if let Some(dir) = &config.wal_dir {
+    if let Some(dir) = &config.wal_dir() {
         kafka_gateway::storage::check_wal_dir(dir)?;
     }
     // Recover the ledger before accepting clients, so nobody ever sees a partial one.

@@ -116,11 +116,11 @@ def gateway_binary():
 
 
 def wal_args(wal_dir):
-    """KGW_WAL=1 runs the gateways with a write-ahead log (--wal-dir). Off by default: a gateway
+    """KGW_WAL=1 runs the gateways with a write-ahead log (--wal-dir); --no-wal otherwise: a gateway
     restarted while its log still holds records publishes them all again, and the suite's many
     restarts then load SMQ enough to open the gateway's circuit to it (see the closing note of
     2026-11-28); the log itself is covered by its unit tests, e2e and the benchmark."""
-    return ["--wal-dir", wal_dir] if os.environ.get("KGW_WAL") == "1" else []
+    return ["--wal-dir", wal_dir] if os.environ.get("KGW_WAL") == "1" else ["--no-wal"]
 
 
 class GatewayError(AssertionError):
