@@ -25,7 +25,7 @@ pub use client::SmqClient;
 pub use config::SmqConfig;
 pub use durability::FlushTiming;
 pub use error::{SmqError, SmqResult, codes};
-pub use filer_files::FilerEntry;
+pub use filer_files::{FilerEntry, log_file_start_ns};
 pub use lock::{LockLease, LockOutcome};
 pub use log_files::{FlushedRecord, Parsed, PartitionLogFiles, generation_dir, parse_records};
 pub use partition::{PartitionAssignment, RING_SIZE, TopicLayout, ring_range};
