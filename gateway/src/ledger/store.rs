@@ -191,9 +191,13 @@ impl LedgerStore {
         for records in futures::future::join_all(reads).await {
             problems += replay_into(&mut ledgers, records?);
         }
+        ledgers
+            .values_mut()
+            .for_each(PartitionLedger::shrink_to_fit);
         tracing::info!(
             partitions = ledgers.len(),
-            entries = ledgers.values().map(|l| l.len()).sum::<usize>(),
+            entries = ledgers.values().map(|l| l.entry_count()).sum::<u64>(),
+            memory_bytes = ledgers.values().map(|l| l.memory_bytes()).sum::<usize>(),
             problems,
             "ledger recovered from {SYSTEM_NAMESPACE}/{MAPPINGS_TOPIC}"
         );
@@ -216,9 +220,11 @@ impl LedgerStore {
             .collect();
         let mut ledgers = RecoveredLedgers::new();
         replay_into(&mut ledgers, records);
-        Ok(ledgers
+        let mut ledger = ledgers
             .remove(&(topic.to_string(), partition))
-            .unwrap_or_default())
+            .unwrap_or_default();
+        ledger.shrink_to_fit();
+        Ok(ledger)
     }
 
     pub async fn close(&self) {
