@@ -1,6 +1,7 @@
-//! Shortening the ledger at its end, for a superseding entry.
+//! Shortening the ledger: at its end, for a superseding entry (`cut`), and at its start, for
+//! retention (`truncate_before`).
 
-use super::index::{BOUND, UNCOUNTED};
+use super::index::{BOUND, UNCOUNTED, recompute_prefix};
 use super::{PartitionLedger, Previous, segment};
 
 /// How a segment ends once cut at some offset.
@@ -140,5 +141,56 @@ impl PartitionLedger {
         }
         b.prefix_max = prefix.map_or(b.max_ts, |p| p.max(b.max_ts));
         self.entries = self.entries - before + u64::from(b.entries);
+    }
+
+    /// Advances the log start for retention: to the start of the block holding `offset` (an
+    /// entry boundary at or below it), dropping the blocks and segments before it; to the end
+    /// when `offset` is past it (the next offset stays where it was). Never moves it backwards.
+    pub fn truncate_before(&mut self, offset: i64) {
+        let next = self.next_offset();
+        let to = if offset >= next {
+            next
+        } else {
+            match self.blocks.get(self.block_at(offset)) {
+                Some(b) if b.kafka_offset <= offset => b.kafka_offset,
+                _ => return,
+            }
+        };
+        if to <= self.start {
+            return;
+        }
+        let bi = self.blocks.partition_point(|b| b.kafka_offset < to);
+        let gone: u64 = self.blocks[..bi].iter().map(|b| u64::from(b.entries)).sum();
+        self.entries -= gone;
+        self.blocks.drain(..bi);
+        let si = self.segments.partition_point(|s| s.end() <= to);
+        self.segments.drain(..si);
+        if let Some(s) = self.segments.first_mut()
+            && s.kafka_offset < to
+        {
+            // The segment now starts at its block starting at `to`.
+            let (pos, smq) = self
+                .blocks
+                .first()
+                .map_or((0, s.smq_offset), |b| (b.pos, b.smq_offset));
+            if let Some(list) = &mut s.batches {
+                list.drain(..pos as usize);
+                let end = s.end();
+                for b in self.blocks.iter_mut().take_while(|b| b.kafka_offset < end) {
+                    b.pos -= pos;
+                }
+            }
+            s.count -= to - s.kafka_offset;
+            s.smq_count -= smq - s.smq_offset;
+            s.kafka_offset = to;
+            s.smq_offset = smq;
+        }
+        recompute_prefix(&mut self.blocks);
+        self.journal.drop_before(to);
+        self.start = to;
+        self.smq_regressions = self.count_smq_regressions();
+        if self.segments.is_empty() {
+            self.previous = Previous::Nothing;
+        }
     }
 }

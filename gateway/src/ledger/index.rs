@@ -25,6 +25,7 @@ pub(super) const UNCOUNTED: u8 = 2;
 /// The block's first entry is older than the entry before it (counted only when that entry is
 /// still in the ledger, so it is ignored in the first block).
 pub(super) const FIRST_REGRESSES: u8 = 4;
+pub(super) const FLAGS: u8 = BOUND | UNCOUNTED | FIRST_REGRESSES;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Block {
@@ -45,6 +46,15 @@ pub(super) struct Block {
 impl Block {
     pub(super) fn has(&self, flag: u8) -> bool {
         self.flags & flag != 0
+    }
+}
+
+/// Recomputes every block's prefix maximum (after blocks were dropped from the front).
+pub(super) fn recompute_prefix(blocks: &mut [Block]) {
+    let mut max = i64::MIN;
+    for b in blocks {
+        max = max.max(b.max_ts);
+        b.prefix_max = max;
     }
 }
 
@@ -149,6 +159,14 @@ impl Journal {
             last.bound = true;
         }
     }
+
+    /// Forgets the entries before `kafka_offset` (retention moved the log start there).
+    pub(super) fn drop_before(&mut self, kafka_offset: i64) {
+        let drop = self
+            .entries
+            .partition_point(|r| r.kafka_offset < kafka_offset);
+        self.entries.drain(..drop);
+    }
 }
 
 #[cfg(test)]
@@ -173,6 +191,8 @@ mod tests {
         assert_eq!(j.entries.len(), 3);
         assert!(j.entries.back().unwrap().bound, "7 was cut inside");
         assert!(j.recount(2, 8).bound);
+        j.drop_before(3);
+        assert_eq!(j.entries.len(), 2);
         let mut none = Journal::new(0);
         none.push(0, 1);
         assert!(!none.covers(0));

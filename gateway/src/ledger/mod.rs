@@ -17,6 +17,7 @@ mod index;
 mod query;
 mod runs;
 mod segment;
+mod snapshot;
 mod store;
 #[cfg(test)]
 mod tests;

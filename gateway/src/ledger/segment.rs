@@ -107,7 +107,7 @@ impl Coded {
 
 /// The entries of a batch segment from a known position on. Ends early (rather than panicking)
 /// on a byte list that does not decode, which only a bug could produce: lists read from a
-/// snapshot will be checked whole when decoded.
+/// snapshot are checked whole when decoded.
 pub(super) struct Walk<'a> {
     bytes: &'a [u8],
     pos: usize,

@@ -1,6 +1,6 @@
 //! The compact ledger against the oracle ([`super::naive`]): generated histories of appends,
 //! superseding replays (at entry starts, inside exact entries, anywhere), SMQ offsets burned or
-//! handed out again, publish nonces changing and both storage formats, under small
+//! handed out again, publish nonces changing, both storage formats and retention, under small
 //! index limits so that short histories cross many blocks and outgrow the journal.
 
 use kafka_gateway::ledger::{
@@ -57,6 +57,8 @@ enum Step {
     Inside(usize, u32, Produce),
     /// A replay anywhere (-1 up to past the end): both refuse it or both take it.
     Anywhere(i64, Produce),
+    /// Retention up to some offset (as a fraction of what is held, past the end included).
+    Retain(u16),
 }
 
 fn steps() -> impl Strategy<Value = Vec<Step>> {
@@ -67,6 +69,7 @@ fn steps() -> impl Strategy<Value = Vec<Step>> {
             1 => (4usize..30, produce()).prop_map(|(b, p)| Step::Rewrite(b, p)),
             2 => (0usize..12, 0u32..7, produce()).prop_map(|(b, a, p)| Step::Inside(b, a, p)),
             1 => (-1i64..200, produce()).prop_map(|(k, p)| Step::Anywhere(k, p)),
+            1 => any::<u16>().prop_map(Step::Retain),
         ],
         0..45,
     )
@@ -136,6 +139,17 @@ fn apply(step: &Step, l: &mut PartitionLedger, n: &mut Naive, smq: &mut Smq) {
             replay(l, n, smq.entry(k, p));
         }
         Step::Anywhere(k, p) => replay(l, n, smq.entry(*k, p)),
+        Step::Retain(x) => {
+            let held = n.next() - n.start;
+            let offset = n.start + i64::from(*x) % (held + 3);
+            l.truncate_before(offset);
+            let start = l.log_start();
+            assert!(start >= n.start && (start <= offset || start == n.next()));
+            assert!(
+                n.drop_before(start),
+                "retention to {start}: not an entry start"
+            );
+        }
     }
 }
 
@@ -201,6 +215,8 @@ fn check(l: &PartitionLedger, n: &Naive, full: bool) {
             (None, None) => {}
         }
     }
+    let round = PartitionLedger::decode_snapshot(&l.encode_snapshot()).expect("decodes");
+    assert_eq!(&round, l);
     let stride = if full { 1 } else { 5 };
     for o in (n.start - 1..=n.next()).step_by(stride) {
         let loc = l.locate(o).map(|x| (x.smq_offset, x.read_from, x.nonce));
@@ -226,14 +242,25 @@ fn check(l: &PartitionLedger, n: &Naive, full: bool) {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(384))]
 
-    /// The compact ledger answers as the list of entries does, after every step.
+    /// The compact ledger answers as the list of entries does, after every step; a snapshot
+    /// taken at any step and given the rest of the history is the ledger that had it all.
     #[test]
-    fn ledger_agrees_with_the_list_of_entries(limits in limits(), history in steps()) {
+    fn ledger_agrees_with_the_list_of_entries(limits in limits(), history in steps(), split in any::<prop::sample::Index>()) {
         let mut l = PartitionLedger::with_limits(limits);
         let mut n = Naive::default();
         let mut smq = Smq::default();
+        let split = split.index(history.len() + 1);
+        let mut restored: Option<PartitionLedger> = None;
         for (i, step) in history.iter().enumerate() {
+            if i == split {
+                restored = Some(PartitionLedger::decode_snapshot(&l.encode_snapshot()).unwrap());
+            }
+            let (mut twin, mut twin_n) = (Smq { next: smq.next, nonce: smq.nonce }, n.clone());
             apply(step, &mut l, &mut n, &mut smq);
+            if let Some(r) = &mut restored {
+                apply(step, r, &mut twin_n, &mut twin);
+                prop_assert_eq!(&*r, &l);
+            }
             check(&l, &n, i % 8 == 7 || i + 1 == history.len());
         }
         check(&l, &n, true);
@@ -332,4 +359,16 @@ proptest! {
         );
     }
 
+    /// Decoding never panics on arbitrary bytes, and what it accepts re-encodes to itself.
+    #[test]
+    fn ledger_snapshots_of_any_bytes_decode_or_are_refused(body in prop::collection::vec(any::<u8>(), 0..80)) {
+        let mut data = b"KGLS\x01".to_vec();
+        data.extend(&body);
+        let crc = crc32c::crc32c(&data);
+        data.extend(crc.to_le_bytes());
+        if let Ok(l) = PartitionLedger::decode_snapshot(&data) {
+            prop_assert_eq!(PartitionLedger::decode_snapshot(&l.encode_snapshot()).unwrap(), l);
+        }
+        let _ = PartitionLedger::decode_snapshot(&body);
+    }
 }

@@ -69,6 +69,22 @@ impl Naive {
         true
     }
 
+    /// Retention to `start`, which must be an entry start (or the end).
+    pub fn drop_before(&mut self, start: i64) -> bool {
+        let i = self.entries.partition_point(|h| h.e.kafka_offset < start);
+        if start != self.next()
+            && self
+                .entries
+                .get(i)
+                .is_none_or(|h| h.e.kafka_offset != start)
+        {
+            return false;
+        }
+        self.entries.drain(..i);
+        self.start = start;
+        true
+    }
+
     pub fn is_start(&self, k: i64) -> bool {
         k == self.next() || self.entries.iter().any(|h| h.e.kafka_offset == k)
     }
