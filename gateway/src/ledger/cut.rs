@@ -53,6 +53,7 @@ impl PartitionLedger {
             }
         };
         // From here on nothing fails.
+        let seg_start = seg.kafka_offset;
         let next = self.next_offset();
         let block_end = self.blocks.get(bi + 1).map_or(next, |b| b.kafka_offset);
         let first_gone = if block.kafka_offset == at { bi } else { bi + 1 };
@@ -66,6 +67,14 @@ impl PartitionLedger {
         if block.kafka_offset < at {
             self.recount_cut_block(bi, at, block_end);
         }
+        // The boundaries from segment `si` on go (and the one before it when it goes whole);
+        // counting only those keeps a recovery with many superseding entries linear.
+        let gone_from = if seg_start == at {
+            si.saturating_sub(1)
+        } else {
+            si
+        };
+        self.smq_regressions -= regressions(self.segments.get(gone_from..).unwrap_or_default());
         self.segments.truncate(si + 1);
         match self.segments.last_mut() {
             Some(s) if s.kafka_offset == at => {
@@ -83,7 +92,6 @@ impl PartitionLedger {
             }
             None => {}
         }
-        self.smq_regressions = self.count_smq_regressions();
         self.previous = if at == self.start {
             Previous::Nothing
         } else {
@@ -164,6 +172,7 @@ impl PartitionLedger {
         self.entries -= gone;
         self.blocks.drain(..bi);
         let si = self.segments.partition_point(|s| s.end() <= to);
+        self.smq_regressions -= regressions(self.segments.get(..=si).unwrap_or(&self.segments));
         self.segments.drain(..si);
         if let Some(s) = self.segments.first_mut()
             && s.kafka_offset < to
@@ -188,9 +197,16 @@ impl PartitionLedger {
         recompute_prefix(&mut self.blocks);
         self.journal.drop_before(to);
         self.start = to;
-        self.smq_regressions = self.count_smq_regressions();
         if self.segments.is_empty() {
             self.previous = Previous::Nothing;
         }
     }
+}
+
+/// Boundaries between `segments` where the SMQ offset goes backwards.
+pub(super) fn regressions(segments: &[super::segment::Segment]) -> usize {
+    segments
+        .windows(2)
+        .filter(|w| w[1].smq_offset < w[0].smq_end())
+        .count()
 }

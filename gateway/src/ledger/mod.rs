@@ -445,10 +445,7 @@ impl PartitionLedger {
     }
 
     fn count_smq_regressions(&self) -> usize {
-        self.segments
-            .windows(2)
-            .filter(|w| w[1].smq_offset < w[0].smq_end())
-            .count()
+        cut::regressions(&self.segments)
     }
 
     /// Whether this ledger (what SMQ holds) is a prefix of `other` (what a gateway wrote): the
