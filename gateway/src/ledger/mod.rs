@@ -403,6 +403,7 @@ impl PartitionLedger {
                 if unknown {
                     flags |= UNCOUNTED;
                 }
+                segment::grow(&mut self.blocks, 1, 4);
                 self.blocks.push(Block {
                     kafka_offset: e.kafka_offset,
                     smq_offset: e.smq_offset,

@@ -139,6 +139,7 @@ impl Iterator for Walk<'_> {
 /// a second varint with the number (2). Canonical, so equal lists are equal bytes and a list is
 /// a prefix of another exactly when its entries are.
 pub(super) fn put(buf: &mut Vec<u8>, count: u32, smq_count: u32) {
+    grow(buf, MAX_CODED, 64);
     let tag = if smq_count == 1 {
         0
     } else if smq_count == count {
@@ -166,6 +167,16 @@ pub(super) fn get(buf: &[u8], pos: &mut usize) -> Option<(u32, u32)> {
         _ => return None,
     };
     Some((count, smq_count))
+}
+
+/// Makes room for `room` more elements, growing by a quarter (at least `min`) rather than
+/// doubling: these vectors only grow, live as long as the partition and are most of the
+/// ledger's memory, so the slack doubling leaves (a quarter on average) costs more than the
+/// extra copies (each element is still copied a bounded number of times, amortized).
+pub(super) fn grow<T>(v: &mut Vec<T>, room: usize, min: usize) {
+    if v.capacity() - v.len() < room {
+        v.reserve_exact((v.len() / 4).max(min).max(room));
+    }
 }
 
 pub(super) fn put_varint(buf: &mut Vec<u8>, mut v: u64) {

@@ -348,3 +348,47 @@ fn memory_follows_discontinuities_not_entries() {
     assert!(batch.memory_bytes() < 4 * N as usize);
     assert_eq!(record.segment_count(), 1);
 }
+
+/// The target of #16: 10 M entries over 100 partitions (single-record produce requests in the
+/// `record` format, and batches of 1 to 40 records in the `batch` format), with what the process
+/// grew by. Slow in a debug build: `cargo test -p kafka-gateway --release -- --ignored
+/// ten_million --nocapture`.
+#[test]
+#[ignore]
+fn ten_million_entries_over_a_hundred_partitions() {
+    fn rss_kib() -> u64 {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+            })
+            .unwrap_or(0)
+    }
+    for batched in [false, true] {
+        let before = rss_kib();
+        let mut ledgers = vec![PartitionLedger::new(); 100];
+        let mut smq = vec![0i64; 100];
+        for i in 0..10_000_000i64 {
+            let p = (i % 100) as usize;
+            let l = &mut ledgers[p];
+            let (n, m) = if batched {
+                (1 + (i * 7919 % 40) as u32, 1)
+            } else {
+                (1, 1)
+            };
+            l.append(batches(l.next_offset(), n, smq[p], m, i)).unwrap();
+            smq[p] += i64::from(m);
+        }
+        let bytes: usize = ledgers.iter().map(PartitionLedger::memory_bytes).sum();
+        println!(
+            "{}: 10 M entries over 100 partitions: memory_bytes {} ({:.2} bytes/entry), RSS grew {} KiB",
+            if batched { "batch" } else { "record" },
+            bytes,
+            bytes as f64 / 1e7,
+            rss_kib().saturating_sub(before)
+        );
+        assert!(bytes < 32 << 20);
+    }
+}
