@@ -329,7 +329,7 @@ fn memory_follows_discontinuities_not_entries() {
     }
     for (name, l) in [("record", &record), ("batch", &batch)] {
         println!(
-            "{name}: {N} entries, {} records: {} bytes, {:.3} bytes/entry, {:.3} bytes/record ({} after shrink_to_fit)",
+            "{name}: {N} entries, {} records: {} bytes, {:.3} bytes/entry, {:.3} bytes/record ({} after shrink_to_fit); snapshot {} bytes",
             l.next_offset(),
             l.memory_bytes(),
             l.memory_bytes() as f64 / N as f64,
@@ -338,7 +338,8 @@ fn memory_follows_discontinuities_not_entries() {
                 let mut s = l.clone();
                 s.shrink_to_fit();
                 s.memory_bytes()
-            }
+            },
+            l.encode_snapshot().len()
         );
     }
     assert!(
