@@ -3,7 +3,9 @@
 //! `cargo run`-style code as well as under libFuzzer.
 
 use bytes::{Bytes, BytesMut};
-use kafka_gateway::ledger::{LedgerEntry, PartitionLedger, RecoveredLedgers, decode_record};
+use kafka_gateway::ledger::{
+    LedgerEntry, LedgerLimits, PartitionLedger, RecoveredLedgers, decode_record,
+};
 use kafka_gateway::records::{
     TimestampType, decode_stored, encode_batch, encode_stored, parse_batch, split_batches,
 };
@@ -112,8 +114,10 @@ pub fn stored_record(data: &[u8]) {
 }
 
 /// Ledger target. The first byte picks the input's form: persisted mapping records
-/// (length-prefixed protobuf, as recovery reads them) or compact entries; either way the
-/// entries are replayed and the resulting ledger must keep its invariants.
+/// (length-prefixed protobuf, as recovery reads them; even), compact entries (bit 1 clear) or a
+/// ledger snapshot (bits 0 and 1 set). Entries are replayed, under index limits the rest of the
+/// first byte picks (0: the gateway's); a snapshot is decoded. Either way the resulting ledger
+/// must keep its invariants.
 pub fn ledger_replay(data: &[u8]) {
     let Some((&mode, rest)) = data.split_first() else {
         return;
@@ -133,35 +137,51 @@ pub fn ledger_replay(data: &[u8]) {
         for l in ledgers.values() {
             check_ledger(l);
         }
-    } else {
-        let mut l = PartitionLedger::new();
-        for e in rest.chunks_exact(ENTRY_LEN).map(entry) {
+    } else if mode & 2 == 0 {
+        let mut l = PartitionLedger::with_limits(limits(mode >> 2));
+        for chunk in rest.chunks_exact(ENTRY_LEN) {
+            if chunk[7] & 0x80 != 0 {
+                l.truncate_before(wide(chunk[0]));
+                continue;
+            }
             let before = l.clone();
-            if l.replay(e).is_err() {
-                assert_eq!(
-                    l.entries(),
-                    before.entries(),
-                    "a refused entry changed the ledger"
-                );
+            if l.replay(entry(chunk)).is_err() {
+                assert_eq!(l, before, "a refused entry changed the ledger");
             }
         }
+        check_ledger(&l);
+    } else if let Ok(l) = PartitionLedger::decode_snapshot(rest) {
         check_ledger(&l);
     }
 }
 
 const ENTRY_LEN: usize = 8;
 
-/// A compact entry: small numbers most of the time (so entries meet and overlap), and the
-/// extremes when the flag byte asks for them.
+/// Small index limits, so that short inputs cross blocks and outgrow the journal.
+fn limits(m: u8) -> LedgerLimits {
+    if m == 0 {
+        return LedgerLimits::default();
+    }
+    LedgerLimits {
+        block_entries: 1 + (m & 3),
+        block_offsets: 1 + i64::from((m >> 2) & 7),
+        journal: 2 * u16::from(m >> 5),
+    }
+}
+
+/// Small numbers most of the time (so entries meet and overlap), the extremes when asked.
+fn wide(x: u8) -> i64 {
+    match x {
+        0xff => i64::MAX,
+        0xfe => i64::MIN,
+        0xfd => i64::MAX - 1,
+        x => i64::from(x),
+    }
+}
+
+/// A compact entry: offset, count, SMQ offset, timestamp (2 bytes), SMQ records, nonce; the
+/// last byte's top bit makes the chunk a retention step to its offset instead.
 fn entry(b: &[u8]) -> LedgerEntry {
-    let wide = |x: u8| -> i64 {
-        match x {
-            0xff => i64::MAX,
-            0xfe => i64::MIN,
-            0xfd => i64::MAX - 1,
-            x => i64::from(x),
-        }
-    };
     let count = match b[1] {
         0xff => u32::MAX,
         c => u32::from(c % 8),
@@ -178,59 +198,66 @@ fn entry(b: &[u8]) -> LedgerEntry {
             u32::from(b[5] / 2) % 9
         },
         max_timestamp: i64::from(i16::from_be_bytes([b[3], b[4]])),
-        nonce: 0,
+        nonce: u64::from(b[6] & 3),
     }
 }
 
-/// The ledger's promises: dense, never-reused Kafka offsets; every held offset resolves to the
-/// entry that holds it, and back; timestamp lookups never skip a recent enough entry.
+/// The ledger's promises: dense, never-reused Kafka offsets from the log start; every held
+/// offset resolves to an SMQ record and back; a timestamp lookup for any held timestamp finds a
+/// block to read; the snapshot decodes to the same ledger.
 pub fn check_ledger(l: &PartitionLedger) {
-    let entries = l.entries();
-    for p in l.validate() {
+    let problems = l.validate();
+    for p in &problems {
         assert!(
-            p.kind != "offset_gap" && p.kind != "offset_overlap",
+            p.kind == "smq_offset_regression" || p.kind == "timestamp_not_monotonic",
             "replay left {p:?}"
         );
     }
-    assert_eq!(l.next_offset(), entries.last().map_or(0, |e| e.end()));
-    let smq_unique = !l
-        .validate()
-        .iter()
-        .any(|p| p.kind == "smq_offset_regression");
-    for (i, e) in entries.iter().enumerate() {
-        assert!(
-            e.smq_count >= 1 && e.smq_count <= e.count,
-            "replay kept {e:?}"
-        );
-        for o in [e.kafka_offset, e.end() - 1] {
+    let smq_unique = !problems.iter().any(|p| p.kind == "smq_offset_regression");
+    let (start, next) = (l.log_start(), l.next_offset());
+    assert!(start <= next && l.is_empty() == (start == next));
+    assert!(l.entry_count() >= l.segment_count() as u64);
+    // The runs from the log start cover every offset once, in order.
+    let mut k = start;
+    for run in l.runs_from(start, i64::MAX) {
+        assert_eq!(run.kafka_offset, k, "runs are dense");
+        assert!(run.smq_count >= 1 && run.smq_count <= run.count, "{run:?}");
+        k += run.count;
+        for o in [run.kafka_offset, k - 1] {
             let loc = l.locate(o).expect("held offset locates");
-            assert_eq!(loc.entry_index, i);
-            let (smq, back) = if e.is_exact() {
-                (e.smq_offset + (o - e.kafka_offset), o)
-            } else {
-                (e.smq_offset, e.kafka_offset)
-            };
-            assert_eq!(loc.smq_offset, smq);
+            assert!(loc.read_from <= o && loc.read_from >= run.kafka_offset);
+            assert!(loc.smq_offset >= run.smq_offset);
+            assert!(loc.smq_offset < run.smq_offset + run.smq_count);
             if smq_unique {
-                assert_eq!(l.kafka_offset_of(smq), Some(back));
+                assert_eq!(l.kafka_offset_of(loc.smq_offset), Some(loc.read_from));
             }
         }
-        if let Some(j) = l.first_entry_at_or_after(e.max_timestamp) {
-            assert!(
-                j <= i,
-                "entry {i} has ts {} but lookup says {j}",
-                e.max_timestamp
-            );
-            assert!(
-                entries[..j]
-                    .iter()
-                    .all(|x| x.max_timestamp < e.max_timestamp)
-            );
-        } else {
-            panic!("entry {i}'s own timestamp finds nothing");
-        }
+        assert_eq!(
+            l.locate(run.kafka_offset).unwrap().smq_offset,
+            run.smq_offset
+        );
     }
-    assert!(l.locate(l.next_offset()).is_none());
+    assert_eq!(k, next, "runs end at the next offset");
+    assert!(l.locate(next).is_none());
+    assert!(start == 0 || l.locate(start - 1).is_none());
+    for ts in [l.first_max_timestamp(), l.max_timestamp()]
+        .into_iter()
+        .flatten()
+    {
+        let t = l
+            .read_start_for_timestamp(ts)
+            .expect("a held timestamp is found");
+        assert!(
+            start <= t.start && t.start < t.end && t.end <= next,
+            "{t:?}"
+        );
+    }
+    assert!(
+        l.max_timestamp()
+            .is_none_or(|m| m == i64::MAX || l.read_start_for_timestamp(m + 1).is_none())
+    );
+    let again = PartitionLedger::decode_snapshot(&l.encode_snapshot()).expect("snapshot decodes");
+    assert_eq!(&again, l);
 }
 
 /// Builds a batch for seeds: `n` records, optionally compressed by re-encoding through the

@@ -124,14 +124,17 @@ async fn stats(State(s): State<HttpState>) -> Response {
             .iter()
             .map(|p| {
                 // A summary, not a copy of the ledger: /stats is scraped often.
-                let (entries, first_ts, max_ts) = p.ledger_summary();
+                let l = p.ledger_summary();
                 json!({
                     "partition": p.index(),
                     "high_water_mark": p.high_water_mark(),
                     "log_start_offset": p.log_start(),
-                    "ledger_entries": entries,
-                    "min_entry_timestamp": first_ts,
-                    "max_timestamp": max_ts,
+                    "ledger_entries": l.entries,
+                    "ledger_segments": l.segments,
+                    "ledger_bytes": l.memory_bytes,
+                    "ledger_approximate": l.approximate,
+                    "first_block_max_timestamp": l.first_max_timestamp,
+                    "max_timestamp": l.max_timestamp,
                     "writes_refused": p.writes_refused(),
                 })
             })

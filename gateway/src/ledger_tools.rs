@@ -15,7 +15,10 @@ pub fn describe_offset(topic: &str, partition: i32, offset: i64, l: &PartitionLe
         "high_water_mark": l.next_offset(),
         "found": loc.is_some(),
         "smq_offset": loc.map(|x| x.smq_offset),
-        "entry_index": loc.map(|x| x.entry_index),
-        "entry": loc.map(|x| x.entry),
+        "read_from": loc.map(|x| x.read_from),
+        "nonce": loc.map(|x| x.nonce),
+        "entry": loc.and_then(|x| x.entry),
+        "segment": loc.map(|x| x.segment),
+        "ledger": l.summary(),
     })
 }

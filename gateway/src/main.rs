@@ -336,7 +336,8 @@ async fn ledger(config: GatewayConfig, command: LedgerCommand) -> anyhow::Result
                 partitions.push(serde_json::json!({
                     "topic": key.0.trim_start_matches(&prefix),
                     "partition": key.1,
-                    "entries": l.len(),
+                    "entries": l.entry_count(),
+                    "segments": l.segment_count(),
                     "high_water_mark": l.next_offset(),
                     "problems": problems,
                 }));

@@ -3,9 +3,9 @@
 //! from storage.
 
 use super::producers::{PRODUCER_EXPIRY_MS, ProducerBatch, ProducerStates};
-use super::{LedgerEntry, PartitionLedger, RecoveredLedgers, RecoveredProducers};
+use super::{PartitionLedger, RecoveredLedgers, RecoveredProducers};
 
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 
 struct Reader<'a> {
     b: &'a [u8],
@@ -94,33 +94,16 @@ fn producers_from(r: &mut Reader<'_>) -> Result<ProducerStates, String> {
     Ok(s)
 }
 
+/// A ledger as its own snapshot encoding (compact: a segment per discontinuity), length first.
 fn ledger_bytes(l: &PartitionLedger, out: &mut Vec<u8>) {
-    out.extend_from_slice(&(l.entries().len() as u32).to_be_bytes());
-    for e in l.entries() {
-        out.extend_from_slice(&e.kafka_offset.to_be_bytes());
-        out.extend_from_slice(&e.count.to_be_bytes());
-        out.extend_from_slice(&e.smq_offset.to_be_bytes());
-        out.extend_from_slice(&e.smq_count.to_be_bytes());
-        out.extend_from_slice(&e.max_timestamp.to_be_bytes());
-        out.extend_from_slice(&e.nonce.to_be_bytes());
-    }
+    let snapshot = l.encode_snapshot();
+    out.extend_from_slice(&(snapshot.len() as u32).to_be_bytes());
+    out.extend_from_slice(&snapshot);
 }
 
 fn ledger_from(r: &mut Reader<'_>) -> Result<PartitionLedger, String> {
-    let n = r.u32()? as usize;
-    let mut l = PartitionLedger::new();
-    for _ in 0..n {
-        let e = LedgerEntry {
-            kafka_offset: r.i64()?,
-            count: r.u32()?,
-            smq_offset: r.i64()?,
-            smq_count: r.u32()?,
-            max_timestamp: r.i64()?,
-            nonce: r.u64()?,
-        };
-        l.replay(e)?;
-    }
-    Ok(l)
+    let len = r.u32()? as usize;
+    PartitionLedger::decode_snapshot(r.take(len)?)
 }
 
 pub fn encode_ledgers(ledgers: &RecoveredLedgers, producers: &RecoveredProducers) -> Vec<u8> {
@@ -170,6 +153,7 @@ pub fn decode_ledgers(bytes: &[u8]) -> Result<(RecoveredLedgers, RecoveredProduc
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ledger::LedgerEntry;
 
     #[test]
     fn ledgers_round_trip_and_damage_is_an_error() {
@@ -207,8 +191,8 @@ mod tests {
         );
         assert_eq!(back.len(), 2);
         assert_eq!(
-            back[&("kafka/a".to_string(), 3)].entries(),
-            ledgers[&("kafka/a".to_string(), 3)].entries()
+            back[&("kafka/a".to_string(), 3)],
+            ledgers[&("kafka/a".to_string(), 3)]
         );
         for cut in [0, 1, 5, bytes.len() - 1] {
             assert!(decode_ledgers(&bytes[..cut]).is_err(), "cut at {cut}");

@@ -4,11 +4,28 @@
 //! SMQ's own offsets can repeat or skip after a broker restart and a failed publish burns one, so
 //! they are only positions; the Kafka offset is also stored inside every record, and the ledger
 //! is persisted in the SMQ topic `kafka-system/offset-mappings` before a produce is acknowledged.
+//!
+//! In memory a partition's ledger costs what its discontinuities cost, not what its produce
+//! requests do: entries that continue each other are one segment ([`segment`]), indexed by
+//! blocks of a few dozen entries that carry the timestamps ([`index`]). A gateway publishing
+//! steadily in the `record` format holds well under a byte per record. What that gives up:
+//! per-entry timestamps (a timestamp lookup answers with a block to read from) and, in a stretch
+//! of exact entries, where one entry ended and the next began (any offset there is a boundary).
 
 mod checkpoint;
+mod cut;
+mod index;
 mod producers;
+mod query;
+mod runs;
+mod segment;
+mod snapshot;
 mod store;
+#[cfg(test)]
+mod tests;
 mod writer;
+
+pub use runs::Run;
 
 pub use producers::{PRODUCER_EXPIRY_MS, ProducerBatch, ProducerStates, SequenceCheck};
 pub use store::{
@@ -18,6 +35,9 @@ pub use store::{
 };
 
 use serde::Serialize;
+
+use index::{BOUND, Block, FIRST_REGRESSES, Journal, UNCOUNTED};
+use segment::{Coded, Segment};
 
 /// Kafka offsets `[kafka_offset, kafka_offset + count)` are stored in the SMQ records
 /// `[smq_offset, smq_offset + smq_count)` of the partition's current generation.
@@ -58,29 +78,119 @@ impl LedgerEntry {
     }
 }
 
+/// A stretch of the ledger: Kafka offsets `[kafka_offset, kafka_offset + count)` in the SMQ
+/// records `[smq_offset, smq_offset + smq_count)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Span {
+    pub kafka_offset: i64,
+    pub count: i64,
+    pub smq_offset: i64,
+    pub smq_count: i64,
+}
+
 /// Where one Kafka offset lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Location {
-    pub entry_index: usize,
-    pub entry: LedgerEntry,
+    /// The SMQ record a read of the offset starts at: the offset's own, or for an entry of
+    /// batches the entry's first (its batches carry their offsets; the read skips those before).
     pub smq_offset: i64,
+    /// The Kafka offset the record at `smq_offset` starts with.
+    pub read_from: i64,
+    /// The publish nonce in the SMQ keys there.
+    pub nonce: u64,
+    /// The entry holding the offset, in a segment of batches (which keeps its entries); None in
+    /// a stretch of exact entries, whose boundaries are not kept.
+    pub entry: Option<Span>,
+    /// The segment holding it: the entries around it that continue each other.
+    pub segment: Span,
 }
 
 /// A problem found by [`PartitionLedger::validate`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Problem {
-    pub entry_index: usize,
+    /// Where it starts.
+    pub kafka_offset: i64,
     pub kind: &'static str,
     pub detail: String,
 }
 
-#[derive(Debug, Clone)]
+/// Where to look for the first record with a timestamp at or after some time: no record before
+/// `start` is that recent (every entry's maximum is older), and the first that is, if any, is
+/// in `[start, end)`. `start` is an entry boundary, so a read can begin there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct TimestampStart {
+    pub start: i64,
+    pub end: i64,
+    /// Whether `[start, end)` surely holds such a record (its maximum is exact, not an upper
+    /// bound left by a cut the journal could not recompute): not finding one there is then
+    /// corruption rather than an answer.
+    pub certain: bool,
+}
+
+/// How finely a ledger indexes its entries. The defaults suit the gateway; tests use small
+/// ones so that a short history crosses many blocks and outgrows the journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LedgerLimits {
+    /// Entries a block holds at most (at least 1). A timestamp lookup reads up to a block, and a
+    /// lookup in a segment of batches decodes up to a block's entries.
+    pub block_entries: u8,
+    /// Kafka offsets after which the next entry starts a new block (at least 1).
+    pub block_offsets: i64,
+    /// Newest entries whose boundaries and timestamps are kept, so that a superseding entry among
+    /// them leaves exact timestamps and counts.
+    pub journal: u16,
+}
+
+impl Default for LedgerLimits {
+    fn default() -> Self {
+        Self {
+            block_entries: 64,
+            block_offsets: 4096,
+            journal: 128,
+        }
+    }
+}
+
+/// The figures `/stats` shows of a partition's ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct LedgerSummary {
+    pub entries: u64,
+    pub segments: usize,
+    /// The largest timestamp among the oldest entries (the first block's): what time-based
+    /// retention compares.
+    pub first_max_timestamp: Option<i64>,
+    pub max_timestamp: Option<i64>,
+    pub memory_bytes: usize,
+    /// See [`PartitionLedger::approximate`].
+    pub approximate: bool,
+}
+
+/// The newest entry's largest timestamp, to count entries older than the one before them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Previous {
+    /// The ledger holds no entry.
+    Nothing,
+    Ts(i64),
+    /// Cut away by a superseding entry older than the journal.
+    Unknown,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionLedger {
-    entries: Vec<LedgerEntry>,
-    /// prefix_max_ts[i] = max timestamp of entries[0..=i], for timestamp lookups.
-    prefix_max_ts: Vec<i64>,
-    /// Whether SMQ offsets increase with Kafka offsets (false after SMQ reused offsets).
-    smq_monotonic: bool,
+    /// The log start: the first offset held (the next offset when the ledger holds none).
+    start: i64,
+    /// Dense from `start`, each starting where the previous ended.
+    segments: Vec<Segment>,
+    /// Every segment's blocks, in offset order; a block never spans two segments and every
+    /// segment starts one.
+    blocks: Vec<Block>,
+    journal: Journal,
+    previous: Previous,
+    /// Entries represented (the sum of the blocks').
+    entries: u64,
+    /// Segment boundaries where the SMQ offset goes backwards (SMQ handed offsets out again).
+    smq_regressions: usize,
+    limits: LedgerLimits,
 }
 
 impl Default for PartitionLedger {
@@ -91,37 +201,107 @@ impl Default for PartitionLedger {
 
 impl PartitionLedger {
     pub fn new() -> Self {
+        Self::with_limits(LedgerLimits::default())
+    }
+
+    /// A ledger indexing with `limits` (raised to their minimums where below them).
+    pub fn with_limits(limits: LedgerLimits) -> Self {
+        let limits = LedgerLimits {
+            block_entries: limits.block_entries.max(1),
+            block_offsets: limits.block_offsets.max(1),
+            journal: limits.journal,
+        };
         Self {
-            entries: Vec::new(),
-            prefix_max_ts: Vec::new(),
-            smq_monotonic: true,
+            start: 0,
+            segments: Vec::new(),
+            blocks: Vec::new(),
+            journal: Journal::new(usize::from(limits.journal)),
+            previous: Previous::Nothing,
+            entries: 0,
+            smq_regressions: 0,
+            limits,
         }
+    }
+
+    pub fn limits(&self) -> LedgerLimits {
+        self.limits
     }
 
     /// The next Kafka offset to assign: the high water mark.
     pub fn next_offset(&self) -> i64 {
-        self.entries.last().map(|e| e.end()).unwrap_or(0)
+        self.segments.last().map_or(self.start, Segment::end)
     }
 
     /// The first offset still held.
     pub fn log_start(&self) -> i64 {
-        self.entries.first().map(|e| e.kafka_offset).unwrap_or(0)
-    }
-
-    pub fn len(&self) -> usize {
-        self.entries.len()
+        self.start
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.segments.is_empty()
     }
 
-    pub fn entries(&self) -> &[LedgerEntry] {
-        &self.entries
+    /// How many entries (produce requests' stored runs) the ledger represents.
+    pub fn entry_count(&self) -> u64 {
+        self.entries
     }
 
+    /// Stretches of entries that continue each other: what the ledger's size follows.
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// The largest record timestamp held.
     pub fn max_timestamp(&self) -> Option<i64> {
-        self.prefix_max_ts.last().copied()
+        self.blocks.last().map(|b| b.prefix_max)
+    }
+
+    /// The largest timestamp among the oldest entries (the first block's).
+    pub fn first_max_timestamp(&self) -> Option<i64> {
+        self.blocks.first().map(|b| b.max_ts)
+    }
+
+    /// Whether some timestamp or count the ledger reports may be inexact: after a superseding
+    /// entry cut the ledger further back than the journal reaches (or inside an exact entry), a
+    /// block's maximum is an upper bound and its counts estimates. Lookups stay safe; see
+    /// [`TimestampStart::certain`].
+    pub fn approximate(&self) -> bool {
+        self.blocks.iter().any(|b| b.has(BOUND | UNCOUNTED))
+    }
+
+    pub fn summary(&self) -> LedgerSummary {
+        LedgerSummary {
+            entries: self.entries,
+            segments: self.segments.len(),
+            first_max_timestamp: self.first_max_timestamp(),
+            max_timestamp: self.max_timestamp(),
+            memory_bytes: self.memory_bytes(),
+            approximate: self.approximate(),
+        }
+    }
+
+    /// Heap and inline bytes the ledger holds (capacity, not length: what the allocator gave).
+    pub fn memory_bytes(&self) -> usize {
+        size_of::<Self>()
+            + self.segments.capacity() * size_of::<Segment>()
+            + self
+                .segments
+                .iter()
+                .map(|s| s.batches.as_ref().map_or(0, Vec::capacity))
+                .sum::<usize>()
+            + self.blocks.capacity() * size_of::<Block>()
+            + self.journal.entries.capacity() * size_of::<index::Recent>()
+    }
+
+    /// Gives back the spare capacity of the ledger's buffers (after recovery built it).
+    pub fn shrink_to_fit(&mut self) {
+        self.segments.shrink_to_fit();
+        for s in &mut self.segments {
+            if let Some(b) = &mut s.batches {
+                b.shrink_to_fit();
+            }
+        }
+        self.blocks.shrink_to_fit();
     }
 
     /// Appends an entry that continues the ledger exactly (dense offsets, never reused).
@@ -138,23 +318,11 @@ impl PartitionLedger {
         Ok(())
     }
 
-    fn push(&mut self, entry: LedgerEntry) {
-        if let Some(last) = self.entries.last()
-            && entry.smq_offset < last.smq_end()
-        {
-            self.smq_monotonic = false;
-        }
-        let max = self
-            .prefix_max_ts
-            .last()
-            .map_or(entry.max_timestamp, |m| (*m).max(entry.max_timestamp));
-        self.entries.push(entry);
-        self.prefix_max_ts.push(max);
-    }
-
     /// Replays a persisted entry during recovery: an entry that starts inside the ledger replaces
     /// everything from its start (a retried write whose first attempt also landed; the later one
-    /// is what the gateway continued from). An entry beyond the end is a gap and is refused.
+    /// is what the gateway continued from). It must start where an entry does, or anywhere inside
+    /// an exact entry (whose boundaries the ledger may no longer know). An entry beyond the end
+    /// is a gap and is refused; so is one before the log start. A refused entry changes nothing.
     pub fn replay(&mut self, entry: LedgerEntry) -> Result<(), String> {
         check_counts(&entry)?;
         let next = self.next_offset();
@@ -164,120 +332,144 @@ impl PartitionLedger {
                 entry.kafka_offset
             ));
         }
+        if entry.kafka_offset < self.start {
+            return Err(format!(
+                "entry starts at {} before the log start {}",
+                entry.kafka_offset, self.start
+            ));
+        }
         if entry.kafka_offset < next {
-            let keep = self
-                .entries
-                .partition_point(|e| e.kafka_offset < entry.kafka_offset);
-            if self
-                .entries
-                .get(keep)
-                .is_some_and(|e| e.kafka_offset != entry.kafka_offset)
-                || keep == self.entries.len()
-            {
-                return Err(format!(
-                    "entry at {} does not start on an entry boundary",
-                    entry.kafka_offset
-                ));
-            }
-            self.entries.truncate(keep);
-            self.prefix_max_ts.truncate(keep);
-            self.smq_monotonic = self
-                .entries
-                .windows(2)
-                .all(|w| w[1].smq_offset >= w[0].smq_end());
+            self.cut(entry.kafka_offset)?;
         }
         self.push(entry);
         Ok(())
     }
 
-    /// Where Kafka offset `offset` is stored, if the ledger holds it.
-    pub fn locate(&self, offset: i64) -> Option<Location> {
-        if offset < self.log_start() || offset >= self.next_offset() {
-            return None;
-        }
-        let i = self.entries.partition_point(|e| e.end() <= offset);
-        let entry = *self.entries.get(i)?;
-        let smq_offset = if entry.is_exact() {
-            entry.smq_offset + (offset - entry.kafka_offset)
-        } else {
-            entry.smq_offset
+    /// Adds an entry starting at the ledger's end (checked by the caller).
+    fn push(&mut self, e: LedgerEntry) {
+        let next = self.next_offset();
+        let exact = e.is_exact();
+        let (count, smq_count) = (i64::from(e.count), i64::from(e.smq_count));
+        let ts = e.max_timestamp;
+        let regresses = matches!(self.previous, Previous::Ts(p) if ts < p);
+        let unknown = self.previous == Previous::Unknown;
+        // Where the entry's coding starts in its segment's byte list; None: it starts a segment.
+        let pos = match self.segments.last_mut() {
+            Some(s) if s.takes(e.smq_offset, e.nonce, exact) => {
+                let pos = s.batches.as_ref().map_or(0, Vec::len);
+                if let Some(b) = &mut s.batches {
+                    segment::put(b, e.count, e.smq_count);
+                }
+                s.count += count;
+                s.smq_count += smq_count;
+                Some(pos)
+            }
+            last => {
+                if last.is_some_and(|s| e.smq_offset < s.smq_end()) {
+                    self.smq_regressions += 1;
+                }
+                let batches = (!exact).then(|| {
+                    let mut b = Vec::new();
+                    segment::put(&mut b, e.count, e.smq_count);
+                    b
+                });
+                self.segments.push(Segment {
+                    kafka_offset: e.kafka_offset,
+                    smq_offset: e.smq_offset,
+                    count,
+                    smq_count,
+                    nonce: e.nonce,
+                    batches,
+                });
+                None
+            }
         };
-        Some(Location {
-            entry_index: i,
-            entry,
-            smq_offset,
-        })
-    }
-
-    /// The Kafka offset stored at SMQ offset `smq`, if any. For an entry of batches, whose
-    /// records the ledger does not place one by one, the entry's first offset.
-    pub fn kafka_offset_of(&self, smq: i64) -> Option<i64> {
-        let holds = |e: &LedgerEntry| smq >= e.smq_offset && smq < e.smq_end();
-        let e = if self.smq_monotonic {
-            let i = self.entries.partition_point(|e| e.smq_end() <= smq);
-            self.entries.get(i).filter(|e| holds(e))
-        } else {
-            // After SMQ reused offsets, the newest entry holding it is the live one.
-            self.entries.iter().rev().find(|e| holds(e))
-        }?;
-        Some(if e.is_exact() {
-            e.kafka_offset + (smq - e.smq_offset)
-        } else {
-            e.kafka_offset
-        })
-    }
-
-    /// The first entry that may hold a record with timestamp ≥ `ts`: every earlier entry's
-    /// records are all older. None when no record is that recent.
-    pub fn first_entry_at_or_after(&self, ts: i64) -> Option<usize> {
-        let i = self.prefix_max_ts.partition_point(|m| *m < ts);
-        (i < self.entries.len()).then_some(i)
-    }
-
-    /// Checks the invariants: dense Kafka offsets, SMQ positions that do not overlap, and reports
-    /// entries whose timestamps go backwards (allowed with CreateTime, but worth seeing).
-    pub fn validate(&self) -> Vec<Problem> {
-        let mut problems = Vec::new();
-        for (i, w) in self.entries.windows(2).enumerate() {
-            let (a, b) = (w[0], w[1]);
-            if b.kafka_offset != a.end() {
-                problems.push(Problem {
-                    entry_index: i + 1,
-                    kind: if b.kafka_offset > a.end() {
-                        "offset_gap"
-                    } else {
-                        "offset_overlap"
-                    },
-                    detail: format!(
-                        "entry ends at {} but the next starts at {}",
-                        a.end(),
-                        b.kafka_offset
-                    ),
-                });
+        let limits = self.limits;
+        match self.blocks.last_mut() {
+            Some(b)
+                if pos.is_some()
+                    && b.entries < limits.block_entries
+                    && next - b.kafka_offset < limits.block_offsets =>
+            {
+                b.entries += 1;
+                b.max_ts = b.max_ts.max(ts);
+                b.prefix_max = b.prefix_max.max(ts);
+                b.regressions += u8::from(regresses);
+                if unknown {
+                    b.flags |= UNCOUNTED;
+                }
             }
-            if b.smq_offset < a.smq_end() {
-                problems.push(Problem {
-                    entry_index: i + 1,
-                    kind: "smq_offset_regression",
-                    detail: format!(
-                        "SMQ offset {} after an entry ending at {}",
-                        b.smq_offset,
-                        a.smq_end()
-                    ),
-                });
-            }
-            if b.max_timestamp < a.max_timestamp {
-                problems.push(Problem {
-                    entry_index: i + 1,
-                    kind: "timestamp_not_monotonic",
-                    detail: format!(
-                        "max timestamp {} after {}",
-                        b.max_timestamp, a.max_timestamp
-                    ),
+            last => {
+                let prefix_max = last.map_or(ts, |b| b.prefix_max.max(ts));
+                let mut flags = 0;
+                if regresses {
+                    flags |= FIRST_REGRESSES;
+                }
+                if unknown {
+                    flags |= UNCOUNTED;
+                }
+                segment::grow(&mut self.blocks, 1, 4);
+                self.blocks.push(Block {
+                    kafka_offset: e.kafka_offset,
+                    smq_offset: e.smq_offset,
+                    max_ts: ts,
+                    prefix_max,
+                    // `Segment::takes` keeps a list's positions within u32.
+                    pos: u32::try_from(pos.unwrap_or(0)).unwrap_or(u32::MAX),
+                    entries: 1,
+                    regressions: 0,
+                    flags,
                 });
             }
         }
-        problems
+        self.entries += 1;
+        self.journal.push(e.kafka_offset, ts);
+        self.previous = Previous::Ts(ts);
+    }
+
+    /// The block holding `offset` (which the ledger holds).
+    fn block_at(&self, offset: i64) -> usize {
+        self.blocks
+            .partition_point(|b| b.kafka_offset <= offset)
+            .saturating_sub(1)
+    }
+
+    /// The entry of the batch segment `seg` holding `offset`, decoded from its block's start.
+    fn coded_at(&self, seg: &Segment, offset: i64) -> Option<Coded> {
+        let b = self.blocks.get(self.block_at(offset))?;
+        seg.walk(b.pos as usize, b.kafka_offset, b.smq_offset)
+            .find(|c| c.end() > offset)
+    }
+
+    /// The blocks of `seg`.
+    fn blocks_of(&self, seg: &Segment) -> &[Block] {
+        let lo = self
+            .blocks
+            .partition_point(|b| b.kafka_offset < seg.kafka_offset);
+        let hi = self.blocks.partition_point(|b| b.kafka_offset < seg.end());
+        self.blocks.get(lo..hi).unwrap_or_default()
+    }
+
+    fn count_smq_regressions(&self) -> usize {
+        cut::regressions(&self.segments)
+    }
+
+    /// Whether this ledger (what SMQ holds) is a prefix of `other` (what a gateway wrote): the
+    /// same log start and segments, the last possibly ending earlier at an entry boundary. Where
+    /// records live is compared, not timestamps: the same SMQ positions under the same nonce
+    /// hold the same records.
+    pub fn is_prefix_of(&self, other: &PartitionLedger) -> bool {
+        if self.start != other.start || self.segments.len() > other.segments.len() {
+            return false;
+        }
+        let Some((last, rest)) = self.segments.split_last() else {
+            return true;
+        };
+        rest == &other.segments[..rest.len()]
+            && other
+                .segments
+                .get(rest.len())
+                .is_some_and(|o| last.is_prefix_of(o))
     }
 }
 
@@ -301,98 +493,4 @@ fn check_counts(entry: &LedgerEntry) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn e(k: i64, n: u32, s: i64, ts: i64) -> LedgerEntry {
-        LedgerEntry {
-            kafka_offset: k,
-            count: n,
-            smq_offset: s,
-            smq_count: n,
-            max_timestamp: ts,
-            nonce: 0,
-        }
-    }
-
-    #[test]
-    fn batch_entries_start_reads_at_their_first_smq_record() {
-        let mut l = PartitionLedger::new();
-        // Two batches of 3 and 2 records in SMQ records 7 and 8, then one single-record batch.
-        l.append(LedgerEntry {
-            smq_count: 2,
-            ..e(0, 5, 7, 10)
-        })
-        .unwrap();
-        l.append(e(5, 1, 9, 11)).unwrap();
-        assert_eq!(l.locate(3).unwrap().smq_offset, 7);
-        assert_eq!(l.locate(5).unwrap().smq_offset, 9);
-        assert_eq!(l.kafka_offset_of(8), Some(0));
-        assert_eq!(l.kafka_offset_of(9), Some(5));
-        assert!(l.validate().is_empty());
-        assert!(
-            l.append(LedgerEntry {
-                smq_count: 2,
-                ..e(6, 1, 10, 12)
-            })
-            .is_err(),
-            "more SMQ records than offsets"
-        );
-    }
-
-    #[test]
-    fn appends_must_be_dense() {
-        let mut l = PartitionLedger::new();
-        l.append(e(0, 3, 0, 10)).unwrap();
-        assert!(l.append(e(4, 1, 3, 10)).is_err(), "gap");
-        assert!(l.append(e(2, 1, 3, 10)).is_err(), "reuse");
-        l.append(e(3, 2, 5, 20)).unwrap();
-        assert_eq!(l.next_offset(), 5);
-    }
-
-    #[test]
-    fn lookups_both_ways() {
-        let mut l = PartitionLedger::new();
-        l.append(e(0, 3, 0, 10)).unwrap();
-        l.append(e(3, 2, 5, 20)).unwrap(); // SMQ offsets 3 and 4 were burned
-        assert_eq!(l.locate(4).unwrap().smq_offset, 6);
-        assert_eq!(l.locate(2).unwrap().smq_offset, 2);
-        assert!(l.locate(5).is_none());
-        assert_eq!(l.kafka_offset_of(6), Some(4));
-        assert_eq!(l.kafka_offset_of(3), None);
-        assert_eq!(l.first_entry_at_or_after(15), Some(1));
-        assert_eq!(l.first_entry_at_or_after(10), Some(0));
-        assert_eq!(l.first_entry_at_or_after(21), None);
-    }
-
-    #[test]
-    fn replay_lets_a_rewrite_supersede_and_refuses_gaps() {
-        let mut l = PartitionLedger::new();
-        l.replay(e(0, 3, 0, 10)).unwrap();
-        l.replay(e(3, 2, 3, 10)).unwrap();
-        l.replay(e(3, 2, 9, 11)).unwrap(); // the retried write
-        assert_eq!(l.len(), 2);
-        assert_eq!(l.locate(3).unwrap().smq_offset, 9);
-        assert!(l.replay(e(9, 1, 20, 11)).is_err());
-        assert!(l.replay(e(1, 1, 20, 11)).is_err(), "not an entry boundary");
-        assert!(
-            l.replay(e(5, 2, i64::MAX - 1, 11)).is_err(),
-            "SMQ range overflows"
-        );
-        assert_eq!(l.next_offset(), 5);
-    }
-
-    #[test]
-    fn smq_offset_reuse_is_reported_and_still_resolved() {
-        let mut l = PartitionLedger::new();
-        l.append(e(0, 3, 10, 1)).unwrap();
-        l.append(e(3, 3, 11, 2)).unwrap(); // SMQ handed out 11..13 again after a crash
-        let kinds: Vec<_> = l.validate().iter().map(|p| p.kind).collect();
-        assert_eq!(kinds, ["smq_offset_regression"]);
-        assert_eq!(l.kafka_offset_of(11), Some(3), "the newest entry wins");
-        assert_eq!(l.locate(4).unwrap().smq_offset, 12);
-    }
 }

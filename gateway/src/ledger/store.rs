@@ -309,9 +309,18 @@ impl LedgerStore {
             all.ledgers.extend(loaded.state.ledgers);
             all.producers.extend(loaded.state.producers);
         }
+        all.ledgers
+            .values_mut()
+            .for_each(PartitionLedger::shrink_to_fit);
         tracing::info!(
             partitions = all.ledgers.len(),
             replayed,
+            entries = all.ledgers.values().map(|l| l.entry_count()).sum::<u64>(),
+            memory_bytes = all
+                .ledgers
+                .values()
+                .map(|l| l.memory_bytes())
+                .sum::<usize>(),
             problems = all.problems,
             "ledger recovered from {SYSTEM_NAMESPACE}/{MAPPINGS_TOPIC}"
         );
@@ -331,8 +340,10 @@ impl LedgerStore {
             .load::<LedgerSlot>(slot(topic, partition), read_timeout)
             .await?;
         let key = (topic.to_string(), partition);
+        let mut ledger = loaded.state.ledgers.remove(&key).unwrap_or_default();
+        ledger.shrink_to_fit();
         Ok((
-            loaded.state.ledgers.remove(&key).unwrap_or_default(),
+            ledger,
             loaded.state.producers.remove(&key).unwrap_or_default(),
         ))
     }

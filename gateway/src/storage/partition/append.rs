@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::sync::{Mutex, oneshot};
 
 use super::held::{attach, group};
-use super::runs::{new_nonce, smq_key};
+use super::keys::{new_nonce, smq_key};
 use super::{PartitionLog, lock_read};
 use crate::error::{GatewayError, GatewayResult};
 use crate::ledger::{LedgerToken, ProducerBatch, ProducerStates, SequenceCheck};

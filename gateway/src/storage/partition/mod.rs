@@ -20,10 +20,10 @@
 mod append;
 mod durability;
 mod held;
+mod keys;
 mod ownership;
 mod read;
 mod recovery;
-mod runs;
 mod tail_cache;
 #[cfg(test)]
 mod tests;
@@ -40,7 +40,7 @@ use super::backend::{PartitionBackend, SmqBackend};
 use super::unflushed::UnflushedBudget;
 use super::wal::{PartitionWal, RecoveredAppend};
 use crate::error::{GatewayError, GatewayResult};
-use crate::ledger::{PartitionLedger, ProducerStates};
+use crate::ledger::{LedgerSummary, PartitionLedger, ProducerStates};
 use crate::records::StorageFormat;
 
 pub struct PartitionLog<B: PartitionBackend = SmqBackend> {
@@ -166,15 +166,9 @@ impl<B: PartitionBackend> PartitionLog<B> {
         lock_read(&self.ledger).clone()
     }
 
-    /// (entries, max timestamp of the first entry, max timestamp overall), without copying the
-    /// ledger.
-    pub fn ledger_summary(&self) -> (usize, Option<i64>, Option<i64>) {
-        let l = lock_read(&self.ledger);
-        (
-            l.len(),
-            l.entries().first().map(|e| e.max_timestamp),
-            l.max_timestamp(),
-        )
+    /// The ledger's figures for /stats, without copying it.
+    pub fn ledger_summary(&self) -> LedgerSummary {
+        lock_read(&self.ledger).summary()
     }
 
     /// Applies entries that continue the ledger and moves the high water mark.

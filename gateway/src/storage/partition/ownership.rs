@@ -88,10 +88,7 @@ impl<B: PartitionBackend> PartitionLog<B> {
         let (fresh, producers) = self.backend.load_ledger().await?;
         let kept = {
             let mut ledger = lock_write(&self.ledger);
-            let ours = ledger.entries();
-            let prefix = fresh.len() <= ours.len()
-                && fresh.entries() == &ours[..fresh.len()]
-                && !ours.is_empty();
+            let prefix = !ledger.is_empty() && fresh.is_prefix_of(&ledger);
             if !prefix {
                 if fresh.next_offset() != ledger.next_offset() {
                     tracing::info!(topic = %self.smq_name, partition = self.index, before = ledger.next_offset(), after = fresh.next_offset(), "ledger reloaded on taking the partition");

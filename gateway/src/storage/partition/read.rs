@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use tokio::sync::Mutex;
 
-use super::runs::{Run, contiguous_runs, smq_key};
+use super::keys::smq_key;
 use super::tail_cache::TailCache;
 use super::{PartitionLog, lock_read};
 use crate::error::{GatewayError, GatewayResult};
+use crate::ledger::Run;
 use crate::records::{StoredRecord, StoredUnit, TimestampType, decode_stored_unit, parse_batch};
 use crate::storage::backend::PartitionBackend;
 
@@ -144,7 +145,7 @@ impl<B: PartitionBackend> PartitionLog<B> {
             (
                 l.next_offset(),
                 l.log_start(),
-                contiguous_runs(&l, offset, READ_CHUNK as i64 * 4),
+                l.runs_from(offset, READ_CHUNK as i64 * 4),
             )
         };
         let mut result = ReadResult {
@@ -380,17 +381,14 @@ impl<B: PartitionBackend> PartitionLog<B> {
         Ok(out)
     }
 
-    /// The first offset whose record timestamp is ≥ `ts`, with that timestamp.
+    /// The first offset whose record timestamp is ≥ `ts`, with that timestamp: read from the
+    /// start of the ledger's block that may hold it.
     pub async fn offset_for_timestamp(&self, ts: i64) -> GatewayResult<Option<(i64, i64)>> {
-        let entry = {
-            let l = lock_read(&self.ledger);
-            match l.first_entry_at_or_after(ts) {
-                Some(i) => l.entries()[i],
-                None => return Ok(None),
-            }
+        let Some(span) = lock_read(&self.ledger).read_start_for_timestamp(ts) else {
+            return Ok(None);
         };
-        let mut offset = entry.kafka_offset;
-        while offset < entry.end() {
+        let mut offset = span.start;
+        while offset < span.end {
             let r = self.read(offset, 1 << 20).await?;
             if r.units.is_empty() {
                 break;
@@ -400,11 +398,15 @@ impl<B: PartitionBackend> PartitionLog<B> {
                     return Ok(Some(found));
                 }
             }
-            offset = r.units.last().map_or(entry.end(), StoredUnit::end_offset);
+            offset = r.units.last().map_or(span.end, StoredUnit::end_offset);
+        }
+        if !span.certain {
+            // The ledger's maximum there was an upper bound (see `PartitionLedger::approximate`).
+            return Ok(None);
         }
         Err(GatewayError::Corrupt(format!(
-            "{} partition {}: ledger entry at {} claims a timestamp ≥ {ts} that its records lack",
-            self.smq_name, self.index, entry.kafka_offset
+            "{} partition {}: ledger block at {} claims a timestamp ≥ {ts} that its records lack",
+            self.smq_name, self.index, span.start
         )))
     }
 
