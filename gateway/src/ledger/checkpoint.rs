@@ -2,10 +2,12 @@
 //! its topic, partition and ledger. Every length is checked before use: the bytes come back
 //! from storage.
 
+use std::collections::HashMap;
+
 use super::producers::{PRODUCER_EXPIRY_MS, ProducerBatch, ProducerStates};
 use super::{PartitionLedger, RecoveredLedgers, RecoveredProducers};
 
-const VERSION: u8 = 2;
+const VERSION: u8 = 3;
 
 struct Reader<'a> {
     b: &'a [u8],
@@ -106,7 +108,11 @@ fn ledger_from(r: &mut Reader<'_>) -> Result<PartitionLedger, String> {
     PartitionLedger::decode_snapshot(r.take(len)?)
 }
 
-pub fn encode_ledgers(ledgers: &RecoveredLedgers, producers: &RecoveredProducers) -> Vec<u8> {
+pub fn encode_ledgers(
+    ledgers: &RecoveredLedgers,
+    producers: &RecoveredProducers,
+    log_starts: &HashMap<(String, i32), i64>,
+) -> Vec<u8> {
     let mut keys: Vec<_> = ledgers.keys().collect();
     keys.sort();
     let mut out = vec![VERSION];
@@ -118,11 +124,19 @@ pub fn encode_ledgers(ledgers: &RecoveredLedgers, producers: &RecoveredProducers
         out.extend_from_slice(&partition.to_be_bytes());
         ledger_bytes(&ledgers[key], &mut out);
         producers_bytes(producers.get(key), &mut out);
+        out.extend_from_slice(&log_starts.get(key).copied().unwrap_or(-1).to_be_bytes());
     }
     out
 }
 
-pub fn decode_ledgers(bytes: &[u8]) -> Result<(RecoveredLedgers, RecoveredProducers), String> {
+/// Ledgers, producers and log starts (see [`encode_ledgers`]).
+pub type DecodedSlot = (
+    RecoveredLedgers,
+    RecoveredProducers,
+    HashMap<(String, i32), i64>,
+);
+
+pub fn decode_ledgers(bytes: &[u8]) -> Result<DecodedSlot, String> {
     let mut r = Reader { b: bytes };
     let v = r.u8()?;
     if v != VERSION {
@@ -131,6 +145,7 @@ pub fn decode_ledgers(bytes: &[u8]) -> Result<(RecoveredLedgers, RecoveredProduc
     let n = r.u32()? as usize;
     let mut out = RecoveredLedgers::new();
     let mut producers = RecoveredProducers::new();
+    let mut log_starts = HashMap::new();
     for _ in 0..n {
         let len = r.u32()? as usize;
         let topic = std::str::from_utf8(r.take(len)?)
@@ -142,12 +157,16 @@ pub fn decode_ledgers(bytes: &[u8]) -> Result<(RecoveredLedgers, RecoveredProduc
         if !p.is_empty() {
             producers.insert((topic.clone(), partition), p);
         }
+        let start = r.i64()?;
+        if start >= 0 {
+            log_starts.insert((topic.clone(), partition), start);
+        }
         out.insert((topic, partition), ledger);
     }
     if !r.b.is_empty() {
         return Err(format!("{} bytes after the last ledger", r.b.len()));
     }
-    Ok((out, producers))
+    Ok((out, producers, log_starts))
 }
 
 #[cfg(test)]
@@ -183,8 +202,10 @@ mod tests {
             time_ms: 99,
         });
         producers.insert(("kafka/a".to_string(), 3), p);
-        let bytes = encode_ledgers(&ledgers, &producers);
-        let (back, back_producers) = decode_ledgers(&bytes).unwrap();
+        let starts = HashMap::from([(("kafka/a".to_string(), 3), 5)]);
+        let bytes = encode_ledgers(&ledgers, &producers, &starts);
+        let (back, back_producers, back_starts) = decode_ledgers(&bytes).unwrap();
+        assert_eq!(back_starts, starts);
         assert_eq!(
             back_producers[&("kafka/a".to_string(), 3)].batches(),
             producers[&("kafka/a".to_string(), 3)].batches()

@@ -23,6 +23,8 @@ pub const MAPPINGS_TOPIC: &str = "offset-mappings";
 const MAPPING_PARTITIONS: i32 = 16;
 /// The field of a record holding several entries.
 const ENTRIES: &str = "entries";
+/// The field of a record moving a partition's log start.
+const LOG_START: &str = "log_start";
 
 /// One persisted ledger entry, naming its data partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +37,27 @@ pub struct LedgerRecord {
     pub entry: LedgerEntry,
     /// The idempotent batches stored in the entry's offsets.
     pub producers: Vec<ProducerBatch>,
+}
+
+/// What one persisted ledger record says: an entry, or a new log start (retention or
+/// DeleteRecords moved it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LedgerUpdate {
+    Entry(LedgerRecord),
+    LogStart {
+        topic: String,
+        partition: i32,
+        offset: i64,
+    },
+}
+
+/// A data partition's state as recovered: its ledger, its idempotent producers, and its log
+/// start (the ledger's, or higher where DeleteRecords set it inside an entry).
+#[derive(Debug, Clone, Default)]
+pub struct PartitionState {
+    pub ledger: PartitionLedger,
+    pub producers: ProducerStates,
+    pub log_start: i64,
 }
 
 /// Ledgers recovered at startup, keyed by (`namespace/name`, partition).
@@ -89,6 +112,7 @@ fn entry_fields() -> Vec<smq_proto::schema_pb::Field> {
         scalar_field("smq_count", 8, ScalarType::Int32),
         scalar_field("nonce", 9, ScalarType::Int64),
         scalar_field("producers", 10, ScalarType::String),
+        scalar_field(LOG_START, 12, ScalarType::Int64),
     ]
 }
 
@@ -172,20 +196,41 @@ pub fn encode_many(records: &[&LedgerRecord]) -> Vec<u8> {
     RecordValue { fields }.encode_to_vec()
 }
 
-/// The entries of one SMQ record, in order; None for anything else (recovery skips it with a
-/// warning).
-pub fn decode_many(data: &[u8]) -> Option<Vec<LedgerRecord>> {
+/// A new log start of a data partition, as one SMQ record.
+pub fn encode_log_start(topic: &str, partition: i32, offset: i64) -> Vec<u8> {
+    let fields = HashMap::from([
+        (
+            "topic_partition".to_string(),
+            string(format!("{topic}/{partition}")),
+        ),
+        ("topic".to_string(), string(topic)),
+        ("partition".to_string(), int32(partition)),
+        (LOG_START.to_string(), int64(offset)),
+    ]);
+    RecordValue { fields }.encode_to_vec()
+}
+
+/// What one SMQ record of the mapping topic says, in order; None for anything else (recovery
+/// skips it with a warning).
+pub fn decode_many(data: &[u8]) -> Option<Vec<LedgerUpdate>> {
     let rv = RecordValue::decode(data).ok()?;
     match rv.fields.get(ENTRIES).and_then(|v| v.kind.as_ref()) {
         Some(value::Kind::ListValue(list)) => list
             .values
             .iter()
             .map(|v| match &v.kind {
-                Some(value::Kind::RecordValue(r)) => record_of(&r.fields),
+                Some(value::Kind::RecordValue(r)) => record_of(&r.fields).map(LedgerUpdate::Entry),
                 _ => None,
             })
             .collect(),
-        _ => record_of(&rv.fields).map(|r| vec![r]),
+        _ => match get_int(&rv.fields, LOG_START) {
+            Some(offset) => Some(vec![LedgerUpdate::LogStart {
+                topic: get_string(&rv.fields, "topic")?,
+                partition: get_int(&rv.fields, "partition")? as i32,
+                offset,
+            }]),
+            None => record_of(&rv.fields).map(|r| vec![LedgerUpdate::Entry(r)]),
+        },
     }
 }
 
@@ -334,18 +379,32 @@ impl LedgerStore {
         topic: &str,
         partition: i32,
         read_timeout: Duration,
-    ) -> GatewayResult<(PartitionLedger, ProducerStates)> {
+    ) -> GatewayResult<PartitionState> {
         let mut loaded = self
             .log
             .load::<LedgerSlot>(slot(topic, partition), read_timeout)
             .await?;
-        let key = (topic.to_string(), partition);
-        let mut ledger = loaded.state.ledgers.remove(&key).unwrap_or_default();
-        ledger.shrink_to_fit();
-        Ok((
-            ledger,
-            loaded.state.producers.remove(&key).unwrap_or_default(),
-        ))
+        Ok(loaded.state.take(&(topic.to_string(), partition)))
+    }
+
+    /// Persists a data partition's new log start (retention, DeleteRecords); returns once SMQ
+    /// has acknowledged it.
+    pub async fn set_log_start(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) -> GatewayResult<()> {
+        let key = format!("{topic}/{partition}@start{offset}").into_bytes();
+        crate::metrics::smq_writes("ledger", 1);
+        self.log
+            .append(
+                slot(topic, partition),
+                key,
+                encode_log_start(topic, partition, offset),
+            )
+            .await?;
+        Ok(())
     }
 
     /// Writes the mapping partitions' checkpoints when due, every `every`; runs until dropped.
@@ -383,11 +442,47 @@ impl LedgerStore {
 pub struct LedgerSlot {
     pub ledgers: RecoveredLedgers,
     pub producers: RecoveredProducers,
+    /// Log starts set inside the ledger's first block (DeleteRecords), above its own.
+    pub log_starts: HashMap<(String, i32), i64>,
     /// Entries refused during replay (logged).
     pub problems: usize,
 }
 
 impl LedgerSlot {
+    /// Replays one update.
+    pub fn apply_update(&mut self, u: LedgerUpdate) {
+        match u {
+            LedgerUpdate::Entry(rec) => self.replay(rec),
+            LedgerUpdate::LogStart {
+                topic,
+                partition,
+                offset,
+            } => {
+                let key = (topic, partition);
+                let ledger = self.ledgers.entry(key.clone()).or_default();
+                ledger.truncate_before(offset);
+                let floor = self.log_starts.entry(key).or_insert(offset);
+                *floor = (*floor).max(offset);
+            }
+        }
+    }
+
+    /// A partition's recovered state, taken out of the slot.
+    pub fn take(&mut self, key: &(String, i32)) -> PartitionState {
+        let mut ledger = self.ledgers.remove(key).unwrap_or_default();
+        ledger.shrink_to_fit();
+        let log_start = self
+            .log_starts
+            .remove(key)
+            .unwrap_or(0)
+            .max(ledger.log_start());
+        PartitionState {
+            ledger,
+            producers: self.producers.remove(key).unwrap_or_default(),
+            log_start,
+        }
+    }
+
     /// Replays one record: its entry into the partition's ledger and, when the entry was taken,
     /// its idempotent batches into the partition's producer state (after forgetting those of
     /// the entries it superseded).
@@ -416,20 +511,21 @@ impl LedgerSlot {
 impl Replay for LedgerSlot {
     fn apply(&mut self, message: &smq_client::DataMessage) {
         match decode_many(&message.value) {
-            Some(records) => records.into_iter().for_each(|r| self.replay(r)),
+            Some(updates) => updates.into_iter().for_each(|u| self.apply_update(u)),
             None => tracing::warn!("skipping an undecodable ledger record"),
         }
     }
 
     fn encode(&self) -> Vec<u8> {
-        super::checkpoint::encode_ledgers(&self.ledgers, &self.producers)
+        super::checkpoint::encode_ledgers(&self.ledgers, &self.producers, &self.log_starts)
     }
 
     fn decode(bytes: &[u8]) -> Result<Self, String> {
-        let (ledgers, producers) = super::checkpoint::decode_ledgers(bytes)?;
+        let (ledgers, producers, log_starts) = super::checkpoint::decode_ledgers(bytes)?;
         Ok(Self {
             ledgers,
             producers,
+            log_starts,
             problems: 0,
         })
     }
@@ -478,7 +574,8 @@ mod tests {
             }],
         };
         assert_eq!(decode(&encode(&rec)), Some(rec.clone()));
-        assert_eq!(decode_many(&encode(&rec)), Some(vec![rec.clone()]));
+        let entry = |r: &LedgerRecord| LedgerUpdate::Entry(r.clone());
+        assert_eq!(decode_many(&encode(&rec)), Some(vec![entry(&rec)]));
         let other = LedgerRecord {
             partition: 3,
             producers: Vec::new(),
@@ -487,9 +584,17 @@ mod tests {
         let many = encode_many(&[&rec, &other, &rec]);
         assert_eq!(
             decode_many(&many),
-            Some(vec![rec.clone(), other, rec.clone()])
+            Some(vec![entry(&rec), entry(&other), entry(&rec)])
         );
         assert_eq!(decode(&many), None, "a list is not one entry");
+        assert_eq!(
+            decode_many(&encode_log_start("kafka/orders", 2, 40)),
+            Some(vec![LedgerUpdate::LogStart {
+                topic: "kafka/orders".to_string(),
+                partition: 2,
+                offset: 40
+            }])
+        );
         assert_eq!(
             decode(&encode_many(&[&rec])),
             Some(rec.clone()),

@@ -210,11 +210,7 @@ impl Store {
             let mut recovered = self.recovered.lock().unwrap_or_else(|e| e.into_inner());
             let mut partitions = Vec::with_capacity(layout.partitions.len());
             for (a, wal) in layout.partitions.iter().zip(wals) {
-                let k = (key.clone(), a.index);
-                let ledger = (
-                    recovered.ledgers.remove(&k).unwrap_or_default(),
-                    recovered.producers.remove(&k).unwrap_or_default(),
-                );
+                let ledger = recovered.take(&(key.clone(), a.index));
                 let backend = SmqBackend::new(
                     self.client.clone(),
                     smq_topic.clone(),

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use super::{EntryToPersist, Lock, PartitionBackend};
 use crate::error::{GatewayError, GatewayResult};
-use crate::ledger::{LedgerRecord, LedgerSlot, LedgerToken, PartitionLedger, ProducerStates};
+use crate::ledger::{LedgerRecord, LedgerSlot, LedgerToken, LedgerUpdate, PartitionState};
 
 /// One stored record.
 #[derive(Debug, Clone)]
@@ -49,7 +49,7 @@ struct State {
     hold_acks: bool,
     held_acks: Vec<(oneshot::Sender<SmqResult<PublishAck>>, PublishAck)>,
     /// Ledger records in order, with whether each is written.
-    ledger: Vec<LedgerRecord>,
+    ledger: Vec<LedgerUpdate>,
     ledger_written: usize,
     /// The next this many ledger writes fail.
     failing_ledger_writes: usize,
@@ -157,17 +157,13 @@ impl Cluster {
         self.state().failing_ledger_writes = n;
     }
 
-    /// The ledger and producer state a gateway recovers from what was persisted.
-    pub fn recovered(&self) -> (PartitionLedger, ProducerStates) {
+    /// The partition's state as a gateway recovers it from what was persisted.
+    pub fn recovered(&self) -> PartitionState {
         let mut slot = LedgerSlot::default();
-        for r in self.state().ledger.iter() {
-            slot.replay(r.clone());
+        for u in self.state().ledger.iter() {
+            slot.apply_update(u.clone());
         }
-        let key = ("memory".to_string(), 0);
-        (
-            slot.ledgers.remove(&key).unwrap_or_default(),
-            slot.producers.remove(&key).unwrap_or_default(),
-        )
+        slot.take(&("memory".to_string(), 0))
     }
 
     /// Records stored so far, in store order.
@@ -314,13 +310,13 @@ impl PartitionBackend for MemoryBackend {
         let mut tokens = Vec::with_capacity(entries.len());
         for (entry, producers) in entries {
             tokens.push(LedgerToken::new(0, Some(s.ledger.len() as u64)));
-            s.ledger.push(LedgerRecord {
+            s.ledger.push(LedgerUpdate::Entry(LedgerRecord {
                 topic: "memory".to_string(),
                 partition: 0,
                 generation: 1,
                 entry: *entry,
                 producers: producers.to_vec(),
-            });
+            }));
         }
         Ok(tokens)
     }
@@ -330,8 +326,22 @@ impl PartitionBackend for MemoryBackend {
         token.seq().is_none_or(|seq| seq < written)
     }
 
-    async fn load_ledger(&self) -> GatewayResult<(PartitionLedger, ProducerStates)> {
+    async fn load_ledger(&self) -> GatewayResult<PartitionState> {
         Ok(self.cluster.recovered())
+    }
+
+    async fn persist_log_start(&self, offset: i64) -> GatewayResult<()> {
+        let mut s = self.cluster.state();
+        if s.failing_ledger_writes > 0 {
+            s.failing_ledger_writes -= 1;
+            return Err(GatewayError::Smq(broken(0)));
+        }
+        s.ledger.push(LedgerUpdate::LogStart {
+            topic: "memory".to_string(),
+            partition: 0,
+            offset,
+        });
+        Ok(())
     }
 
     async fn lock(

@@ -21,7 +21,7 @@ use std::time::Duration;
 use smq_client::{DataMessage, FlushedRecord, PublishAck, SmqResult};
 
 use crate::error::GatewayResult;
-use crate::ledger::{LedgerEntry, LedgerToken, PartitionLedger, ProducerBatch, ProducerStates};
+use crate::ledger::{LedgerEntry, LedgerToken, PartitionState, ProducerBatch};
 
 /// A ledger entry to persist, with the idempotent batches stored in its offsets.
 pub type EntryToPersist<'a> = (LedgerEntry, &'a [ProducerBatch]);
@@ -83,9 +83,10 @@ pub trait PartitionBackend: Send + Sync + 'static {
     fn ledger_durable(&self, token: LedgerToken) -> bool;
     /// The partition's ledger and idempotent producers as persisted now (another gateway may
     /// have written since).
-    fn load_ledger(
-        &self,
-    ) -> impl Future<Output = GatewayResult<(PartitionLedger, ProducerStates)>> + Send;
+    fn load_ledger(&self) -> impl Future<Output = GatewayResult<PartitionState>> + Send;
+
+    /// Persists the partition's new log start (retention, DeleteRecords).
+    fn persist_log_start(&self, offset: i64) -> impl Future<Output = GatewayResult<()>> + Send;
 
     // The write lock: one writer per partition.
 

@@ -12,7 +12,7 @@ use smq_client::{
 
 use super::{EntryToPersist, Lock, PartitionBackend};
 use crate::error::GatewayResult;
-use crate::ledger::{LedgerRecord, LedgerStore, LedgerToken, PartitionLedger, ProducerStates};
+use crate::ledger::{LedgerRecord, LedgerStore, LedgerToken, PartitionState};
 
 /// How long reading a partition's persisted ledger may take when taking it over.
 const LOAD_LEDGER_TIMEOUT: Duration = Duration::from_secs(60);
@@ -140,7 +140,13 @@ impl PartitionBackend for SmqBackend {
         self.ledger_store.is_durable(token)
     }
 
-    async fn load_ledger(&self) -> GatewayResult<(PartitionLedger, ProducerStates)> {
+    async fn persist_log_start(&self, offset: i64) -> GatewayResult<()> {
+        self.ledger_store
+            .set_log_start(&self.smq_name, self.index, offset)
+            .await
+    }
+
+    async fn load_ledger(&self) -> GatewayResult<PartitionState> {
         self.ledger_store
             .recover_partition(&self.smq_name, self.index, LOAD_LEDGER_TIMEOUT)
             .await

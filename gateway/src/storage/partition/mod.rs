@@ -31,6 +31,7 @@ mod tests;
 pub use append::{AppendTicket, Appended};
 pub use read::{READ_AHEAD_BYTES, ReadResult, record_size, unit_size};
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use smq_client::Topic;
@@ -40,7 +41,7 @@ use super::backend::{PartitionBackend, SmqBackend};
 use super::unflushed::UnflushedBudget;
 use super::wal::{PartitionWal, RecoveredAppend};
 use crate::error::{GatewayError, GatewayResult};
-use crate::ledger::{LedgerSummary, PartitionLedger, ProducerStates};
+use crate::ledger::{LedgerSummary, PartitionLedger, PartitionState};
 use crate::records::StorageFormat;
 
 pub struct PartitionLog<B: PartitionBackend = SmqBackend> {
@@ -53,6 +54,9 @@ pub struct PartitionLog<B: PartitionBackend = SmqBackend> {
     /// Changes only while the partition is empty (AlterConfigs before the first write).
     format: RwLock<StorageFormat>,
     ledger: RwLock<PartitionLedger>,
+    /// The log start where DeleteRecords set it inside the ledger's first block (the ledger's
+    /// own log start is a block start at or below it).
+    log_start_floor: AtomicI64,
     /// The ledger's end, watched by fetches waiting for records.
     hwm: watch::Sender<i64>,
     appending: append::Appending,
@@ -93,14 +97,19 @@ fn lock_write(l: &RwLock<PartitionLedger>) -> std::sync::RwLockWriteGuard<'_, Pa
 }
 
 impl<B: PartitionBackend> PartitionLog<B> {
-    /// A partition starting from `ledger` and `producers` (as recovered), with the write-ahead
-    /// log an earlier process may have left records in (`wal`).
+    /// A partition starting from its recovered `state`, with the write-ahead log an earlier
+    /// process may have left records in (`wal`).
     pub fn new(
         backend: B,
         place: Placement,
-        (ledger, producers): (PartitionLedger, ProducerStates),
+        state: PartitionState,
         wal: Option<(PartitionWal, Vec<RecoveredAppend>)>,
     ) -> Self {
+        let PartitionState {
+            ledger,
+            producers,
+            log_start,
+        } = state;
         let Placement {
             smq_topic,
             index,
@@ -119,6 +128,7 @@ impl<B: PartitionBackend> PartitionLog<B> {
             generation,
             format: RwLock::new(format),
             ledger: RwLock::new(ledger),
+            log_start_floor: AtomicI64::new(log_start),
             hwm,
             appending: append::Appending::new(producers),
             ownership: ownership::Ownership::default(),
@@ -154,7 +164,15 @@ impl<B: PartitionBackend> PartitionLog<B> {
     }
 
     pub fn log_start(&self) -> i64 {
-        lock_read(&self.ledger).log_start()
+        self.start_of(&lock_read(&self.ledger))
+    }
+
+    /// The first offset a read may ask for: the ledger's log start, or above it where
+    /// DeleteRecords put it.
+    fn start_of(&self, l: &PartitionLedger) -> i64 {
+        l.log_start()
+            .max(self.log_start_floor.load(Ordering::Acquire))
+            .min(l.next_offset())
     }
 
     pub fn subscribe_hwm(&self) -> watch::Receiver<i64> {

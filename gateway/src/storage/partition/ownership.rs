@@ -85,7 +85,11 @@ impl<B: PartitionBackend> PartitionLog<B> {
     /// own) and the rest of ours is still held for publishing again: ours is kept. Otherwise the
     /// persisted ledger replaces ours, and every append begun under the lapsed lock fails.
     async fn take_over(&self, writer: &mut Writer) -> GatewayResult<()> {
-        let (fresh, producers) = self.backend.load_ledger().await?;
+        let crate::ledger::PartitionState {
+            ledger: fresh,
+            producers,
+            log_start,
+        } = self.backend.load_ledger().await?;
         let kept = {
             let mut ledger = lock_write(&self.ledger);
             let prefix = !ledger.is_empty() && fresh.is_prefix_of(&ledger);
@@ -98,6 +102,8 @@ impl<B: PartitionBackend> PartitionLog<B> {
             }
             prefix
         };
+        self.log_start_floor
+            .fetch_max(log_start, std::sync::atomic::Ordering::AcqRel);
         if !kept {
             writer.committed_producers = producers.clone();
             writer.producers = producers;

@@ -128,7 +128,7 @@ impl<B: PartitionBackend> PartitionLog<B> {
         // moves while the caches are read cannot send a read of the newest records to SMQ.
         let (mark, log_start) = {
             let l = lock_read(&self.ledger);
-            (l.next_offset(), l.log_start())
+            (l.next_offset(), self.start_of(&l))
         };
         let mut units = self.reading.cached(offset, max_bytes).unwrap_or_default();
         // The tail cache takes an append's records before its ledger entry is written.
@@ -144,7 +144,7 @@ impl<B: PartitionBackend> PartitionLog<B> {
             let l = lock_read(&self.ledger);
             (
                 l.next_offset(),
-                l.log_start(),
+                self.start_of(&l),
                 l.runs_from(offset, READ_CHUNK as i64 * 4),
             )
         };

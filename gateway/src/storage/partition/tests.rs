@@ -12,7 +12,7 @@ use proptest::prelude::*;
 use super::ownership::LOCK_TTL;
 use super::{PartitionLog, Placement};
 use crate::error::GatewayError;
-use crate::ledger::{PartitionLedger, ProducerStates};
+use crate::ledger::PartitionState;
 use crate::records::{
     Batch, Record, StorageFormat, StoredUnit, TimestampType, encode_batch, parse_batch,
 };
@@ -35,12 +35,7 @@ const HELD: Mode = Mode {
     format: StorageFormat::Record,
 };
 
-fn open(
-    cluster: &Cluster,
-    owner: &str,
-    mode: Mode,
-    ledger: (PartitionLedger, ProducerStates),
-) -> Log {
+fn open(cluster: &Cluster, owner: &str, mode: Mode, ledger: PartitionState) -> Log {
     Arc::new(PartitionLog::new(
         cluster.gateway(owner, mode.holds_acks, mode.log_files),
         Placement {
