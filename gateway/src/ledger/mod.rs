@@ -8,8 +8,8 @@
 mod store;
 
 pub use store::{
-    LedgerRecord, LedgerStore, LedgerToken, RecoveredLedgers, decode as decode_record,
-    encode as encode_record, replay_into,
+    LedgerRecord, LedgerStore, LedgerToken, MAPPINGS_TOPIC, RecoveredLedgers,
+    decode as decode_record, encode as encode_record, mapping_partition, replay_into,
 };
 
 use serde::Serialize;
