@@ -348,11 +348,11 @@ impl SmqClient {
         .map(|_| ())
     }
 
-    /// Partitions this client could not use the last time it tried: opening a publish stream
-    /// (after its retries), a fetch or a subscription failed, or SMQ named no leader. A partition
-    /// leaves the list as soon as one of these succeeds. Publishers with
-    /// `SmqConfig::flush_timing` reopen a broken stream by themselves, so their partitions are
-    /// tried again about every second even while idle.
+    /// Partitions this client could not use the last time it tried: a publish stream broke, or
+    /// opening one, a fetch or a subscription failed (no leader, leader unreachable or not
+    /// serving the partition). A partition leaves the list once a stream to it is open or a
+    /// fetch succeeds. Publishers with `SmqConfig::flush_timing` reopen a broken stream by
+    /// themselves, so their partitions are tried again about every second even while idle.
     pub fn unavailable_partitions(&self) -> Vec<UnavailablePartition> {
         let mut v: Vec<UnavailablePartition> =
             lock(&self.inner.unavailable).values().cloned().collect();
@@ -414,12 +414,10 @@ impl SmqClient {
         let a = layout.get(&topic_name(topic), index)?.clone();
         if a.leader.is_empty() {
             self.invalidate(topic);
-            let e = SmqError::NoLeader {
+            return Err(SmqError::NoLeader {
                 topic: topic_name(topic),
                 partition: index,
-            };
-            self.mark_unavailable(topic, index, &e);
-            return Err(e);
+            });
         }
         Ok(a)
     }

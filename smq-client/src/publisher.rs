@@ -493,10 +493,12 @@ impl Inner {
         let r = policy
             .retry("open publish stream", |_| async {
                 let r = self.try_open().await;
-                if let Err(e) = &r
-                    && e.invalidates_lookup()
-                {
-                    self.client.invalidate(&self.topic);
+                if let Err(e) = &r {
+                    if e.invalidates_lookup() {
+                        self.client.invalidate(&self.topic);
+                    }
+                    // At once, not after the retries: they can take a while.
+                    self.client.mark_unavailable(&self.topic, self.index, e);
                 }
                 r
             })
@@ -809,6 +811,21 @@ async fn track_durability(inner: Weak<Inner>, timing: crate::durability::FlushTi
                 epoch.is_none() && !d.retained.is_empty(),
             )
         };
+        if epoch.is_none() && !inner.closed.load(Ordering::Acquire) {
+            // The stream broke (its broker died or restarted, or the partition moved): unusable
+            // until a stream is open again.
+            let e = SmqError::StreamBroken {
+                broker: String::new(),
+                reason: "the publish stream broke; reopening".to_string(),
+            };
+            if inner
+                .client
+                .partition_unavailable(&inner.topic, inner.index)
+                .is_none()
+            {
+                inner.client.mark_unavailable(&inner.topic, inner.index, &e);
+            }
+        }
         if orphaned && inner.replay {
             if let Ok(mut guard) = inner.stream.try_lock()
                 && let Err(e) = inner.stream_for_send(&mut guard).await
@@ -816,6 +833,10 @@ async fn track_durability(inner: Weak<Inner>, timing: crate::durability::FlushTi
                 tracing::debug!(topic = %topic_name(&inner.topic), partition = inner.index, error = %e, "reopening a stream to replay kept records failed");
             }
             continue;
+        }
+        if epoch.is_some() {
+            // A live stream: the partition can be written (whatever an earlier failure said).
+            inner.client.mark_available(&inner.topic, inner.index);
         }
         if epoch.is_some() && Instant::now() >= next_leader_check {
             next_leader_check = Instant::now() + LEADER_CHECK;

@@ -43,19 +43,25 @@ impl SmqClient {
         max_bytes: i32,
         max_messages: i32,
     ) -> SmqResult<FetchResult> {
-        let a = self.leader_of(topic, partition).await?;
-        let r = match self
-            .fetch_from(topic, &a, start_offset, max_bytes, max_messages)
-            .await
-        {
-            // The leader may not have loaded the partition (see `assign_partition`): load it
-            // and ask once more.
-            Err(SmqError::Fetch { code, .. }) if code == codes::FETCH_PARTITION_NOT_FOUND => {
-                self.assign_partition(topic, &a).await?;
-                self.fetch_from(topic, &a, start_offset, max_bytes, max_messages)
-                    .await
-            }
-            r => r,
+        let r = match self.leader_of(topic, partition).await {
+            Err(e) => Err(e),
+            Ok(a) => match self
+                .fetch_from(topic, &a, start_offset, max_bytes, max_messages)
+                .await
+            {
+                // The leader may not have loaded the partition (see `assign_partition`): load
+                // it and ask once more.
+                Err(SmqError::Fetch { code, .. }) if code == codes::FETCH_PARTITION_NOT_FOUND => {
+                    match self.assign_partition(topic, &a).await {
+                        Ok(()) => {
+                            self.fetch_from(topic, &a, start_offset, max_bytes, max_messages)
+                                .await
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+                r => r,
+            },
         };
         match &r {
             Ok(_) => self.mark_available(topic, partition),
@@ -158,7 +164,10 @@ impl SmqClient {
         offset: i64,
         consumer_group: &str,
     ) -> SmqResult<Subscription> {
-        let a = self.leader_of(topic, partition).await?;
+        let a = self
+            .leader_of(topic, partition)
+            .await
+            .inspect_err(|e| self.mark_unavailable(topic, partition, e))?;
         self.assign_partition(topic, &a)
             .await
             .inspect_err(|e| self.mark_unavailable(topic, partition, e))?;

@@ -967,10 +967,22 @@ impl PartitionLog {
         }
         match self.client.lock(&name, &self.owner, LOCK_TTL, None).await? {
             LockOutcome::Acquired(lease) => {
-                let fresh = self
+                let fresh = match self
                     .ledger_store
                     .recover_partition(&self.smq_name, self.index, Duration::from_secs(60))
-                    .await?;
+                    .await
+                {
+                    Ok(l) => l,
+                    Err(e) => {
+                        // Let the lock go: kept without its lease, it would answer this gateway
+                        // "already owned" (SMQ's locks know no renewal without the token) until
+                        // it expires, and the next produce could not take the partition.
+                        if let Err(u) = self.client.unlock(&lease).await {
+                            tracing::debug!(lock = %name, error = %u, "releasing the partition lock after a failed ledger read failed; it will expire");
+                        }
+                        return Err(e);
+                    }
+                };
                 let kept = {
                     let mut ledger = self.ledger.write().unwrap_or_else(|e| e.into_inner());
                     // What SMQ holds is a prefix of what this gateway wrote: nobody wrote in
