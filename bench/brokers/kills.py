@@ -34,7 +34,7 @@ sys.path.insert(0, os.path.join(REPO, "tests", "clients"))
 sys.path.insert(0, os.path.join(REPO, "tests", "clients", "brokers"))
 
 import kgw  # noqa: E402
-from test_smq_brokers import Cluster, Producer, check_everything, Consumer  # noqa: E402
+from test_smq_brokers import Cluster, Consumer, Producer, check_everything, max_gap  # noqa: E402
 
 
 def first_ack_after(prod, partition, t0):
@@ -53,8 +53,9 @@ def wait_all(prod, partitions, t0, timeout):
 
 
 def summary(kills, partitions):
-    lines = ["| victim | kills | after kill: median / max (s) | after restart: median / max (s) |",
-             "|---|---|---|---|"]
+    lines = ["| victim | kills | after kill: median / max (s) | after restart, partitions still "
+             "waiting: median / max (s) | longest stall from the restart on: median / max (s) |",
+             "|---|---|---|---|---|"]
     for kind in ("non-balancer", "balancer", "all"):
         ks = [k for k in kills if kind == "all" or (k["balancer"] == (kind == "balancer"))]
         if not ks:
@@ -65,9 +66,10 @@ def summary(kills, partitions):
 
         def mm(xs):
             return "%.1f / %.1f" % (statistics.median(xs), max(xs)) if xs else "-"
-        lines.append("| %s | %d | %s%s | %s |" % (kind, len(ks), mm(a),
-                                                   " (%d partition-kills waited for the restart)" % missing
-                                                   if missing else "", mm(r)))
+        g = [v for k in ks for v in k.get("restart_max_gap", {}).values()]
+        lines.append("| %s | %d | %s%s | %s | %s |" % (kind, len(ks), mm(a),
+                                                        " (%d partition-kills waited for the restart)"
+                                                        % missing if missing else "", mm(r), mm(g)))
     return "\n".join(lines)
 
 
@@ -117,9 +119,13 @@ def main():
                  "after_restart": {p: (None if after_kill[p] is not None and after_kill[p] < t_start - t_kill
                                        else v and round(v, 2)) for p, v in after_restart.items()},
                  "recovered_after_restart": ok}
+            time.sleep(5)
+            # The longest stall of each partition from the restart on (a partition that had
+            # moved to another broker may still stall while the restarted one rejoins).
+            k["restart_max_gap"] = {p: round(max_gap(prod.acked, p, t_start, time.monotonic()), 2)
+                                    for p in range(a.partitions)}
             kills.append(k)
             kgw.log("kill %d: %s" % (n, json.dumps(k)))
-            time.sleep(5)
         prod.finish()
         check_everything(gw.bootstrap, topic, a.partitions, prod, cons)
         result = {"brokers": a.brokers, "partitions": a.partitions, "format": a.format,
