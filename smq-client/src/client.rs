@@ -51,6 +51,7 @@ struct Inner {
     /// Partitions whose last publish-stream open, fetch or subscription failed, keyed by
     /// (namespace, name, partition).
     unavailable: Mutex<HashMap<(String, String, i32), UnavailablePartition>>,
+    brokers_seen: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for SmqClient {
@@ -81,6 +82,7 @@ impl SmqClient {
     /// Creates a client without contacting anything; brokers are discovered on first use.
     pub fn new(config: SmqConfig) -> Self {
         let brokers = config.brokers.clone();
+        let seen = brokers.len();
         Self {
             inner: Arc::new(Inner {
                 config,
@@ -89,6 +91,7 @@ impl SmqClient {
                 brokers: Mutex::new(brokers),
                 lookups: Mutex::new(HashMap::new()),
                 unavailable: Mutex::new(HashMap::new()),
+                brokers_seen: std::sync::atomic::AtomicUsize::new(seen),
             }),
         }
     }
@@ -100,6 +103,14 @@ impl SmqClient {
     /// The brokers known right now.
     pub fn known_brokers(&self) -> Vec<String> {
         lock(&self.inner.brokers).clone()
+    }
+
+    /// The most brokers this client has known at once: whether SMQ runs several (a dead broker
+    /// leaves the master's list, so the current count can drop to one while it is down).
+    pub fn brokers_seen(&self) -> usize {
+        self.inner
+            .brokers_seen
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Asks the master for the current brokers (`ListClusterNodes`, client type "broker").
@@ -132,6 +143,9 @@ impl SmqClient {
                 None => "no master and no broker address configured".to_string(),
             }));
         }
+        self.inner
+            .brokers_seen
+            .fetch_max(found.len(), std::sync::atomic::Ordering::Relaxed);
         *lock(&self.inner.brokers) = found.clone();
         Ok(found)
     }

@@ -780,11 +780,14 @@ async fn read_acks(
 /// replaying publisher that still holds records (so they are written again without waiting for
 /// the next send). Ends when the publisher is dropped.
 ///
-/// Any other broken stream is reopened too, about every second while that fails (unless the
-/// publisher was closed): the partition's broker died or restarted, and the stream follows the
-/// partition to whichever broker leads it now (and makes that broker load it; see
-/// `SmqClient::assign_partition`) before the next record needs it, which also keeps
-/// [`SmqClient::unavailable_partitions`] current for idle partitions.
+/// With several brokers, any other broken stream is reopened too, about every second while that
+/// fails (unless the publisher was closed): the partition's broker died or restarted, and the
+/// stream follows the partition to whichever broker leads it now (and makes that broker load it;
+/// see `SmqClient::assign_partition`) before the next record needs it, which also keeps
+/// [`SmqClient::unavailable_partitions`] current for idle partitions; and a stream whose broker
+/// no longer leads the partition is moved. With one broker an idle partition's stream is
+/// reopened by its next record, as before (a restarted broker is not sent every idle partition
+/// at once).
 async fn track_durability(inner: Weak<Inner>, timing: crate::durability::FlushTiming) {
     let period = (timing.settle / 4).clamp(Duration::from_millis(50), Duration::from_millis(250));
     let mut reopen = crate::retry::RetryPolicy {
@@ -811,7 +814,8 @@ async fn track_durability(inner: Weak<Inner>, timing: crate::durability::FlushTi
                 epoch.is_none() && !d.retained.is_empty(),
             )
         };
-        if epoch.is_none() && !inner.closed.load(Ordering::Acquire) {
+        let several = inner.client.brokers_seen() > 1;
+        if several && epoch.is_none() && !inner.closed.load(Ordering::Acquire) {
             // The stream broke (its broker died or restarted, or the partition moved): unusable
             // until a stream is open again.
             let e = SmqError::StreamBroken {
@@ -838,12 +842,12 @@ async fn track_durability(inner: Weak<Inner>, timing: crate::durability::FlushTi
             // A live stream: the partition can be written (whatever an earlier failure said).
             inner.client.mark_available(&inner.topic, inner.index);
         }
-        if epoch.is_some() && Instant::now() >= next_leader_check {
+        if several && epoch.is_some() && Instant::now() >= next_leader_check {
             next_leader_check = Instant::now() + LEADER_CHECK;
             inner.leave_moved_leader().await;
         }
         let Some(epoch) = epoch else {
-            if !inner.closed.load(Ordering::Acquire) && Instant::now() >= next_reopen {
+            if several && !inner.closed.load(Ordering::Acquire) && Instant::now() >= next_reopen {
                 let Ok(mut guard) = inner.stream.try_lock() else {
                     continue;
                 };
