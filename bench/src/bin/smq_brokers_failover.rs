@@ -79,7 +79,11 @@ fn status(smq: &SmqCluster) {
 async fn main() {
     let args = Args::parse();
     let smq = SmqCluster::start_with_brokers(args.brokers);
-    println!("brokers {:?}, balancer {}", smq.brokers, smq.balancer_index());
+    println!(
+        "brokers {:?}, balancer {}",
+        smq.brokers,
+        smq.balancer_index()
+    );
     let c = smq.client().await;
     let t = smq_client::topic("test", "failover");
     c.ensure_topic(&TopicSpec {
