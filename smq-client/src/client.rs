@@ -344,6 +344,9 @@ impl SmqClient {
         topic: &Topic,
         a: &crate::PartitionAssignment,
     ) -> SmqResult<()> {
+        if !self.inner.config.assign_partitions {
+            return Ok(());
+        }
         let req = AssignTopicPartitionsRequest {
             topic: Some(topic.clone()),
             broker_partition_assignments: vec![BrokerPartitionAssignment {

@@ -10,6 +10,7 @@
 //!
 //! ```sh
 //! cargo run -p kafka-smq-bench --bin smq-brokers-failover -- --brokers 3 --order 1,0
+//! cargo run -p kafka-smq-bench --bin smq-brokers-failover -- --brokers 2 --order 1 --wait 5 --no-assign
 //! ```
 
 use std::time::{Duration, Instant};
@@ -29,6 +30,10 @@ struct Args {
     /// Longest wait for new leaders after a kill, in seconds.
     #[arg(long, default_value_t = 45)]
     wait: u64,
+    /// Do not load partitions on their leader first (`SmqConfig::assign_partitions` off): shows
+    /// the crash of a restarted non-balancer broker.
+    #[arg(long)]
+    no_assign: bool,
 }
 
 fn msg(i: usize) -> DataMessage {
@@ -73,6 +78,25 @@ fn status(smq: &SmqCluster) {
         .output()
         .expect("dev/smq status");
     print!("{}", String::from_utf8_lossy(&out.stdout));
+    // A crashed broker's last words.
+    for i in 0..smq.brokers.len() {
+        let name = if i == 0 {
+            "broker".to_string()
+        } else {
+            format!("broker{i}")
+        };
+        let log = std::fs::read_to_string(smq.dir().join("logs").join(format!("{name}.log")))
+            .unwrap_or_default();
+        for l in log
+            .lines()
+            .filter(|l| {
+                l.contains("panic") || l.contains("nil pointer") || l.contains("goroutine ")
+            })
+            .take(4)
+        {
+            println!("  {name}.log: {l}");
+        }
+    }
 }
 
 #[tokio::main]
@@ -84,7 +108,12 @@ async fn main() {
         smq.brokers,
         smq.balancer_index()
     );
-    let c = smq.client().await;
+    let c = SmqClient::connect(smq_client::SmqConfig {
+        assign_partitions: !args.no_assign,
+        ..smq.config()
+    })
+    .await
+    .expect("connect");
     let t = smq_client::topic("test", "failover");
     c.ensure_topic(&TopicSpec {
         topic: t.clone(),
