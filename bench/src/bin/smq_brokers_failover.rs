@@ -90,9 +90,9 @@ fn status(smq: &SmqCluster) {
         for l in log
             .lines()
             .filter(|l| {
-                l.contains("panic") || l.contains("nil pointer") || l.contains("goroutine ")
+                l.contains("panic") || l.contains("nil pointer") || l.contains("LocalPartition")
             })
-            .take(4)
+            .take(6)
         {
             println!("  {name}.log: {l}");
         }
