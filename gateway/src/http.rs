@@ -11,6 +11,8 @@ use axum::routing::{get, post};
 use serde_json::json;
 use tokio::sync::watch;
 
+use smq_client::{SmqClient, Topic, UnavailablePartition};
+
 use crate::metrics::Metrics;
 use crate::protocol::Context;
 
@@ -53,9 +55,42 @@ fn json_response(status: StatusCode, v: serde_json::Value) -> Response {
         .into_response()
 }
 
-/// Ready once the ledger is recovered and while every SMQ broker the gateway uses answers: a
+/// Why a Kafka partition cannot be written right now, if so: SMQ partitions this gateway could
+/// not use the last time it tried (see `SmqClient::unavailable_partitions`), either the data
+/// partition itself or the `kafka-system/offset-mappings` partition its ledger entries go to
+/// (an append needs both).
+fn partition_unavailable(
+    client: &SmqClient,
+    smq_topic: &Topic,
+    partition: i32,
+) -> Option<UnavailablePartition> {
+    client
+        .partition_unavailable(smq_topic, partition)
+        .or_else(|| {
+            let name = format!("{}/{}", smq_topic.namespace, smq_topic.name);
+            let slot = crate::ledger::mapping_partition(&name, partition);
+            let mappings = smq_client::topic(
+                crate::state::SYSTEM_NAMESPACE,
+                crate::ledger::MAPPINGS_TOPIC,
+            );
+            client.partition_unavailable(&mappings, slot)
+        })
+}
+
+fn unavailable_json(u: &UnavailablePartition) -> serde_json::Value {
+    json!({
+        "smq_topic": format!("{}/{}", u.topic.namespace, u.topic.name),
+        "partition": u.partition,
+        "reason": u.reason,
+        "seconds": u.since.elapsed().as_secs_f64(),
+    })
+}
+
+/// Ready once the ledger is recovered and while an SMQ broker the gateway uses answers: a
 /// broker whose circuit is open is probed (at most once per breaker cooldown), so readiness
-/// returns by itself when SMQ does.
+/// returns by itself when SMQ does. With several brokers and only some of them down, the
+/// gateway stays ready (every gateway would fail alike, and the other partitions still work)
+/// and the answer names the brokers that are down and the SMQ partitions it cannot use.
 async fn readyz(State(s): State<HttpState>) -> Response {
     let Some(ctx) = s.ready.get() else {
         return (
@@ -72,13 +107,41 @@ async fn readyz(State(s): State<HttpState>) -> Response {
             down.push(broker);
         }
     }
+    let unavailable: String = client
+        .unavailable_partitions()
+        .iter()
+        .map(|u| {
+            format!(
+                "unavailable partition: {}/{} {} for {:.1}s: {}\n",
+                u.topic.namespace,
+                u.topic.name,
+                u.partition,
+                u.since.elapsed().as_secs_f64(),
+                u.reason
+            )
+        })
+        .collect();
+    let live = client
+        .known_brokers()
+        .iter()
+        .filter(|b| !down.contains(b))
+        .count();
     if down.is_empty() {
-        (StatusCode::OK, "ready\n").into_response()
+        (StatusCode::OK, format!("ready\n{unavailable}")).into_response()
+    } else if live > 0 {
+        (
+            StatusCode::OK,
+            format!(
+                "ready, degraded: SMQ broker unreachable (circuit open): {}\n{unavailable}",
+                down.join(", ")
+            ),
+        )
+            .into_response()
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
-                "SMQ broker unreachable (circuit open): {}\n",
+                "SMQ broker unreachable (circuit open): {}\n{unavailable}",
                 down.join(", ")
             ),
         )
@@ -88,6 +151,8 @@ async fn readyz(State(s): State<HttpState>) -> Response {
 
 async fn metrics(State(s): State<HttpState>) -> Response {
     if let Some(ctx) = s.ready.get() {
+        s.metrics
+            .set_unavailable_partitions(&ctx.store.client().unavailable_partitions());
         let mut lags = Vec::new();
         for (group, _, _) in ctx.groups.list() {
             for ((topic, partition), c) in ctx.groups.offsets.get(&group) {
@@ -118,6 +183,7 @@ async fn stats(State(s): State<HttpState>) -> Response {
         return json_response(StatusCode::SERVICE_UNAVAILABLE, json!({"ready": false}));
     };
     let mut topics = Vec::new();
+    let client = ctx.store.client();
     for t in ctx.store.open_topics().await {
         let partitions: Vec<_> = t
             .partitions
@@ -125,6 +191,7 @@ async fn stats(State(s): State<HttpState>) -> Response {
             .map(|p| {
                 // A summary, not a copy of the ledger: /stats is scraped often.
                 let l = p.ledger_summary();
+                let unavailable = partition_unavailable(client, &t.smq_topic, p.index());
                 json!({
                     "partition": p.index(),
                     "high_water_mark": p.high_water_mark(),
@@ -136,6 +203,8 @@ async fn stats(State(s): State<HttpState>) -> Response {
                     "first_block_max_timestamp": l.first_max_timestamp,
                     "max_timestamp": l.max_timestamp,
                     "writes_refused": p.writes_refused(),
+                    "available": unavailable.is_none(),
+                    "unavailable": unavailable.as_ref().map(unavailable_json),
                 })
             })
             .collect();
@@ -163,9 +232,19 @@ async fn stats(State(s): State<HttpState>) -> Response {
         }
         groups.push(json!({"group": group, "state": state.name(), "offsets": partitions}));
     }
+    let smq_unavailable: Vec<_> = client
+        .unavailable_partitions()
+        .iter()
+        .map(unavailable_json)
+        .collect();
     json_response(
         StatusCode::OK,
-        json!({"ready": true, "topics": topics, "groups": groups}),
+        json!({
+            "ready": true,
+            "topics": topics,
+            "groups": groups,
+            "smq_unavailable_partitions": smq_unavailable,
+        }),
     )
 }
 

@@ -110,6 +110,8 @@ pub struct Metrics {
     status_writes: Family<Labels, Counter>,
     /// 1 while this gateway is the elected statistics reporter of its KafkaGateway.
     pub stats_leader: Gauge,
+    unavailable: Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    unavailable_count: Gauge,
 }
 
 impl Default for Metrics {
@@ -133,6 +135,19 @@ impl Default for Metrics {
         let group_lag = Family::<Labels, Gauge>::default();
         let status_writes = Family::<Labels, Counter>::default();
         let stats_leader = Gauge::default();
+        let unavailable = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        let unavailable_count = Gauge::default();
+        registry.register(
+            "smq_partition_unavailable_seconds",
+            "SMQ partitions this gateway could not use the last time it tried (no leader, leader \
+             unreachable or not serving it), with how long that has lasted; absent once usable",
+            unavailable.clone(),
+        );
+        registry.register(
+            "smq_unavailable_partitions",
+            "Number of SMQ partitions this gateway could not use the last time it tried",
+            unavailable_count.clone(),
+        );
         registry.register(
             "requests",
             "Kafka requests by API and error code",
@@ -266,6 +281,8 @@ impl Default for Metrics {
             group_lag,
             status_writes,
             stats_leader,
+            unavailable,
+            unavailable_count,
         }
     }
 }
@@ -322,6 +339,23 @@ impl Metrics {
                 ])
                 .set(*lag);
         }
+    }
+
+    /// Replaces the unavailable-partition gauges.
+    pub fn set_unavailable_partitions(&self, parts: &[smq_client::UnavailablePartition]) {
+        self.unavailable.clear();
+        for u in parts {
+            self.unavailable
+                .get_or_create(&vec![
+                    (
+                        "smq_topic".into(),
+                        format!("{}/{}", u.topic.namespace, u.topic.name),
+                    ),
+                    ("partition".into(), u.partition.to_string()),
+                ])
+                .set(u.since.elapsed().as_secs_f64());
+        }
+        self.unavailable_count.set(parts.len() as i64);
     }
 
     pub fn status_write(&self, ok: bool) {

@@ -6,7 +6,10 @@ use std::time::Instant;
 use smq_proto::master_pb::ListClusterNodesRequest;
 use smq_proto::master_pb::seaweed_client::SeaweedClient;
 use smq_proto::messaging_pb::seaweed_messaging_client::SeaweedMessagingClient;
-use smq_proto::messaging_pb::{FindBrokerLeaderRequest, LookupTopicBrokersRequest};
+use smq_proto::messaging_pb::{
+    AssignTopicPartitionsRequest, BrokerPartitionAssignment, FindBrokerLeaderRequest,
+    LookupTopicBrokersRequest,
+};
 use smq_proto::schema_pb::Topic;
 use tonic::transport::{Channel, Endpoint};
 
@@ -19,6 +22,18 @@ pub(crate) type Messaging = SeaweedMessagingClient<Channel>;
 
 /// Cached partition assignments per (namespace, name), with the time they were looked up.
 type LookupCache = HashMap<(String, String), (Arc<TopicLayout>, Instant)>;
+
+/// A partition this client could not use the last time it tried (see
+/// [`SmqClient::unavailable_partitions`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnavailablePartition {
+    pub topic: Topic,
+    pub partition: i32,
+    /// What failed the last time.
+    pub reason: String,
+    /// The first failure since the partition was last usable.
+    pub since: Instant,
+}
 
 /// A handle on an SMQ cluster. Cheap to clone; all clones share connections, circuit breakers
 /// and the partition-assignment cache.
@@ -33,6 +48,10 @@ struct Inner {
     breakers: Mutex<HashMap<String, Arc<CircuitBreaker>>>,
     brokers: Mutex<Vec<String>>,
     lookups: Mutex<LookupCache>,
+    /// Partitions whose last publish-stream open, fetch or subscription failed, keyed by
+    /// (namespace, name, partition).
+    unavailable: Mutex<HashMap<(String, String, i32), UnavailablePartition>>,
+    brokers_seen: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for SmqClient {
@@ -63,6 +82,7 @@ impl SmqClient {
     /// Creates a client without contacting anything; brokers are discovered on first use.
     pub fn new(config: SmqConfig) -> Self {
         let brokers = config.brokers.clone();
+        let seen = brokers.len();
         Self {
             inner: Arc::new(Inner {
                 config,
@@ -70,6 +90,8 @@ impl SmqClient {
                 breakers: Mutex::new(HashMap::new()),
                 brokers: Mutex::new(brokers),
                 lookups: Mutex::new(HashMap::new()),
+                unavailable: Mutex::new(HashMap::new()),
+                brokers_seen: std::sync::atomic::AtomicUsize::new(seen),
             }),
         }
     }
@@ -81,6 +103,14 @@ impl SmqClient {
     /// The brokers known right now.
     pub fn known_brokers(&self) -> Vec<String> {
         lock(&self.inner.brokers).clone()
+    }
+
+    /// The most brokers this client has known at once: whether SMQ runs several (a dead broker
+    /// leaves the master's list, so the current count can drop to one while it is down).
+    pub fn brokers_seen(&self) -> usize {
+        self.inner
+            .brokers_seen
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Asks the master for the current brokers (`ListClusterNodes`, client type "broker").
@@ -113,6 +143,9 @@ impl SmqClient {
                 None => "no master and no broker address configured".to_string(),
             }));
         }
+        self.inner
+            .brokers_seen
+            .fetch_max(found.len(), std::sync::atomic::Ordering::Relaxed);
         *lock(&self.inner.brokers) = found.clone();
         Ok(found)
     }
@@ -242,6 +275,10 @@ impl SmqClient {
                     if brokers.is_empty() {
                         return Err(SmqError::NoBroker("none known".to_string()));
                     }
+                    // Brokers whose circuit is open (a dead broker) go last: every broker
+                    // answers control calls, so a live one is tried first.
+                    let open = self.open_circuits();
+                    brokers.sort_by_key(|b| open.contains(b));
                     let broker = brokers[attempt as usize % brokers.len()].clone();
                     self.unary(&broker, what, call).await
                 }
@@ -288,6 +325,95 @@ impl SmqClient {
         )?);
         lock(&self.inner.lookups).insert(key, (layout.clone(), Instant::now()));
         Ok(layout)
+    }
+
+    /// Makes the partition's leader load the partition, as the balancer does for every partition
+    /// of a topic it creates (`AssignTopicPartitions`; idempotent).
+    ///
+    /// SMQ 4.48 needs this with several brokers: a broker other than the balancer cannot load a
+    /// partition by itself (it checks the assignment against its own list of live brokers, which
+    /// only the balancer fills, so it finds no leader), and publishing to it then crashes the
+    /// broker process (nil pointer in `LocalPartition.MaybeConnectToFollowers`), while fetches
+    /// and subscriptions fail with "partition not found". That happens to a partition whenever
+    /// such a broker got it without a ConfigureTopic: after the broker restarted, after it took
+    /// over a dead broker's partition, and after it unloaded the partition because its last
+    /// publisher and subscriber left. Sent before every publish stream and subscription, and
+    /// when a fetch finds no partition.
+    pub(crate) async fn assign_partition(
+        &self,
+        topic: &Topic,
+        a: &crate::PartitionAssignment,
+    ) -> SmqResult<()> {
+        if !self.inner.config.assign_partitions {
+            return Ok(());
+        }
+        let req = AssignTopicPartitionsRequest {
+            topic: Some(topic.clone()),
+            broker_partition_assignments: vec![BrokerPartitionAssignment {
+                partition: Some(a.partition),
+                leader_broker: a.leader.clone(),
+                follower_broker: String::new(),
+            }],
+            // Not "leader": the broker would forward the request to the partition's follower.
+            is_leader: false,
+            is_draining: false,
+        };
+        self.unary(&a.leader, "AssignTopicPartitions", |mut c| async move {
+            c.assign_topic_partitions(req).await
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Partitions this client could not use the last time it tried: a publish stream broke, or
+    /// opening one, a fetch or a subscription failed (no leader, leader unreachable or not
+    /// serving the partition). A partition leaves the list once a stream to it is open or a
+    /// fetch succeeds. Publishers with `SmqConfig::flush_timing` reopen a broken stream by
+    /// themselves, so their partitions are tried again about every second even while idle.
+    pub fn unavailable_partitions(&self) -> Vec<UnavailablePartition> {
+        let mut v: Vec<UnavailablePartition> =
+            lock(&self.inner.unavailable).values().cloned().collect();
+        v.sort_by(|a, b| {
+            (&a.topic.namespace, &a.topic.name, a.partition).cmp(&(
+                &b.topic.namespace,
+                &b.topic.name,
+                b.partition,
+            ))
+        });
+        v
+    }
+
+    /// Whether the partition is in [`SmqClient::unavailable_partitions`].
+    pub fn partition_unavailable(
+        &self,
+        topic: &Topic,
+        partition: i32,
+    ) -> Option<UnavailablePartition> {
+        lock(&self.inner.unavailable)
+            .get(&(topic.namespace.clone(), topic.name.clone(), partition))
+            .cloned()
+    }
+
+    pub(crate) fn mark_unavailable(&self, topic: &Topic, partition: i32, error: &SmqError) {
+        let key = (topic.namespace.clone(), topic.name.clone(), partition);
+        let mut m = lock(&self.inner.unavailable);
+        let since = m.get(&key).map_or_else(Instant::now, |u| u.since);
+        m.insert(
+            key,
+            UnavailablePartition {
+                topic: topic.clone(),
+                partition,
+                reason: error.to_string(),
+                since,
+            },
+        );
+    }
+
+    pub(crate) fn mark_available(&self, topic: &Topic, partition: i32) {
+        let mut m = lock(&self.inner.unavailable);
+        if !m.is_empty() {
+            m.remove(&(topic.namespace.clone(), topic.name.clone(), partition));
+        }
     }
 
     /// Forgets the cached assignments of a topic (after an error or a reconfiguration).

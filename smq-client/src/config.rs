@@ -38,6 +38,10 @@ pub struct SmqConfig {
     /// partition's log files (read from the filer and volume servers) instead of by time and
     /// the broker's buffer start, which also holds when the broker cannot write.
     pub confirm_from_log_files: bool,
+    /// Send `AssignTopicPartitions` to a partition's leader before using it (see
+    /// `SmqClient::assign_partition`). Only experiments turn it off, to show what SMQ does
+    /// without it.
+    pub assign_partitions: bool,
 }
 
 impl SmqConfig {
@@ -74,6 +78,7 @@ impl Default for SmqConfig {
             client_name: "kafka-gateway".to_string(),
             flush_timing: None,
             confirm_from_log_files: false,
+            assign_partitions: true,
         }
     }
 }

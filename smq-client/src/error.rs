@@ -180,6 +180,10 @@ impl SmqError {
     /// Whether this failure says the broker itself could not be reached (counts for its circuit).
     pub(crate) fn is_connection_failure(&self) -> bool {
         match self {
+            // A status with Go's "desc =" text was sent by the broker: it relays the failure of
+            // its own call to another broker (a non-balancer proxies control calls to the
+            // balancer, and the balancer may be dead), so this broker is alive.
+            SmqError::Rpc { message, .. } if message.contains("desc =") => false,
             SmqError::Rpc { code, message, .. } => {
                 matches!(
                     code,
@@ -231,4 +235,34 @@ pub(crate) fn is_not_found_message(lowercase: &str) -> bool {
     ]
     .iter()
     .any(|s| lowercase.contains(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rpc(code: tonic::Code, message: &str) -> SmqError {
+        SmqError::Rpc {
+            broker: "b".into(),
+            code,
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn a_broker_relaying_a_dead_balancer_is_not_itself_down() {
+        // What a live non-balancer broker answers while the balancer it proxies to is dead.
+        let relayed = rpc(
+            tonic::Code::Unavailable,
+            "connection error: desc = \"transport: Error while dialing: dial tcp 127.0.0.1:1: connect: connection refused\"",
+        );
+        assert!(!relayed.is_connection_failure());
+        assert!(relayed.is_retriable());
+        // Our own failure to reach the broker.
+        let refused = rpc(
+            tonic::Code::Unavailable,
+            "tcp connect error: Connection refused",
+        );
+        assert!(refused.is_connection_failure());
+    }
 }

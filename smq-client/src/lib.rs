@@ -21,7 +21,7 @@ mod retry;
 mod topics;
 
 pub use breaker::{BreakerState, CircuitBreaker};
-pub use client::SmqClient;
+pub use client::{SmqClient, UnavailablePartition};
 pub use config::SmqConfig;
 pub use durability::FlushTiming;
 pub use error::{SmqError, SmqResult, codes};

@@ -78,6 +78,8 @@ struct Inner {
     window: Arc<Semaphore>,
     stream: tokio::sync::Mutex<Option<Stream>>,
     streams_opened: AtomicU64,
+    /// Set by [`PartitionPublisher::close`]: the tracker no longer reopens a broken stream.
+    closed: std::sync::atomic::AtomicBool,
     replay: bool,
     /// Only [`PartitionPublisher::confirm_written`] proves records durable.
     confirmed_by_caller: bool,
@@ -222,6 +224,7 @@ impl PartitionPublisher {
                 window: Arc::new(Semaphore::new(window)),
                 stream: tokio::sync::Mutex::new(None),
                 streams_opened: AtomicU64::new(0),
+                closed: std::sync::atomic::AtomicBool::new(false),
                 replay,
                 confirmed_by_caller,
                 durable: Arc::new(Mutex::new(Durable {
@@ -323,6 +326,7 @@ impl PartitionPublisher {
 
     /// Waits until every record sent so far is acknowledged (or failed), then closes the stream.
     pub async fn close(&self) {
+        self.inner.closed.store(true, Ordering::Release);
         let taken = self.inner.stream.lock().await.take();
         if let Some(stream) = taken {
             let deadline = Instant::now() + self.inner.client.config().ack_timeout;
@@ -341,7 +345,40 @@ impl PartitionPublisher {
     }
 }
 
+/// How often a publisher with a live stream checks that its broker still leads the partition.
+const LEADER_CHECK: Duration = Duration::from_secs(2);
+
 impl Inner {
+    /// Closes the stream when SMQ now names another broker as the partition's leader (the
+    /// tracker then opens one to the new leader). A broker keeps serving a stream opened while
+    /// it led the partition, so without this a publisher would go on writing to a broker that
+    /// SMQ no longer reads the partition from (a new balancer, after the old one died, can
+    /// reassign the partitions of live brokers). Records in flight fail as on any broken stream.
+    async fn leave_moved_leader(&self) {
+        let Ok(a) = self.client.leader_of(&self.topic, self.index).await else {
+            return;
+        };
+        let Ok(mut guard) = self.stream.try_lock() else {
+            return;
+        };
+        let Some(stream) = guard.as_ref() else {
+            return;
+        };
+        if stream.broker == a.leader {
+            return;
+        }
+        tracing::warn!(topic = %topic_name(&self.topic), partition = self.index, from = %stream.broker, to = %a.leader, "SMQ moved the partition to another broker; moving the publish stream");
+        if let Some(s) = guard.take() {
+            let mut p = lock(&s.pending);
+            if p.broken.is_none() {
+                p.broken = Some(SmqError::StreamBroken {
+                    broker: s.broker.clone(),
+                    reason: format!("the partition moved to broker {}", a.leader),
+                });
+            }
+        }
+    }
+
     /// The unbroken stream to send on, opened (and replayed into) if needed.
     async fn stream_for_send<'a>(
         self: &Arc<Self>,
@@ -453,17 +490,24 @@ impl Inner {
     /// Failures here happen before any record was sent, so they are retried.
     async fn open(self: &Arc<Self>) -> SmqResult<Stream> {
         let policy = self.client.config().retry.clone();
-        policy
+        let r = policy
             .retry("open publish stream", |_| async {
                 let r = self.try_open().await;
-                if let Err(e) = &r
-                    && e.invalidates_lookup()
-                {
-                    self.client.invalidate(&self.topic);
+                if let Err(e) = &r {
+                    if e.invalidates_lookup() {
+                        self.client.invalidate(&self.topic);
+                    }
+                    // At once, not after the retries: they can take a while.
+                    self.client.mark_unavailable(&self.topic, self.index, e);
                 }
                 r
             })
-            .await
+            .await;
+        match &r {
+            Ok(_) => self.client.mark_available(&self.topic, self.index),
+            Err(e) => self.client.mark_unavailable(&self.topic, self.index, e),
+        }
+        r
     }
 
     async fn try_open(self: &Arc<Self>) -> SmqResult<Stream> {
@@ -474,7 +518,10 @@ impl Inner {
             broker: broker.clone(),
             retry_in,
         })?;
-        let result = self.handshake(&broker, assignment.partition).await;
+        let result = match self.client.assign_partition(&self.topic, &assignment).await {
+            Ok(()) => self.handshake(&broker, assignment.partition).await,
+            Err(e) => Err(e),
+        };
         self.client.record(&breaker, &result);
         let (tx, responses) = result?;
         let epoch = self.streams_opened.fetch_add(1, Ordering::Relaxed) + 1;
@@ -732,8 +779,26 @@ async fn read_acks(
 /// Confirms durability while something acked is unconfirmed, and reopens a broken stream of a
 /// replaying publisher that still holds records (so they are written again without waiting for
 /// the next send). Ends when the publisher is dropped.
+///
+/// With several brokers, any other broken stream is reopened too, about every second while that
+/// fails (unless the publisher was closed): the partition's broker died or restarted, and the
+/// stream follows the partition to whichever broker leads it now (and makes that broker load it;
+/// see `SmqClient::assign_partition`) before the next record needs it, which also keeps
+/// [`SmqClient::unavailable_partitions`] current for idle partitions; and a stream whose broker
+/// no longer leads the partition is moved. With one broker an idle partition's stream is
+/// reopened by its next record, as before (a restarted broker is not sent every idle partition
+/// at once).
 async fn track_durability(inner: Weak<Inner>, timing: crate::durability::FlushTiming) {
     let period = (timing.settle / 4).clamp(Duration::from_millis(50), Duration::from_millis(250));
+    let mut reopen = crate::retry::RetryPolicy {
+        initial: Duration::from_millis(250),
+        max: Duration::from_secs(1),
+        multiplier: 2.0,
+        max_attempts: u32::MAX,
+    }
+    .backoff();
+    let mut next_reopen = Instant::now();
+    let mut next_leader_check = Instant::now() + LEADER_CHECK;
     loop {
         tokio::time::sleep(period).await;
         let Some(inner) = inner.upgrade() else {
@@ -749,6 +814,22 @@ async fn track_durability(inner: Weak<Inner>, timing: crate::durability::FlushTi
                 epoch.is_none() && !d.retained.is_empty(),
             )
         };
+        let several = inner.client.brokers_seen() > 1;
+        if several && epoch.is_none() && !inner.closed.load(Ordering::Acquire) {
+            // The stream broke (its broker died or restarted, or the partition moved): unusable
+            // until a stream is open again.
+            let e = SmqError::StreamBroken {
+                broker: String::new(),
+                reason: "the publish stream broke; reopening".to_string(),
+            };
+            if inner
+                .client
+                .partition_unavailable(&inner.topic, inner.index)
+                .is_none()
+            {
+                inner.client.mark_unavailable(&inner.topic, inner.index, &e);
+            }
+        }
         if orphaned && inner.replay {
             if let Ok(mut guard) = inner.stream.try_lock()
                 && let Err(e) = inner.stream_for_send(&mut guard).await
@@ -757,7 +838,29 @@ async fn track_durability(inner: Weak<Inner>, timing: crate::durability::FlushTi
             }
             continue;
         }
-        let Some(epoch) = epoch else { continue };
+        if epoch.is_some() {
+            // A live stream: the partition can be written (whatever an earlier failure said).
+            inner.client.mark_available(&inner.topic, inner.index);
+        }
+        if several && epoch.is_some() && Instant::now() >= next_leader_check {
+            next_leader_check = Instant::now() + LEADER_CHECK;
+            inner.leave_moved_leader().await;
+        }
+        let Some(epoch) = epoch else {
+            if several && !inner.closed.load(Ordering::Acquire) && Instant::now() >= next_reopen {
+                let Ok(mut guard) = inner.stream.try_lock() else {
+                    continue;
+                };
+                match inner.stream_for_send(&mut guard).await {
+                    Ok(_) => reopen.reset(),
+                    Err(e) => {
+                        next_reopen = Instant::now() + reopen.next_delay_unbounded();
+                        tracing::debug!(topic = %topic_name(&inner.topic), partition = inner.index, error = %e, "reopening a broken publish stream failed; will retry");
+                    }
+                }
+            }
+            continue;
+        };
         if !unconfirmed || inner.confirmed_by_caller {
             continue;
         }

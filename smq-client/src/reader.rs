@@ -43,7 +43,42 @@ impl SmqClient {
         max_bytes: i32,
         max_messages: i32,
     ) -> SmqResult<FetchResult> {
-        let a = self.leader_of(topic, partition).await?;
+        let r = match self.leader_of(topic, partition).await {
+            Err(e) => Err(e),
+            Ok(a) => match self
+                .fetch_from(topic, &a, start_offset, max_bytes, max_messages)
+                .await
+            {
+                // The leader may not have loaded the partition (see `assign_partition`): load
+                // it and ask once more.
+                Err(SmqError::Fetch { code, .. }) if code == codes::FETCH_PARTITION_NOT_FOUND => {
+                    match self.assign_partition(topic, &a).await {
+                        Ok(()) => {
+                            self.fetch_from(topic, &a, start_offset, max_bytes, max_messages)
+                                .await
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+                r => r,
+            },
+        };
+        match &r {
+            Ok(_) => self.mark_available(topic, partition),
+            Err(e) if e.is_retriable() => self.mark_unavailable(topic, partition, e),
+            Err(_) => {}
+        }
+        r
+    }
+
+    async fn fetch_from(
+        &self,
+        topic: &Topic,
+        a: &crate::PartitionAssignment,
+        start_offset: i64,
+        max_bytes: i32,
+        max_messages: i32,
+    ) -> SmqResult<FetchResult> {
         let req = FetchMessageRequest {
             topic: Some(topic.clone()),
             partition: Some(a.partition),
@@ -171,7 +206,13 @@ impl SmqClient {
         ts_ns: i64,
         consumer_group: &str,
     ) -> SmqResult<Subscription> {
-        let a = self.leader_of(topic, partition).await?;
+        let a = self
+            .leader_of(topic, partition)
+            .await
+            .inspect_err(|e| self.mark_unavailable(topic, partition, e))?;
+        self.assign_partition(topic, &a)
+            .await
+            .inspect_err(|e| self.mark_unavailable(topic, partition, e))?;
         let broker = a.leader.clone();
         let (tx, rx) = mpsc::unbounded_channel();
         let _ = tx.send(SubscribeMessageRequest {

@@ -2,7 +2,7 @@
 
 mod smq;
 
-pub use smq::SmqCluster;
+pub use smq::{SmqCluster, repo_root};
 
 /// Logs to the test output (shown for failing tests), once per process.
 pub fn init_tracing() {

@@ -11,7 +11,10 @@ use smq_client::{SmqClient, SmqConfig};
 pub struct SmqCluster {
     dir: tempfile::TempDir,
     pub master: String,
+    /// The first broker (the balancer, as `dev/smq up` starts it first).
     pub broker: String,
+    /// Every broker, in `dev/smq`'s order (broker `i` is `brokers[i]`).
+    pub brokers: Vec<String>,
     pub filer: String,
 }
 
@@ -48,12 +51,17 @@ fn smq(args: &[&str]) -> Result<HashMap<String, String>, String> {
 impl SmqCluster {
     /// Starts a fresh cluster. Panics with the script's output if it cannot.
     pub fn start() -> Self {
+        Self::start_with_brokers(1)
+    }
+
+    /// Starts a fresh cluster with `n` MQ brokers under one master and filer.
+    pub fn start_with_brokers(n: usize) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("smq-test-")
             .tempdir()
             .expect("temp dir");
         let path = dir.path().to_str().expect("utf-8 temp path").to_string();
-        let env = match smq(&["up", &path]) {
+        let env = match smq(&["up", &path, "--brokers", &n.to_string()]) {
             Ok(env) => env,
             Err(e) => {
                 let _ = smq(&["down", &path]);
@@ -68,6 +76,7 @@ impl SmqCluster {
         Self {
             master: get("SMQ_MASTER"),
             broker: get("SMQ_BROKER"),
+            brokers: get("SMQ_BROKERS").split(',').map(str::to_string).collect(),
             filer: get("SMQ_FILER"),
             dir,
         }
@@ -94,6 +103,35 @@ impl SmqCluster {
     /// Starts the broker again on the same port and waits until it answers.
     pub fn start_broker(&self) {
         smq(&["start-broker", self.path()]).expect("start-broker");
+    }
+
+    /// SIGKILLs broker `i` alone.
+    pub fn kill_broker_at(&self, i: usize) {
+        smq(&["kill-broker", self.path(), &i.to_string()]).expect("kill-broker");
+    }
+
+    /// Starts broker `i` again on its port and waits until it answers and has connected to the
+    /// balancer.
+    pub fn start_broker_at(&self, i: usize) {
+        smq(&["start-broker", self.path(), &i.to_string()]).expect("start-broker");
+    }
+
+    /// The index of the broker holding the balancer lock.
+    pub fn balancer_index(&self) -> usize {
+        let script = repo_root().join("dev/smq");
+        let out = Command::new(&script)
+            .args(["balancer", self.path()])
+            .output()
+            .expect("run dev/smq balancer");
+        assert!(
+            out.status.success(),
+            "dev/smq balancer: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("dev/smq balancer prints an index")
     }
 
     /// The broker's process id (for CPU accounting in benchmarks).

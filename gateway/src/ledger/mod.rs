@@ -29,9 +29,10 @@ pub use runs::Run;
 
 pub use producers::{PRODUCER_EXPIRY_MS, ProducerBatch, ProducerStates, SequenceCheck};
 pub use store::{
-    LedgerRecord, LedgerSlot, LedgerStore, LedgerToken, LedgerUpdate, PartitionState,
-    RecoveredLedgers, RecoveredProducers, decode as decode_record, decode_many as decode_records,
-    encode as encode_record, encode_log_start, encode_many as encode_records, replay_into,
+    LedgerRecord, LedgerSlot, LedgerStore, LedgerToken, LedgerUpdate, MAPPINGS_TOPIC,
+    PartitionState, RecoveredLedgers, RecoveredProducers, decode as decode_record,
+    decode_many as decode_records, encode as encode_record, encode_log_start,
+    encode_many as encode_records, mapping_partition, replay_into,
 };
 
 use serde::Serialize;

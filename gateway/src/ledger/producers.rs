@@ -84,6 +84,16 @@ impl ProducerStates {
             });
         }
         if epoch > p.epoch {
+            // A new epoch starts at sequence 0, as in Kafka: otherwise its first batches were
+            // lost (they failed here, retriably), and storing a later one would make the
+            // producer count them as written (librdkafka acknowledges the records before a
+            // stored batch without an offset: an "implicit ack").
+            if base_sequence != 0 {
+                return Err(GatewayError::OutOfOrderSequence {
+                    expected: 0,
+                    got: base_sequence,
+                });
+            }
             return Ok(SequenceCheck::Append);
         }
         if let Some(dup) = p.batches.iter().find(|b| {
@@ -227,6 +237,24 @@ mod tests {
         });
         t.expire(10);
         assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn a_new_epoch_starts_at_sequence_zero() {
+        let mut s = ProducerStates::default();
+        s.record(&batch(7, 0, 0, 10, 0));
+        // The producer bumped its epoch (librdkafka does after an out-of-order answer) and the
+        // new epoch's first batch (sequence 0) failed: a later batch must not be stored.
+        assert!(matches!(
+            s.check(7, 1, 2, 5),
+            Err(GatewayError::OutOfOrderSequence {
+                expected: 0,
+                got: 2
+            })
+        ));
+        assert_eq!(s.check(7, 1, 0, 2).unwrap(), SequenceCheck::Append);
+        s.record(&batch(7, 1, 0, 2, 10));
+        assert_eq!(s.check(7, 1, 2, 5).unwrap(), SequenceCheck::Append);
     }
 
     #[test]

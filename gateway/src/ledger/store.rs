@@ -137,6 +137,13 @@ fn mapping_record_type() -> RecordType {
     RecordType { fields }
 }
 
+/// The `kafka-system/offset-mappings` partition that holds the ledger entries of data
+/// partition `partition` of the SMQ topic `topic` (`namespace/name`): appends to the data
+/// partition need it as much as the data partition itself.
+pub fn mapping_partition(topic: &str, partition: i32) -> i32 {
+    slot(topic, partition)
+}
+
 /// The mapping partition of a data partition's entries.
 fn slot(topic: &str, partition: i32) -> i32 {
     let mut key = topic.as_bytes().to_vec();

@@ -69,7 +69,14 @@ impl<B: PartitionBackend> PartitionLog<B> {
         }
         match self.backend.lock(LOCK_TTL, None).await? {
             Lock::Acquired(lease) => {
-                self.take_over(writer).await?;
+                if let Err(e) = self.take_over(writer).await {
+                    // Not kept without its lease: SMQ would answer "already owned" to this very
+                    // gateway until the lock expired.
+                    if let Err(u) = self.backend.unlock(&lease).await {
+                        tracing::debug!(topic = %self.smq_name, partition = self.index, error = %u, "releasing the partition lock after a failed takeover failed; it expires");
+                    }
+                    return Err(e);
+                }
                 *slot = Some((lease, Instant::now()));
                 Ok(())
             }
