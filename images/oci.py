@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes a minimal OCI image archive (an OCI image layout in a tar) without any container engine.
 
-    oci.py --binary PATH --name kafka-gateway --tag 0.1.0 --tag 1a2b3c4 --out FILE.tar
+    oci.py --binary PATH --name kafka-gateway --tag REPO:0.1.0 --out FILE.tar
            [--label KEY=VALUE ...] [--env KEY=VALUE ...] [--port 9092/tcp ...] [--cmd ARG ...]
            [--created RFC3339] [--user 65532:65532]
 
@@ -124,7 +124,7 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--binary", required=True)
     p.add_argument("--name", required=True, help="the image's repository name, also the program name")
-    p.add_argument("--tag", action="append", required=True)
+    p.add_argument("--tag", required=True, help="the full reference the archive names (one: podman load takes one)")
     p.add_argument("--out", required=True)
     p.add_argument("--label", action="append", default=[])
     p.add_argument("--env", action="append", default=[])
@@ -191,8 +191,8 @@ def main():
     }
     manifest_blob = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
     manifest_digest = hashlib.sha256(manifest_blob).hexdigest()
-    # One entry per tag, all naming the same manifest: `podman load` reads the first entry's
-    # OCI ref name, `ctr images import` every entry's containerd image name.
+    # One entry: `podman load` refuses an archive with more ("more than one image in oci"); it
+    # reads the OCI ref name, `ctr images import` the containerd image name.
     index = {
         "schemaVersion": 2,
         "mediaType": MEDIA_INDEX,
@@ -201,9 +201,8 @@ def main():
                 "mediaType": MEDIA_MANIFEST,
                 "digest": f"sha256:{manifest_digest}",
                 "size": len(manifest_blob),
-                "annotations": {"org.opencontainers.image.ref.name": tag, "io.containerd.image.name": tag},
+                "annotations": {"org.opencontainers.image.ref.name": a.tag, "io.containerd.image.name": a.tag},
             }
-            for tag in a.tag
         ],
     }
     blobs = {config_digest: config_blob, manifest_digest: manifest_blob}
