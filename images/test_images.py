@@ -172,7 +172,7 @@ def wait_ready(cid, http_port):
 
 
 def consume_all(bootstrap, topic, partitions, expect):
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"images-test-{time.time()}",
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"images-test-{time.time()}", "log_level": 0,
                   "auto.offset.reset": "earliest", "enable.auto.commit": False})
     c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
     got = {}
@@ -201,8 +201,9 @@ def gateway_tests(env, work):
     check("wal" in os.listdir(wal), "gateway: writes its write-ahead log into the volume", os.listdir(wal))
 
     topic, partitions = "images-drain", 3
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
     admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result(30)
+    del admin  # it would keep reconnecting to the stopped gateway
 
     acked, failed = [], []
     lock = threading.Lock()
@@ -213,8 +214,9 @@ def gateway_tests(env, work):
             (failed if err else acked).append(msg.key().decode() if not err else str(err))
 
     def produce():
-        p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5,
-                      "message.timeout.ms": 15000, "retries": 0, "enable.idempotence": False})
+        # librdkafka's own log would print every refused reconnect after the SIGTERM.
+        p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5, "log_level": 0,
+                      "message.timeout.ms": 10000, "retries": 0, "enable.idempotence": False})
         i = 0
         while not stop.is_set():
             try:
@@ -233,9 +235,11 @@ def gateway_tests(env, work):
     before = len(acked)
     t0 = time.time()
     must(PODMAN + ["kill", "--signal", "TERM", cid])
+    # Produce on for a second into the drain, so requests are in flight when it starts.
+    time.sleep(1)
+    stop.set()
     code = must(PODMAN + ["wait", cid], timeout=SHUTDOWN_TIMEOUT + FLUSH_INTERVAL + 30).strip()
     took = time.time() - t0
-    stop.set()
     t.join(60)
     out = logs(cid)
     check(code == "0", "gateway: SIGTERM ends the container with exit code 0", f"{code}\n{out[-3000:]}")
