@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapEnvSource, Container, ContainerPort, EmptyDirVolumeSource,
-    EnvFromSource, EnvVar, EnvVarSource, HTTPGetAction, LocalObjectReference, ObjectFieldSelector, PodSecurityContext,
-    PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecurityContext, Service, ServiceAccount,
-    ServicePort, ServiceSpec, Volume, VolumeMount,
+    EnvFromSource, EnvVar, EnvVarSource, HTTPGetAction, LocalObjectReference, ObjectFieldSelector,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecurityContext, Service,
+    ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
@@ -208,7 +208,10 @@ fn probe(path: &str) -> Probe {
 }
 
 /// The spec's pull secrets, else the operator's; none at all leaves the field out.
-fn image_pull_secrets(gw: &KafkaGateway, defaults: &GatewayDefaults) -> Option<Vec<LocalObjectReference>> {
+fn image_pull_secrets(
+    gw: &KafkaGateway,
+    defaults: &GatewayDefaults,
+) -> Option<Vec<LocalObjectReference>> {
     let secrets = gw.spec.image_pull_secrets.clone().unwrap_or_else(|| {
         defaults
             .image_pull_secrets
