@@ -3,7 +3,7 @@
 Gateway: the image's metadata (non-root numeric user, labels, no shell, size), then the image in a
 podman container (runc, host network so it reaches the loopback SMQ, read-only root, no
 capabilities, a volume for its write-ahead log) against a real SMQ (dev/smq): confluent-kafka
-produces and reads back; SIGTERM during a produce stream must drain as README documents (stop
+produces and reads back; SIGTERM during a produce stream must drain as gateway/src/main.rs does (stop
 accepting, finish requests, wait for SMQ to write what was acknowledged, exit 0) and a new
 container must serve every acknowledged record at dense offsets.
 

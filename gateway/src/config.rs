@@ -3,8 +3,6 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-pub use crate::kube_stats::StatsMode;
-
 /// Kafka wire-protocol gateway storing records in the SeaweedFS message queue (SMQ).
 #[derive(Debug, Parser)]
 #[command(name = "kafka-gateway", version, about)]
@@ -36,6 +34,10 @@ pub enum LedgerCommand {
         partition: i32,
         offset: i64,
     },
+    /// Ask the running gateway (at `--http`) to drop the write-ahead log's records of a
+    /// partition that refuses writes because they do not continue its ledger. Those records
+    /// are lost; the partition accepts writes again from its ledger's end.
+    DiscardWal { topic: String, partition: i32 },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -149,6 +151,22 @@ pub struct GatewayConfig {
         default_value_t = 30
     )]
     pub shutdown_timeout_secs: u64,
+    /// How often the state topics (ledger, committed offsets, topic configs) are checked for a
+    /// checkpoint that is due (see docs/state.md); 0: never checkpoint.
+    #[arg(
+        long,
+        env = "KAFKA_GATEWAY_CHECKPOINT_INTERVAL_SECS",
+        default_value_t = 10
+    )]
+    pub checkpoint_interval_secs: u64,
+    /// A state partition gets a checkpoint once this many records follow its newest one (and
+    /// once its newest is a minute old, if any record follows it).
+    #[arg(
+        long,
+        env = "KAFKA_GATEWAY_CHECKPOINT_MIN_RECORDS",
+        default_value_t = 5000
+    )]
+    pub checkpoint_min_records: usize,
     /// Name of the KafkaGateway this gateway belongs to. Set (the operator sets it), the gateways
     /// elect one of them through a Lease to write each KafkaTopic's `status.stats`.
     #[arg(long, env = "KAFKA_GATEWAY_KUBE_GATEWAY")]
@@ -188,6 +206,12 @@ pub struct GatewayConfig {
 }
 
 impl GatewayConfig {
+    /// Whether the KafkaTopic statistics reporter runs: a KafkaGateway is named and the mode is
+    /// not `Disabled`.
+    pub fn stats_reporting(&self) -> bool {
+        self.kube_gateway.is_some() && self.stats_mode != StatsMode::Disabled
+    }
+
     /// The advertised host and port.
     pub fn advertised(&self) -> (String, i32) {
         if let Some(a) = &self.advertised_listener
@@ -255,6 +279,20 @@ fn parse_format(s: &str) -> Result<kafka_smq_format::StorageFormat, String> {
         .map_err(|e: kafka_smq_format::UnknownFormat| e.to_string())
 }
 
+/// The KafkaTopic statistics reporter's mode, a configuration value even in builds without the
+/// `kube` feature.
+/// How much the reporter writes (`KAFKA_GATEWAY_STATS_MODE`, the KafkaGateway's
+/// `statsReporting.mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatsMode {
+    /// No reporting at all (no Lease, no watch).
+    Disabled,
+    /// Totals only (`status.stats`).
+    Summary,
+    /// Totals and per-partition offsets (`status.partitions`, up to 128 partitions).
+    Full,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -269,17 +307,17 @@ mod tests {
     #[test]
     fn stats_reporting_is_off_without_a_gateway_name_and_takes_the_operators_mode_names() {
         let c = parse(&[]).unwrap();
-        assert!(!crate::kube_stats::enabled(&c));
+        assert!(!c.stats_reporting());
         assert_eq!(c.stats_mode, StatsMode::Summary);
         assert_eq!(c.stats_interval_seconds, 60);
         assert_eq!(c.stats_max_writes_per_second, 10);
 
         // The operator writes the KafkaGateway's enum values as they are spelled in the CRD.
         let c = parse(&["--kube-gateway", "gw", "--stats-mode", "Full"]).unwrap();
-        assert!(crate::kube_stats::enabled(&c));
+        assert!(c.stats_reporting());
         assert_eq!(c.stats_mode, StatsMode::Full);
         let c = parse(&["--kube-gateway", "gw", "--stats-mode", "Disabled"]).unwrap();
-        assert!(!crate::kube_stats::enabled(&c));
+        assert!(!c.stats_reporting());
 
         assert!(parse(&["--stats-interval-seconds", "0"]).is_err());
         assert!(parse(&["--stats-max-writes-per-second", "0"]).is_err());

@@ -39,6 +39,10 @@ pub enum GatewayError {
     /// Acknowledged bytes SMQ has not yet written reached the gateway's bound.
     #[error("{0} acknowledged bytes are waiting for SMQ to write them; retry")]
     UnflushedBacklog(usize),
+    /// The partition refuses writes until an operator resolves a conflict (see
+    /// `docs/state.md`, "When the write-ahead log and the ledger disagree").
+    #[error("partition refuses writes: {0}")]
+    WritesRefused(String),
     #[error("unsupported version {version} of API {api}")]
     UnsupportedVersion { api: i16, version: i16 },
     #[error("the operation is not supported: {0}")]
@@ -54,9 +58,6 @@ pub enum GatewayError {
     Wal(String),
     #[error("internal error: {0}")]
     Internal(String),
-    /// The Kubernetes API (statistics reporter only; never seen by Kafka clients).
-    #[error("Kubernetes API: {0}")]
-    Kube(String),
 }
 
 impl GatewayError {
@@ -99,6 +100,7 @@ impl GatewayError {
             // Retriable: the producer sends the batch again after the earlier one.
             GatewayError::EarlierAppendFailed => E::NotEnoughReplicas,
             GatewayError::UnflushedBacklog(_) => E::NotEnoughReplicas,
+            GatewayError::WritesRefused(_) => E::KafkaStorageError,
             GatewayError::UnsupportedVersion { .. } => E::UnsupportedVersion,
             GatewayError::NotSupported(_) => E::InvalidRequest,
             GatewayError::OutOfOrderSequence { .. } => E::OutOfOrderSequenceNumber,
@@ -106,7 +108,7 @@ impl GatewayError {
             GatewayError::Corrupt(_) => E::KafkaStorageError,
             // Retriable in Kafka: a disk error on the broker.
             GatewayError::Wal(_) => E::KafkaStorageError,
-            GatewayError::Internal(_) | GatewayError::Kube(_) => E::UnknownServerError,
+            GatewayError::Internal(_) => E::UnknownServerError,
         }
     }
 
@@ -130,6 +132,7 @@ impl GatewayError {
             GatewayError::NotLeader => "not_leader",
             GatewayError::EarlierAppendFailed => "earlier_append_failed",
             GatewayError::UnflushedBacklog(_) => "unflushed_backlog",
+            GatewayError::WritesRefused(_) => "writes_refused",
             GatewayError::UnsupportedVersion { .. } => "unsupported_version",
             GatewayError::NotSupported(_) => "not_supported",
             GatewayError::OutOfOrderSequence { .. } => "out_of_order_sequence",
@@ -137,7 +140,6 @@ impl GatewayError {
             GatewayError::Corrupt(_) => "corrupt",
             GatewayError::Wal(_) => "wal",
             GatewayError::Internal(_) => "internal",
-            GatewayError::Kube(_) => "kube",
         }
     }
 }

@@ -7,7 +7,7 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde_json::json;
 use tokio::sync::watch;
 
@@ -33,6 +33,7 @@ pub async fn serve(
         .route("/stats", get(stats))
         .route("/ledger/validate", get(validate))
         .route("/ledger/info/{topic}/{partition}/{offset}", get(info))
+        .route("/ledger/discard-wal/{topic}/{partition}", post(discard_wal))
         .with_state(state);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "HTTP endpoints listening");
@@ -131,6 +132,7 @@ async fn stats(State(s): State<HttpState>) -> Response {
                     "ledger_entries": entries,
                     "min_entry_timestamp": first_ts,
                     "max_timestamp": max_ts,
+                    "writes_refused": p.writes_refused(),
                 })
             })
             .collect();
@@ -181,6 +183,28 @@ async fn validate(State(s): State<HttpState>) -> Response {
         StatusCode::OK,
         json!({"problems": total, "partitions": report}),
     )
+}
+
+/// The operator's answer to a partition that refuses writes because its write-ahead log does
+/// not continue the ledger: drop the log's records (they are lost) and accept writes again.
+async fn discard_wal(
+    State(s): State<HttpState>,
+    Path((topic, partition)): Path<(String, i32)>,
+) -> Response {
+    let Some(ctx) = s.ready.get() else {
+        return json_response(StatusCode::SERVICE_UNAVAILABLE, json!({"ready": false}));
+    };
+    match ctx.store.partition(&topic, partition).await {
+        Ok(p) => {
+            let refused = p.writes_refused();
+            let dropped = p.discard_recovered().await;
+            json_response(
+                StatusCode::OK,
+                json!({"topic": topic, "partition": partition, "was_refusing": refused, "records_dropped": dropped}),
+            )
+        }
+        Err(e) => json_response(StatusCode::NOT_FOUND, json!({"error": e.to_string()})),
+    }
 }
 
 async fn info(

@@ -4,6 +4,7 @@
 //! API) → `storage` (topics and partitions on SMQ) → `ledger` (the Kafka offsets) and `records`
 //! (Kafka's batch format and how a record is stored in SMQ).
 
+pub mod budget;
 pub mod config;
 pub mod error;
 pub mod groups;
@@ -16,5 +17,5 @@ pub mod protocol;
 pub mod record_value;
 pub mod records;
 pub mod server;
+pub mod state;
 pub mod storage;
-pub mod system_topic;

@@ -159,6 +159,21 @@ async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
             store.keep_durable().await
         })
     };
+    let checkpointer = (config.checkpoint_interval_secs > 0).then(|| {
+        let (store, groups) = (store.clone(), groups.clone());
+        let policy = kafka_gateway::state::CheckpointPolicy {
+            every: Duration::from_secs(config.checkpoint_interval_secs),
+            min_records: config.checkpoint_min_records.max(1),
+            ..Default::default()
+        };
+        tokio::spawn(async move {
+            let owner = store.owner().to_string();
+            tokio::join!(
+                store.keep_checkpointed(policy),
+                groups.offsets.keep_checkpointed(owner, policy)
+            );
+        })
+    });
     let ticker = {
         let groups = groups.clone();
         tokio::spawn(async move {
@@ -170,7 +185,7 @@ async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
         })
     };
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
-    let budgets = server::Budgets::new(
+    let budgets = kafka_gateway::budget::Budgets::new(
         config.max_inflight_bytes,
         metrics.inflight_bytes.clone(),
         metrics.response_bytes.clone(),
@@ -201,6 +216,9 @@ async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
     .await;
     ticker.abort();
     renewer.abort();
+    if let Some(c) = checkpointer {
+        c.abort();
+    }
     if let Some(stats) = stats {
         // Releasing the statistics Lease lets another gateway take over at once; an unreachable
         // API server must not hold up the shutdown.
@@ -227,6 +245,38 @@ async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The `ledger` commands answered from what SMQ holds.
+enum Offline {
+    Validate,
+    Info {
+        topic: String,
+        partition: i32,
+        offset: i64,
+    },
+}
+
+/// A POST without a body to the gateway's own HTTP endpoints; the response body, or an error
+/// naming the status.
+async fn http_post(addr: std::net::SocketAddr, path: &str) -> anyhow::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.map_err(|e| {
+        anyhow::anyhow!("connecting to the gateway's HTTP endpoint {addr} (--http): {e}")
+    })?;
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await?;
+    let text = String::from_utf8_lossy(&out).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.lines().next().unwrap_or_default();
+    if !status.contains(" 200 ") {
+        anyhow::bail!("POST {path} to {addr}: {status}: {body}");
+    }
+    Ok(body.trim().to_string())
+}
+
 async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
@@ -245,13 +295,32 @@ async fn wait_for_signal() {
 }
 
 async fn ledger(config: GatewayConfig, command: LedgerCommand) -> anyhow::Result<()> {
+    // Read from SMQ, except what only the running gateway can do.
+    let offline = match command {
+        LedgerCommand::DiscardWal { topic, partition } => {
+            let path = format!("/ledger/discard-wal/{topic}/{partition}");
+            let body = http_post(config.http, &path).await?;
+            println!("{body}");
+            return Ok(());
+        }
+        LedgerCommand::Validate => Offline::Validate,
+        LedgerCommand::Info {
+            topic,
+            partition,
+            offset,
+        } => Offline::Info {
+            topic,
+            partition,
+            offset,
+        },
+    };
     let client = SmqClient::connect(smq_config(&config)).await?;
     let store = LedgerStore::open(client).await?;
-    let ledgers = store.recover(Duration::from_secs(30)).await?;
+    let ledgers = store.recover(Duration::from_secs(30)).await?.ledgers;
     store.close().await;
     let prefix = format!("{}/", config.namespace);
-    let out = match command {
-        LedgerCommand::Validate => {
+    let out = match offline {
+        Offline::Validate => {
             let mut partitions = Vec::new();
             let mut total = 0;
             let mut keys: Vec<_> = ledgers
@@ -274,7 +343,7 @@ async fn ledger(config: GatewayConfig, command: LedgerCommand) -> anyhow::Result
             }
             serde_json::json!({"problems": total, "partitions": partitions})
         }
-        LedgerCommand::Info {
+        Offline::Info {
             topic,
             partition,
             offset,

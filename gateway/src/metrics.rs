@@ -19,6 +19,22 @@ static REPUBLISHED: std::sync::LazyLock<Counter> = std::sync::LazyLock::new(Coun
 /// Acknowledged bytes held until SMQ has written them.
 static UNFLUSHED_BYTES: std::sync::LazyLock<Gauge> = std::sync::LazyLock::new(Gauge::default);
 
+/// Records published to SMQ, by what they hold: `data` (Kafka records or batches) or `ledger`
+/// (ledger records). SMQ's cost is per record, so this over produce requests is the first
+/// design figure.
+static SMQ_WRITES: std::sync::LazyLock<Family<Labels, Counter>> =
+    std::sync::LazyLock::new(Family::default);
+
+pub fn smq_writes(kind: &'static str, records: u64) {
+    SMQ_WRITES
+        .get_or_create(&vec![("kind".to_string(), kind.to_string())])
+        .inc_by(records);
+}
+
+/// Partitions refusing writes until an operator resolves a conflict.
+static PARTITIONS_REFUSING_WRITES: std::sync::LazyLock<Gauge> =
+    std::sync::LazyLock::new(Gauge::default);
+
 /// Where an append's time goes, by stage (see `append_stage`).
 static APPEND_STAGE_SECONDS: std::sync::LazyLock<HistogramFamily> =
     std::sync::LazyLock::new(|| Family::new_with_constructor(latency));
@@ -50,6 +66,15 @@ pub fn smq_read(source: &str, records: u64, bytes: u64) {
 
 pub fn republished(records: u64) {
     REPUBLISHED.inc_by(records);
+}
+
+/// One more partition refuses writes (`true`), or one fewer.
+pub fn refusing_writes(started: bool) {
+    if started {
+        PARTITIONS_REFUSING_WRITES.inc();
+    } else {
+        PARTITIONS_REFUSING_WRITES.dec();
+    }
 }
 
 pub fn set_unflushed_bytes(bytes: usize) {
@@ -202,6 +227,16 @@ impl Default for Metrics {
             "unflushed_bytes",
             "Acknowledged bytes held until SMQ has written them (bounded by --max-unflushed-bytes)",
             UNFLUSHED_BYTES.clone(),
+        );
+        registry.register(
+            "smq_writes",
+            "Records published to SMQ, by kind: data (Kafka records or batches) or ledger (ledger records)",
+            SMQ_WRITES.clone(),
+        );
+        registry.register(
+            "partitions_refusing_writes",
+            "Partitions refusing writes until an operator resolves a conflict between the write-ahead log and the ledger (see /stats)",
+            PARTITIONS_REFUSING_WRITES.clone(),
         );
         registry.register(
             "append_stage_seconds",

@@ -199,6 +199,7 @@ proptest! {
             partition,
             generation,
             entry: LedgerEntry { kafka_offset, count, smq_offset, smq_count: count, max_timestamp, nonce: 0 },
+            producers: Vec::new(),
         };
         prop_assert_eq!(decode_record(&encode_record(&rec)), Some(rec.clone()));
         let mut ledgers = RecoveredLedgers::new();

@@ -8,6 +8,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::coordination::v1::Lease;
 use kafka_crds::{KafkaGateway, KafkaTopic};
+use kafka_lease::LeaseConfig;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::predicates;
@@ -19,7 +20,6 @@ use prometheus_client::registry::Registry;
 
 use crate::context::{Context, SmqPool};
 use crate::gateway::resources::GatewayDefaults;
-use crate::lease::{self, LeaseConfig};
 use crate::metrics::Metrics;
 use crate::{gateway, topic};
 
@@ -55,9 +55,13 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
 
     let mut leadership = match &cfg.lease {
         Some(l) => {
-            let rx = lease::spawn(
+            // The operator runs until the process ends, and does not release the Lease: a
+            // replica that stops lets the next one wait out the lease duration.
+            let (rx, _election) = kafka_lease::spawn(
                 Api::<Lease>::namespaced(client.clone(), &l.namespace),
                 l.clone(),
+                None,
+                std::future::pending(),
             );
             Some(rx)
         }

@@ -19,9 +19,6 @@ pub enum Error {
     /// The object lacks something the API server always sets (name, namespace, uid).
     #[error("object is missing {0}")]
     MissingObjectKey(&'static str),
-
-    #[error("leader election: {0}")]
-    Lease(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -42,7 +39,6 @@ impl Error {
             },
             Error::Serialization(_) => "serialization".into(),
             Error::MissingObjectKey(_) => "missing_object_key".into(),
-            Error::Lease(_) => "lease".into(),
         }
     }
 
@@ -59,7 +55,6 @@ impl Error {
                 _ => true,
             },
             Error::Serialization(_) | Error::MissingObjectKey(_) => false,
-            Error::Lease(_) => true,
         }
     }
 }

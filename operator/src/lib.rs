@@ -7,7 +7,6 @@ pub mod controller;
 pub mod error;
 pub mod gateway;
 pub mod http;
-pub mod lease;
 pub mod metrics;
 pub mod topic;
 

@@ -4,9 +4,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use kafka_lease::LeaseConfig;
 use kafka_operator::controller::{RunConfig, run};
 use kafka_operator::gateway::resources::GatewayDefaults;
-use kafka_operator::lease::LeaseConfig;
 
 #[derive(Parser)]
 #[command(name = "kafka-operator", version, about)]

@@ -1,7 +1,7 @@
 //! Client for the SeaweedFS message queue (SMQ) broker gRPC API, shared by the gateway and the
 //! operator.
 //!
-//! The broker's real behaviour (see `shared/notes/smq-protocol.md`) shapes this crate:
+//! The broker's real behaviour (see `docs/smq-protocol.md`) shapes this crate:
 //! data RPCs are not proxied, so they are routed to each partition's leader; the Partition must be
 //! sent back exactly as looked up; a publish stream acks each record once, in order, after an empty
 //! "hello"; a broken stream leaves every unacked record's fate unknown.
@@ -11,6 +11,7 @@ mod client;
 mod config;
 mod durability;
 mod error;
+mod filer_files;
 mod lock;
 mod log_files;
 mod partition;
@@ -24,6 +25,7 @@ pub use client::SmqClient;
 pub use config::SmqConfig;
 pub use durability::FlushTiming;
 pub use error::{SmqError, SmqResult, codes};
+pub use filer_files::FilerEntry;
 pub use lock::{LockLease, LockOutcome};
 pub use log_files::{FlushedRecord, Parsed, PartitionLogFiles, generation_dir, parse_records};
 pub use partition::{PartitionAssignment, RING_SIZE, TopicLayout, ring_range};

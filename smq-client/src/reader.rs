@@ -129,6 +129,48 @@ impl SmqClient {
         offset: i64,
         consumer_group: &str,
     ) -> SmqResult<Subscription> {
+        self.subscribe(
+            topic,
+            partition,
+            OffsetType::ExactOffset,
+            offset,
+            0,
+            consumer_group,
+        )
+        .await
+    }
+
+    /// SubscribeMessage with EXACT_TS_NS: streams the partition's records from the first one
+    /// stored at or after `ts_ns` (the broker's timestamps, which increase strictly within a
+    /// partition), in order, including records published later. Each record carries its
+    /// timestamp in `ts_ns`.
+    pub async fn subscribe_from_time(
+        &self,
+        topic: &Topic,
+        partition: i32,
+        ts_ns: i64,
+        consumer_group: &str,
+    ) -> SmqResult<Subscription> {
+        self.subscribe(
+            topic,
+            partition,
+            OffsetType::ExactTsNs,
+            0,
+            ts_ns,
+            consumer_group,
+        )
+        .await
+    }
+
+    async fn subscribe(
+        &self,
+        topic: &Topic,
+        partition: i32,
+        offset_type: OffsetType,
+        offset: i64,
+        ts_ns: i64,
+        consumer_group: &str,
+    ) -> SmqResult<Subscription> {
         let a = self.leader_of(topic, partition).await?;
         let broker = a.leader.clone();
         let (tx, rx) = mpsc::unbounded_channel();
@@ -140,10 +182,10 @@ impl SmqClient {
                 topic: Some(topic.clone()),
                 partition_offset: Some(PartitionOffset {
                     partition: Some(a.partition),
-                    start_ts_ns: 0,
+                    start_ts_ns: ts_ns,
                     start_offset: offset,
                 }),
-                offset_type: OffsetType::ExactOffset as i32,
+                offset_type: offset_type as i32,
                 filter: String::new(),
                 follower_broker: String::new(),
                 sliding_window_size: 1024,

@@ -211,6 +211,7 @@ fn write_seeds(root: &Path) {
                 max_timestamp: 100 + k,
                 nonce: 0,
             },
+            producers: Vec::new(),
         });
         records.push(rec.len() as u8);
         records.extend(rec);

@@ -11,7 +11,7 @@ use smq_proto::schema_pb::{RecordType, RecordValue, ScalarType};
 
 use crate::error::GatewayResult;
 use crate::record_value::{get_int, get_string, int64, scalar_field, stable_slot, string};
-use crate::system_topic::SystemTopic;
+use crate::state::{Replay, SystemTopic};
 
 const OFFSETS_TOPIC: &str = "consumer-offsets";
 const PARTITIONS: i32 = 8;
@@ -27,7 +27,7 @@ pub struct Committed {
 pub type GroupOffsets = BTreeMap<(String, i32), Committed>;
 
 pub struct OffsetStore {
-    log: SystemTopic,
+    log: std::sync::Arc<SystemTopic>,
     groups: Mutex<HashMap<String, GroupOffsets>>,
 }
 
@@ -87,6 +87,67 @@ fn decode(data: &[u8]) -> Option<Row> {
     })
 }
 
+/// The committed offsets of the groups one partition of the offsets topic holds.
+#[derive(Debug, Default)]
+pub struct OffsetsSlot {
+    pub groups: HashMap<String, GroupOffsets>,
+}
+
+impl Replay for OffsetsSlot {
+    fn apply(&mut self, message: &smq_client::DataMessage) {
+        let Some(r) = decode(&message.value) else {
+            return;
+        };
+        let g = self.groups.entry(r.group.clone()).or_default();
+        if r.committed.offset < 0 {
+            g.remove(&(r.topic, r.partition));
+            if g.is_empty() {
+                self.groups.remove(&r.group);
+            }
+        } else {
+            g.insert((r.topic, r.partition), r.committed);
+        }
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let rows: Vec<serde_json::Value> = self
+            .groups
+            .iter()
+            .flat_map(|(group, offsets)| {
+                offsets.iter().map(move |((topic, partition), c)| {
+                    serde_json::json!([
+                        group,
+                        topic,
+                        partition,
+                        c.offset,
+                        c.metadata,
+                        c.commit_time_ms
+                    ])
+                })
+            })
+            .collect();
+        serde_json::to_vec(&rows).unwrap_or_default()
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, String> {
+        type Row = (String, String, i32, i64, String, i64);
+        let rows: Vec<Row> =
+            serde_json::from_slice(bytes).map_err(|e| format!("offsets checkpoint: {e}"))?;
+        let mut groups: HashMap<String, GroupOffsets> = HashMap::new();
+        for (group, topic, partition, offset, metadata, commit_time_ms) in rows {
+            groups.entry(group).or_default().insert(
+                (topic, partition),
+                Committed {
+                    offset,
+                    metadata,
+                    commit_time_ms,
+                },
+            );
+        }
+        Ok(Self { groups })
+    }
+}
+
 impl OffsetStore {
     pub async fn open(client: SmqClient) -> GatewayResult<Self> {
         let record_type = RecordType {
@@ -99,28 +160,31 @@ impl OffsetStore {
                 scalar_field("commit_time_ms", 5, ScalarType::Int64),
             ],
         };
-        let log = SystemTopic::open(client, OFFSETS_TOPIC, PARTITIONS, record_type).await?;
-        let reads = (0..PARTITIONS).map(|p| log.read_all(p, Duration::from_secs(120)));
+        let log = std::sync::Arc::new(
+            SystemTopic::open(client, OFFSETS_TOPIC, PARTITIONS, record_type).await?,
+        );
+        let reads = (0..PARTITIONS).map(|p| log.load::<OffsetsSlot>(p, Duration::from_secs(120)));
         let mut groups: HashMap<String, GroupOffsets> = HashMap::new();
         let mut rows = 0;
-        for messages in futures::future::join_all(reads).await {
-            for m in messages? {
-                let Some(r) = decode(&m.value) else { continue };
-                rows += 1;
-                let g = groups.entry(r.group).or_default();
-                if r.committed.offset < 0 {
-                    g.remove(&(r.topic, r.partition));
-                } else {
-                    g.insert((r.topic, r.partition), r.committed);
-                }
-            }
+        for loaded in futures::future::join_all(reads).await {
+            let loaded = loaded?;
+            rows += loaded.replayed;
+            groups.extend(loaded.state.groups);
         }
-        groups.retain(|_, g| !g.is_empty());
         tracing::info!(groups = groups.len(), rows, "committed offsets recovered");
         Ok(Self {
             log,
             groups: Mutex::new(groups),
         })
+    }
+
+    /// Writes checkpoints of the offsets topic's partitions when due, every `every`; runs until
+    /// dropped.
+    pub async fn keep_checkpointed(&self, owner: String, policy: crate::state::CheckpointPolicy) {
+        self.log
+            .clone()
+            .keep_checkpointed::<OffsetsSlot>(owner, policy)
+            .await
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, GroupOffsets>> {
@@ -177,5 +241,57 @@ impl OffsetStore {
 
     pub async fn close(&self) {
         self.log.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn commit(group: &str, topic: &str, partition: i32, offset: i64) -> smq_client::DataMessage {
+        let row = Row {
+            group: group.to_string(),
+            topic: topic.to_string(),
+            partition,
+            committed: Committed {
+                offset,
+                metadata: format!("m{offset}"),
+                commit_time_ms: offset * 10,
+            },
+        };
+        smq_client::DataMessage {
+            key: Vec::new(),
+            value: encode(&row),
+            ts_ns: 0,
+            ctrl: None,
+        }
+    }
+
+    #[test]
+    fn a_checkpoint_and_its_tail_give_the_offsets_every_commit_gives() {
+        let history = [
+            commit("g1", "a", 0, 5),
+            commit("g1", "a", 1, 7),
+            commit("g2", "a", 0, 1),
+            commit("g1", "a", 0, 9),
+            commit("g2", "a", 0, -1),
+            commit("g1", "b", 0, 3),
+            commit("g1", "a", 1, -1),
+            commit("g3", "c", 2, 4),
+        ];
+        let mut full = OffsetsSlot::default();
+        history.iter().for_each(|m| full.apply(m));
+        assert!(
+            !full.groups.contains_key("g2"),
+            "a group whose offsets are deleted is gone"
+        );
+        for cut in 0..=history.len() {
+            let mut s = OffsetsSlot::default();
+            history[..cut].iter().for_each(|m| s.apply(m));
+            let mut s = OffsetsSlot::decode(&s.encode()).unwrap();
+            history[cut..].iter().for_each(|m| s.apply(m));
+            assert_eq!(s.groups, full.groups, "checkpoint after {cut} records");
+        }
+        assert!(OffsetsSlot::decode(b"not json").is_err());
     }
 }

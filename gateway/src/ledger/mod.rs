@@ -5,11 +5,16 @@
 //! they are only positions; the Kafka offset is also stored inside every record, and the ledger
 //! is persisted in the SMQ topic `kafka-system/offset-mappings` before a produce is acknowledged.
 
+mod checkpoint;
+mod producers;
 mod store;
+mod writer;
 
+pub use producers::{PRODUCER_EXPIRY_MS, ProducerBatch, ProducerStates, SequenceCheck};
 pub use store::{
-    LedgerRecord, LedgerStore, LedgerToken, RecoveredLedgers, decode as decode_record,
-    encode as encode_record, replay_into,
+    LedgerRecord, LedgerSlot, LedgerStore, LedgerToken, RecoveredLedgers, RecoveredProducers,
+    decode as decode_record, decode_many as decode_records, encode as encode_record,
+    encode_many as encode_records, replay_into,
 };
 
 use serde::Serialize;

@@ -9,15 +9,20 @@ use std::time::Duration;
 
 use prost::Message;
 use smq_client::SmqClient;
-use smq_proto::schema_pb::{RecordType, RecordValue, ScalarType};
+use smq_proto::schema_pb::{
+    ListType, ListValue, RecordType, RecordValue, ScalarType, Type, Value, r#type, value,
+};
 
+use super::producers::{ProducerBatch, ProducerStates};
 use super::{LedgerEntry, PartitionLedger};
 use crate::error::GatewayResult;
 use crate::record_value::{get_int, get_string, int32, int64, scalar_field, stable_slot, string};
-use crate::system_topic::{SYSTEM_NAMESPACE, SystemTopic};
+use crate::state::{Replay, SYSTEM_NAMESPACE, SystemTopic};
 
 pub const MAPPINGS_TOPIC: &str = "offset-mappings";
 const MAPPING_PARTITIONS: i32 = 16;
+/// The field of a record holding several entries.
+const ENTRIES: &str = "entries";
 
 /// One persisted ledger entry, naming its data partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,10 +33,14 @@ pub struct LedgerRecord {
     /// The SMQ generation (`unix_time_ns`) of the data partition the entry points into.
     pub generation: i64,
     pub entry: LedgerEntry,
+    /// The idempotent batches stored in the entry's offsets.
+    pub producers: Vec<ProducerBatch>,
 }
 
 /// Ledgers recovered at startup, keyed by (`namespace/name`, partition).
 pub type RecoveredLedgers = HashMap<(String, i32), PartitionLedger>;
+/// Idempotent producers' state recovered with the ledgers, keyed alike.
+pub type RecoveredProducers = HashMap<(String, i32), ProducerStates>;
 
 /// Where an appended entry went, to ask later whether SMQ has written it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,8 +50,21 @@ pub struct LedgerToken {
     seq: Option<u64>,
 }
 
+impl LedgerToken {
+    /// The entry's place: its mapping partition and its number there, in write order (None
+    /// when durability is not tracked).
+    pub fn new(slot: i32, seq: Option<u64>) -> Self {
+        Self { slot, seq }
+    }
+
+    pub fn seq(&self) -> Option<u64> {
+        self.seq
+    }
+}
+
 pub struct LedgerStore {
-    log: SystemTopic,
+    log: std::sync::Arc<SystemTopic>,
+    writers: super::writer::Writers,
 }
 
 impl std::fmt::Debug for LedgerStore {
@@ -53,21 +75,42 @@ impl std::fmt::Debug for LedgerStore {
     }
 }
 
+/// The fields of one entry.
+fn entry_fields() -> Vec<smq_proto::schema_pb::Field> {
+    vec![
+        scalar_field("topic_partition", 0, ScalarType::String),
+        scalar_field("topic", 1, ScalarType::String),
+        scalar_field("partition", 2, ScalarType::Int32),
+        scalar_field("kafka_offset", 3, ScalarType::Int64),
+        scalar_field("count", 4, ScalarType::Int32),
+        scalar_field("smq_offset", 5, ScalarType::Int64),
+        scalar_field("generation", 6, ScalarType::Int64),
+        scalar_field("max_timestamp", 7, ScalarType::Int64),
+        scalar_field("smq_count", 8, ScalarType::Int32),
+        scalar_field("nonce", 9, ScalarType::Int64),
+        scalar_field("producers", 10, ScalarType::String),
+    ]
+}
+
+/// One entry per record, or several under `entries` (see [`encode_many`]).
 fn mapping_record_type() -> RecordType {
-    RecordType {
-        fields: vec![
-            scalar_field("topic_partition", 0, ScalarType::String),
-            scalar_field("topic", 1, ScalarType::String),
-            scalar_field("partition", 2, ScalarType::Int32),
-            scalar_field("kafka_offset", 3, ScalarType::Int64),
-            scalar_field("count", 4, ScalarType::Int32),
-            scalar_field("smq_offset", 5, ScalarType::Int64),
-            scalar_field("generation", 6, ScalarType::Int64),
-            scalar_field("max_timestamp", 7, ScalarType::Int64),
-            scalar_field("smq_count", 8, ScalarType::Int32),
-            scalar_field("nonce", 9, ScalarType::Int64),
-        ],
-    }
+    let mut fields = entry_fields();
+    fields.push(smq_proto::schema_pb::Field {
+        name: ENTRIES.to_string(),
+        field_index: 11,
+        r#type: Some(Type {
+            kind: Some(r#type::Kind::ListType(Box::new(ListType {
+                element_type: Some(Box::new(Type {
+                    kind: Some(r#type::Kind::RecordType(RecordType {
+                        fields: entry_fields(),
+                    })),
+                })),
+            }))),
+        }),
+        is_repeated: false,
+        is_required: false,
+    });
+    RecordType { fields }
 }
 
 /// The mapping partition of a data partition's entries.
@@ -78,6 +121,10 @@ fn slot(topic: &str, partition: i32) -> i32 {
 }
 
 pub fn encode(rec: &LedgerRecord) -> Vec<u8> {
+    fields_of(rec).encode_to_vec()
+}
+
+fn fields_of(rec: &LedgerRecord) -> RecordValue {
     let e = &rec.entry;
     let fields = HashMap::from([
         (
@@ -94,14 +141,62 @@ pub fn encode(rec: &LedgerRecord) -> Vec<u8> {
         ("smq_count".to_string(), int32(e.smq_count as i32)),
         ("nonce".to_string(), int64(e.nonce as i64)),
     ]);
+    let mut fields = fields;
+    if !rec.producers.is_empty() {
+        fields.insert(
+            "producers".to_string(),
+            string(encode_producers(&rec.producers)),
+        );
+    }
+    RecordValue { fields }
+}
+
+/// Several entries in one SMQ record (one entry is written as before, so older readers and the
+/// SQL tool see the same record as ever): a list of entries under `entries`.
+pub fn encode_many(records: &[&LedgerRecord]) -> Vec<u8> {
+    if let [one] = records {
+        return encode(one);
+    }
+    let values = records
+        .iter()
+        .map(|r| Value {
+            kind: Some(value::Kind::RecordValue(fields_of(r))),
+        })
+        .collect();
+    let fields = HashMap::from([(
+        ENTRIES.to_string(),
+        Value {
+            kind: Some(value::Kind::ListValue(ListValue { values })),
+        },
+    )]);
     RecordValue { fields }.encode_to_vec()
+}
+
+/// The entries of one SMQ record, in order; None for anything else (recovery skips it with a
+/// warning).
+pub fn decode_many(data: &[u8]) -> Option<Vec<LedgerRecord>> {
+    let rv = RecordValue::decode(data).ok()?;
+    match rv.fields.get(ENTRIES).and_then(|v| v.kind.as_ref()) {
+        Some(value::Kind::ListValue(list)) => list
+            .values
+            .iter()
+            .map(|v| match &v.kind {
+                Some(value::Kind::RecordValue(r)) => record_of(&r.fields),
+                _ => None,
+            })
+            .collect(),
+        _ => record_of(&rv.fields).map(|r| vec![r]),
+    }
 }
 
 /// Decodes one persisted entry; None for anything else (recovery skips it with a warning).
 pub fn decode(data: &[u8]) -> Option<LedgerRecord> {
-    let f = RecordValue::decode(data).ok()?.fields;
-    let get_i = |k: &str| get_int(&f, k);
-    let get_s = |k: &str| get_string(&f, k);
+    record_of(&RecordValue::decode(data).ok()?.fields)
+}
+
+fn record_of(f: &HashMap<String, Value>) -> Option<LedgerRecord> {
+    let get_i = |k: &str| get_int(f, k);
+    let get_s = |k: &str| get_string(f, k);
     let count = u32::try_from(get_i("count")?).ok()?;
     Some(LedgerRecord {
         topic: get_s("topic")?,
@@ -120,32 +215,78 @@ pub fn decode(data: &[u8]) -> Option<LedgerRecord> {
             // Entries written before the nonce: their records are not checked by key.
             nonce: get_i("nonce").unwrap_or(0) as u64,
         },
+        // Entries written before producers were persisted carry none.
+        producers: match get_s("producers") {
+            Some(text) => decode_producers(&text)?,
+            None => Vec::new(),
+        },
     })
+}
+
+/// Idempotent batches as text, readable with SMQ's SQL tool:
+/// `producer_id:epoch:base_sequence:count:base_offset:time_ms`, separated by `;`.
+fn encode_producers(batches: &[ProducerBatch]) -> String {
+    batches
+        .iter()
+        .map(|b| {
+            format!(
+                "{}:{}:{}:{}:{}:{}",
+                b.producer_id, b.epoch, b.base_sequence, b.count, b.base_offset, b.time_ms
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+fn decode_producers(text: &str) -> Option<Vec<ProducerBatch>> {
+    text.split(';')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            let f: Vec<&str> = s.split(':').collect();
+            let [id, epoch, seq, count, base, time] = f.as_slice() else {
+                return None;
+            };
+            Some(ProducerBatch {
+                producer_id: id.parse().ok()?,
+                epoch: epoch.parse().ok()?,
+                base_sequence: seq.parse().ok()?,
+                count: count.parse().ok().filter(|c: &i32| *c > 0)?,
+                base_offset: base.parse().ok()?,
+                time_ms: time.parse().ok()?,
+            })
+        })
+        .collect()
 }
 
 impl LedgerStore {
     /// Opens (creating if needed) the mapping topic.
     pub async fn open(client: SmqClient) -> GatewayResult<Self> {
-        Ok(Self {
-            log: SystemTopic::open(
+        let log = std::sync::Arc::new(
+            SystemTopic::open(
                 client,
                 MAPPINGS_TOPIC,
                 MAPPING_PARTITIONS,
                 mapping_record_type(),
             )
             .await?,
+        );
+        Ok(Self {
+            writers: super::writer::Writers::start(log.clone()),
+            log,
         })
     }
 
-    /// Persists one entry; returns once SMQ has acknowledged it, with a token that tells when
-    /// SMQ has also written it ([`LedgerStore::is_durable`]).
-    pub async fn append(&self, rec: &LedgerRecord) -> GatewayResult<LedgerToken> {
-        // Unique keys: SMQ holds back a subscriber's next record with a key still unacknowledged.
-        let key =
-            format!("{}/{}@{}", rec.topic, rec.partition, rec.entry.kafka_offset).into_bytes();
-        let slot = slot(&rec.topic, rec.partition);
-        let seq = self.log.append(slot, key, encode(rec)).await?;
-        Ok(LedgerToken { slot, seq })
+    /// Persists one data partition's entries, in order; returns once SMQ has acknowledged
+    /// them, with tokens that tell when SMQ has also written them
+    /// ([`LedgerStore::is_durable`]). Entries queued together go in one SMQ record.
+    pub async fn append(&self, records: Vec<LedgerRecord>) -> GatewayResult<Vec<LedgerToken>> {
+        let Some(first) = records.first() else {
+            return Ok(Vec::new());
+        };
+        let slot = slot(&first.topic, first.partition);
+        let n = records.len();
+        let seq = self.writers.write(slot, records).await?;
+        Ok(vec![LedgerToken { slot, seq }; n])
     }
 
     /// Whether the entry appended with `token` is written by SMQ, not only in a broker's memory.
@@ -155,37 +296,26 @@ impl LedgerStore {
             .is_none_or(|seq| seq < self.log.durable_before(token.slot))
     }
 
-    async fn read_slot(
-        &self,
-        slot: i32,
-        read_timeout: Duration,
-    ) -> GatewayResult<Vec<LedgerRecord>> {
-        let messages = self.log.read_all(slot, read_timeout).await?;
-        let mut out = Vec::with_capacity(messages.len());
-        for m in messages {
-            match decode(&m.value) {
-                Some(r) => out.push(r),
-                None => tracing::warn!(slot, "skipping an undecodable ledger record"),
-            }
-        }
-        Ok(out)
-    }
-
-    /// Reads every persisted entry and rebuilds each partition's ledger.
-    pub async fn recover(&self, read_timeout: Duration) -> GatewayResult<RecoveredLedgers> {
-        let reads = (0..MAPPING_PARTITIONS).map(|p| self.read_slot(p, read_timeout));
-        let mut ledgers = RecoveredLedgers::new();
-        let mut problems = 0usize;
-        for records in futures::future::join_all(reads).await {
-            problems += replay_into(&mut ledgers, records?);
+    /// Reads every persisted entry (the newest checkpoint of each mapping partition and the
+    /// entries after it) and rebuilds each partition's ledger.
+    pub async fn recover(&self, read_timeout: Duration) -> GatewayResult<LedgerSlot> {
+        let reads = (0..MAPPING_PARTITIONS).map(|p| self.log.load::<LedgerSlot>(p, read_timeout));
+        let mut all = LedgerSlot::default();
+        let mut replayed = 0usize;
+        for loaded in futures::future::join_all(reads).await {
+            let loaded = loaded?;
+            all.problems += loaded.state.problems;
+            replayed += loaded.replayed;
+            all.ledgers.extend(loaded.state.ledgers);
+            all.producers.extend(loaded.state.producers);
         }
         tracing::info!(
-            partitions = ledgers.len(),
-            entries = ledgers.values().map(|l| l.len()).sum::<usize>(),
-            problems,
+            partitions = all.ledgers.len(),
+            replayed,
+            problems = all.problems,
             "ledger recovered from {SYSTEM_NAMESPACE}/{MAPPINGS_TOPIC}"
         );
-        Ok(ledgers)
+        Ok(all)
     }
 
     /// Rebuilds one data partition's ledger from what is persisted now: what a gateway must do
@@ -195,22 +325,102 @@ impl LedgerStore {
         topic: &str,
         partition: i32,
         read_timeout: Duration,
-    ) -> GatewayResult<PartitionLedger> {
-        let records = self
-            .read_slot(slot(topic, partition), read_timeout)
-            .await?
-            .into_iter()
-            .filter(|r| r.topic == topic && r.partition == partition)
-            .collect();
-        let mut ledgers = RecoveredLedgers::new();
-        replay_into(&mut ledgers, records);
-        Ok(ledgers
-            .remove(&(topic.to_string(), partition))
-            .unwrap_or_default())
+    ) -> GatewayResult<(PartitionLedger, ProducerStates)> {
+        let mut loaded = self
+            .log
+            .load::<LedgerSlot>(slot(topic, partition), read_timeout)
+            .await?;
+        let key = (topic.to_string(), partition);
+        Ok((
+            loaded.state.ledgers.remove(&key).unwrap_or_default(),
+            loaded.state.producers.remove(&key).unwrap_or_default(),
+        ))
+    }
+
+    /// Writes the mapping partitions' checkpoints when due, every `every`; runs until dropped.
+    pub async fn keep_checkpointed(&self, owner: String, policy: crate::state::CheckpointPolicy) {
+        self.log
+            .clone()
+            .keep_checkpointed::<LedgerSlot>(owner, policy)
+            .await
+    }
+
+    /// Writes a checkpoint of every mapping partition that has entries after its newest one.
+    pub async fn checkpoint_now(&self, read_timeout: Duration) -> GatewayResult<usize> {
+        let mut written = 0;
+        for p in 0..MAPPING_PARTITIONS {
+            if self
+                .log
+                .checkpoint::<LedgerSlot>(p, read_timeout, Default::default(), true)
+                .await?
+                .is_some()
+            {
+                written += 1;
+            }
+        }
+        Ok(written)
     }
 
     pub async fn close(&self) {
+        self.writers.stop();
         self.log.close().await;
+    }
+}
+
+/// The ledgers of the data partitions whose entries one mapping partition holds.
+#[derive(Debug, Default)]
+pub struct LedgerSlot {
+    pub ledgers: RecoveredLedgers,
+    pub producers: RecoveredProducers,
+    /// Entries refused during replay (logged).
+    pub problems: usize,
+}
+
+impl LedgerSlot {
+    /// Replays one record: its entry into the partition's ledger and, when the entry was taken,
+    /// its idempotent batches into the partition's producer state (after forgetting those of
+    /// the entries it superseded).
+    pub fn replay(&mut self, rec: LedgerRecord) {
+        let key = (rec.topic.clone(), rec.partition);
+        let end = self
+            .ledgers
+            .get(&key)
+            .map_or(0, PartitionLedger::next_offset);
+        let start = rec.entry.kafka_offset;
+        let batches = rec.producers.clone();
+        if replay_into(&mut self.ledgers, vec![rec]) > 0 {
+            self.problems += 1;
+            return;
+        }
+        let producers = self.producers.entry(key).or_default();
+        if start < end {
+            producers.forget_from(start);
+        }
+        for b in &batches {
+            producers.record(b);
+        }
+    }
+}
+
+impl Replay for LedgerSlot {
+    fn apply(&mut self, message: &smq_client::DataMessage) {
+        match decode_many(&message.value) {
+            Some(records) => records.into_iter().for_each(|r| self.replay(r)),
+            None => tracing::warn!("skipping an undecodable ledger record"),
+        }
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        super::checkpoint::encode_ledgers(&self.ledgers, &self.producers)
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, String> {
+        let (ledgers, producers) = super::checkpoint::decode_ledgers(bytes)?;
+        Ok(Self {
+            ledgers,
+            producers,
+            problems: 0,
+        })
     }
 }
 
@@ -247,8 +457,29 @@ mod tests {
                 max_timestamp: 5,
                 nonce: u64::MAX - 5,
             },
+            producers: vec![ProducerBatch {
+                producer_id: 77,
+                epoch: 2,
+                base_sequence: i32::MAX,
+                count: 3,
+                base_offset: 10,
+                time_ms: 123,
+            }],
         };
-        assert_eq!(decode(&encode(&rec)), Some(rec));
+        assert_eq!(decode(&encode(&rec)), Some(rec.clone()));
+        assert_eq!(decode_many(&encode(&rec)), Some(vec![rec.clone()]));
+        let other = LedgerRecord {
+            partition: 3,
+            producers: Vec::new(),
+            ..rec.clone()
+        };
+        let many = encode_many(&[&rec, &other, &rec]);
+        assert_eq!(
+            decode_many(&many),
+            Some(vec![rec.clone(), other, rec.clone()])
+        );
+        assert_eq!(decode(&many), None, "a list is not one entry");
+        assert_eq!(decode(&encode_many(&[&rec])), Some(rec.clone()), "one entry as ever");
         assert_eq!(slot("kafka/orders", 2), slot("kafka/orders", 2));
         let spread: std::collections::HashSet<_> =
             (0..64).map(|p| slot("kafka/orders", p)).collect();

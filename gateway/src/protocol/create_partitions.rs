@@ -3,7 +3,7 @@
 //! SMQ cannot repartition in place: ConfigureTopic with a new partition count starts a new
 //! generation whose partitions are empty and whose ring ranges differ, and the old generation's
 //! partitions refuse reads, so every record stored so far would vanish from the topic
-//! (`shared/notes/smq-protocol.md` §3 and §8; `SmqClient::ensure_topic` refuses a new count for
+//! (`docs/smq-protocol.md` §3 and §8; `SmqClient::ensure_topic` refuses a new count for
 //! the same reason). The checks Kafka makes first (unknown topic, a count that is no increase,
 //! assignments that do not match the increase, duplicate topics) give Kafka's own errors;
 //! `validate_only` answers exactly what the real request would.

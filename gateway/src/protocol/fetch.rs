@@ -30,14 +30,14 @@ pub async fn handle(
     loop {
         // Consumers waiting at the tail reserve nothing until there is something to read.
         let mut grant = if has_data(ctx, &req).await {
-            crate::server::reserve_response(ctx, want, deadline).await
+            super::request::reserve_response(ctx, want, deadline).await
         } else {
-            crate::server::empty_grant(ctx)
+            super::request::empty_grant(ctx)
         };
         let mut watchers = Vec::new();
         let (response, bytes) = fetch_once(ctx, &req, grant.bytes(), &mut watchers).await;
         if bytes >= min_bytes.max(1) || Instant::now() >= deadline || watchers.is_empty() {
-            crate::server::keep_until_written(grant);
+            super::request::keep_until_written(grant);
             return Ok(response);
         }
         // Only what was read is held while waiting for more.
@@ -46,7 +46,7 @@ pub async fn handle(
         let changed = watchers.iter_mut().map(|w| Box::pin(w.changed()));
         let _ = tokio::time::timeout_at(deadline, futures::future::select_all(changed)).await;
         if Instant::now() >= deadline && bytes > 0 {
-            crate::server::keep_until_written(grant);
+            super::request::keep_until_written(grant);
             return Ok(response);
         }
     }
@@ -100,7 +100,7 @@ async fn fetch_once(
                     let watch = part.subscribe_hwm();
                     // Reading ahead of the fetch (for the next one) takes memory too: only as
                     // much as the response budget has free now, held while reading.
-                    let ahead = crate::server::try_reserve_response(ctx, READ_AHEAD_BYTES);
+                    let ahead = super::request::try_reserve_response(ctx, READ_AHEAD_BYTES);
                     let allowed = ahead.as_ref().map_or(0, |a| a.bytes());
                     let read = part.read_ahead(p.fetch_offset, budget, allowed).await;
                     drop(ahead);

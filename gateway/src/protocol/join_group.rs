@@ -32,8 +32,8 @@ pub async fn handle(
                 .map(|s| s.to_string())
                 .unwrap_or_default(),
             // Kafka reports hosts as "/<ip>".
-            client_host: crate::server::PEER
-                .try_with(|p| format!("/{}", p.ip()))
+            client_host: super::request::peer()
+                .map(|p| format!("/{}", p.ip()))
                 .unwrap_or_default(),
             session_timeout: session,
             rebalance_timeout: rebalance,

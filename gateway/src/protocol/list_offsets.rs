@@ -29,7 +29,7 @@ pub async fn handle(
                     EARLIEST => (part.log_start(), -1),
                     MAX_TIMESTAMP => {
                         let hwm = part.high_water_mark();
-                        match part.ledger_snapshot().max_timestamp() {
+                        match part.max_timestamp() {
                             Some(ts) => part
                                 .offset_for_timestamp(ts)
                                 .await?

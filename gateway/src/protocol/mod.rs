@@ -24,6 +24,7 @@ mod offset_commit;
 mod offset_delete;
 mod offset_fetch;
 mod produce;
+pub mod request;
 mod sync_group;
 
 use std::sync::Arc;
@@ -47,7 +48,7 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub groups: Arc<Coordinator>,
     /// Byte budgets of requests in flight and of responses not yet written.
-    pub budgets: crate::server::Budgets,
+    pub budgets: crate::budget::Budgets,
     /// Source of producer ids for InitProducerId; seeded randomly so ids do not repeat across
     /// restarts.
     pub next_producer_id: AtomicI64,

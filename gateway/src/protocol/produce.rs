@@ -36,7 +36,7 @@ pub async fn handle(
             .map(|(_, name, index, records)| begin_partition(ctx, name, *index, records.clone())),
     )
     .await;
-    crate::server::mark_sequenced();
+    super::request::mark_sequenced();
     let finished = futures::future::join_all(begun.into_iter().map(|b| async move {
         let b = b?;
         let appended = b.ticket.finish().await?;
@@ -134,6 +134,7 @@ async fn begin_partition(
     let ticket = partition
         .begin_append(&batches, configs.timestamp_type(), now)
         .await?;
+    super::request::note_throttle(ticket.throttled());
     Ok(Begun {
         topic: topic.to_string(),
         partition,

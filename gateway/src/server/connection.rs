@@ -5,7 +5,6 @@
 //! offsets (so produces to a partition keep their order), and then waits for SMQ while the next
 //! one starts. Any other request waits until the produces before it are answered.
 
-use std::cell::RefCell;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -22,111 +21,10 @@ use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::budget::{Budget, Held};
 use super::frame::{FrameError, read_frame_body, read_frame_size};
+use crate::budget::{Budget, Held};
+use crate::protocol::request::{self, ResponseGrant};
 use crate::protocol::{self, Context, api_versions_response, decodable_min, dispatch};
-
-tokio::task_local! {
-    /// The client address of the request being handled (DescribeGroups reports member hosts).
-    pub static PEER: SocketAddr;
-    /// Fired when a pipelined request has done what must happen in request order.
-    static SEQUENCED: RefCell<Option<oneshot::Sender<()>>>;
-    /// What the request being handled waited for, and the budget its response holds.
-    static REQUEST: RefCell<RequestState>;
-}
-
-#[derive(Default)]
-struct RequestState {
-    /// Time spent waiting for a byte budget (in flight, responses, unflushed).
-    throttled: Duration,
-    /// Bytes reserved for the response before it was built (Fetch).
-    response: Option<ResponseGrant>,
-}
-
-/// Notes that the request being handled waited `waited` for a byte budget; Produce and Fetch
-/// responses then ask the client to back off as long (`throttle_time_ms`, KIP-219).
-pub fn note_throttle(waited: Duration) {
-    let _ = REQUEST.try_with(|r| r.borrow_mut().throttled += waited);
-}
-
-/// Bytes reserved for a response before it is built, from the response budget (half of the
-/// in-flight budget) and counted in the in-flight budget as well; held until it is written.
-#[derive(Debug)]
-pub struct ResponseGrant {
-    held: [Held; 2],
-}
-
-impl ResponseGrant {
-    /// Bytes the response may take (0: only its first record batch, KIP-74).
-    pub fn bytes(&self) -> usize {
-        self.held[0].bytes()
-    }
-
-    /// Holds `bytes` instead, past the limit if need be.
-    pub fn resize(&mut self, bytes: usize) {
-        for h in &mut self.held {
-            h.resize(bytes);
-        }
-    }
-}
-
-/// Reserves up to `want` bytes for the response of the request being handled: what is free of
-/// the response budget, waiting until `deadline` while nothing is (the wait counts as throttle
-/// time); an empty grant after that.
-pub async fn reserve_response(
-    ctx: &Context,
-    want: usize,
-    deadline: tokio::time::Instant,
-) -> ResponseGrant {
-    let responses = &ctx.budgets.responses;
-    let held = match responses.try_reserve_up_to(want) {
-        Some(h) => h,
-        None => {
-            let started = Instant::now();
-            let got = responses.reserve_up_to(want, deadline).await;
-            note_throttle(started.elapsed());
-            got.unwrap_or_else(|| responses.charge(0))
-        }
-    };
-    let global = ctx.budgets.inflight.charge(held.bytes());
-    ResponseGrant {
-        held: [held, global],
-    }
-}
-
-/// A grant of nothing (the response is charged its size once built).
-pub fn empty_grant(ctx: &Context) -> ResponseGrant {
-    ResponseGrant {
-        held: [
-            ctx.budgets.responses.charge(0),
-            ctx.budgets.inflight.charge(0),
-        ],
-    }
-}
-
-/// Takes what is free of `want` bytes of the response budget, without waiting.
-pub fn try_reserve_response(ctx: &Context, want: usize) -> Option<ResponseGrant> {
-    let held = ctx.budgets.responses.try_reserve_up_to(want)?;
-    let global = ctx.budgets.inflight.charge(held.bytes());
-    Some(ResponseGrant {
-        held: [held, global],
-    })
-}
-
-/// Keeps a response's reservation until the response is written to the client.
-pub fn keep_until_written(grant: ResponseGrant) {
-    let _ = REQUEST.try_with(|r| r.borrow_mut().response = Some(grant));
-}
-
-/// Called by a pipelined handler once the next request may start (the Produce handler, after
-/// every partition's offsets are assigned). Returning from the handler counts as well.
-pub fn mark_sequenced() {
-    let _ = SEQUENCED.try_with(|s| {
-        if let Some(tx) = s.borrow_mut().take() {
-            let _ = tx.send(());
-        }
-    });
-}
 
 /// Requests read ahead of the one being handled.
 const READ_AHEAD: usize = 8;
@@ -228,15 +126,7 @@ pub async fn serve(
                     let (tx, rx) = oneshot::channel();
                     let ctx = &ctx;
                     inflight.push_back(Box::pin(async move {
-                        let handled = PEER
-                            .scope(
-                                peer,
-                                SEQUENCED.scope(
-                                    RefCell::new(Some(tx)),
-                                    handle_frame(ctx, frame, waited),
-                                ),
-                            )
-                            .await;
+                        let handled = handle_request(ctx, frame, peer, Some(tx), waited).await;
                         (handled, held)
                     }));
                     sequencing = Some(rx);
@@ -249,7 +139,7 @@ pub async fn serve(
                     }
                 }
                 if open {
-                    let handled = PEER.scope(peer, handle_frame(&ctx, frame, waited)).await;
+                    let handled = handle_request(&ctx, frame, peer, None, waited).await;
                     open = respond(&ctx, &global, &mut wr, peer, handled, held).await;
                 }
             }
@@ -359,21 +249,19 @@ pub fn parse_request(mut frame: Bytes) -> Result<ParsedRequest, String> {
     })
 }
 
-/// Handles one request frame. `Ok(None)`: no response is due (Produce with acks=0).
-/// `Err`: the connection must be closed, for the reason given.
-async fn handle_frame(ctx: &Context, frame: Bytes, waited: Duration) -> Handled {
-    let state = RefCell::new(RequestState {
-        throttled: waited,
-        response: None,
-    });
-    REQUEST.scope(state, handle_request(ctx, frame)).await
-}
-
 /// The longest back-off asked of a client: longer ones would come close to clients' request
 /// timeouts (30 s by default); a longer wait still delayed the answer itself.
 const MAX_THROTTLE_MS: u128 = 10_000;
 
-async fn handle_request(ctx: &Context, frame: Bytes) -> Handled {
+/// Handles one request frame, which waited `waited` for its budget. `Ok(None)`: no response is
+/// due (Produce with acks=0). `Err`: the connection must be closed, for the reason given.
+async fn handle_request(
+    ctx: &Context,
+    frame: Bytes,
+    peer: SocketAddr,
+    sequenced: Option<oneshot::Sender<()>>,
+    waited: Duration,
+) -> Handled {
     let started = Instant::now();
     let (key, version, correlation_id, header, request) = match parse_request(frame)? {
         ParsedRequest::Unsupported(response) => return Ok(Some((response, None))),
@@ -386,7 +274,8 @@ async fn handle_request(ctx: &Context, frame: Bytes) -> Handled {
         } => (key, version, correlation_id, header, *request),
     };
     let no_response = matches!(&request, RequestKind::Produce(p) if p.acks == 0);
-    let result = dispatch(ctx, &header, request).await;
+    let (result, outcome) =
+        request::scoped(peer, sequenced, waited, dispatch(ctx, &header, request)).await;
     let mut response = match result {
         Ok(r) => r,
         Err(e) => {
@@ -396,11 +285,8 @@ async fn handle_request(ctx: &Context, frame: Bytes) -> Handled {
         }
     };
     ctx.metrics.request(key_name(key), 0, started.elapsed());
-    let (throttled, grant) = REQUEST.with(|r| {
-        let mut r = r.borrow_mut();
-        (r.throttled, r.response.take())
-    });
-    let throttle_ms = throttled.as_millis().min(MAX_THROTTLE_MS) as i32;
+    let throttle_ms = outcome.throttled.as_millis().min(MAX_THROTTLE_MS) as i32;
+    let grant = outcome.grant;
     // throttle_time_ms exists from v1 on.
     let settable = version >= 1;
     match &mut response {

@@ -1,13 +1,8 @@
 //! The TCP side: accept loop with a connection limit, per-connection tasks, graceful shutdown.
 
-mod budget;
 mod connection;
 
-pub use budget::{Budget, Budgets, Held};
-pub use connection::{
-    PEER, ParsedRequest, ResponseGrant, empty_grant, encode as encode_response, keep_until_written,
-    mark_sequenced, note_throttle, parse_request, reserve_response, try_reserve_response,
-};
+pub use connection::{ParsedRequest, encode as encode_response, parse_request};
 pub use frame::{FrameError, read_frame};
 mod frame;
 

@@ -1,11 +1,11 @@
 //! Kafka topics and partitions on SMQ: Kafka topic T is SMQ topic `<namespace>/T`, and Kafka
 //! partition p is the SMQ partition whose ring range is p's (matched by range, not position).
 
-mod held;
+mod backend;
 mod partition;
-mod producers;
 mod registry;
 mod topic_config;
+mod unflushed;
 mod wal;
 
 pub use partition::{
@@ -33,8 +33,9 @@ use smq_client::{SmqClient, SmqError, Topic, TopicSpec};
 use tokio::sync::RwLock;
 
 use crate::error::{GatewayError, GatewayResult};
-use crate::ledger::{LedgerStore, RecoveredLedgers};
+use crate::ledger::{LedgerSlot, LedgerStore};
 use crate::records::StorageFormat;
+use backend::SmqBackend;
 use registry::TopicRegistry;
 
 /// Settings that shape how topics are created and served.
@@ -91,11 +92,11 @@ pub struct Store {
     settings: StoreSettings,
     ledger_store: Arc<LedgerStore>,
     registry: TopicRegistry,
-    recovered: std::sync::Mutex<RecoveredLedgers>,
+    recovered: std::sync::Mutex<LedgerSlot>,
     topics: RwLock<HashMap<String, Arc<TopicLog>>>,
     /// This gateway's identity in partition locks.
     owner: Arc<str>,
-    unflushed: Arc<held::UnflushedBudget>,
+    unflushed: Arc<unflushed::UnflushedBudget>,
     wal: Option<wal::WalDir>,
 }
 
@@ -127,7 +128,9 @@ impl Store {
             recovered: std::sync::Mutex::new(recovered),
             topics: RwLock::new(HashMap::new()),
             owner: Arc::from(gateway_identity()),
-            unflushed: Arc::new(held::UnflushedBudget::new(settings.max_unflushed_bytes)),
+            unflushed: Arc::new(unflushed::UnflushedBudget::new(
+                settings.max_unflushed_bytes,
+            )),
         })
     }
 
@@ -207,23 +210,31 @@ impl Store {
             let mut recovered = self.recovered.lock().unwrap_or_else(|e| e.into_inner());
             let mut partitions = Vec::with_capacity(layout.partitions.len());
             for (a, wal) in layout.partitions.iter().zip(wals) {
-                let ledger = recovered
-                    .remove(&(key.clone(), a.index))
-                    .unwrap_or_default();
-                partitions.push(Arc::new(PartitionLog::new(
+                let k = (key.clone(), a.index);
+                let ledger = (
+                    recovered.ledgers.remove(&k).unwrap_or_default(),
+                    recovered.producers.remove(&k).unwrap_or_default(),
+                );
+                let backend = SmqBackend::new(
                     self.client.clone(),
+                    smq_topic.clone(),
+                    a.index,
+                    a.partition.unix_time_ns,
+                    self.ledger_store.clone(),
+                    self.owner.clone(),
+                    self.settings.read_flushed_from_filer,
+                );
+                partitions.push(Arc::new(PartitionLog::new(
+                    backend,
                     Placement {
                         smq_topic: smq_topic.clone(),
                         index: a.index,
                         generation: a.partition.unix_time_ns,
                         format,
                         tail_cache_bytes: self.settings.tail_cache_bytes,
-                        read_flushed_from_filer: self.settings.read_flushed_from_filer,
                         unflushed: self.unflushed.clone(),
                     },
                     ledger,
-                    self.ledger_store.clone(),
-                    self.owner.clone(),
                     wal,
                 )));
             }
@@ -417,6 +428,21 @@ impl Store {
                 }
             }
         }
+    }
+
+    /// Writes checkpoints of the ledger and topic-config topics when `policy` says so, so
+    /// that starts and takeovers read little; runs until the task is dropped.
+    pub async fn keep_checkpointed(&self, policy: crate::state::CheckpointPolicy) {
+        let owner = self.owner.to_string();
+        tokio::join!(
+            self.ledger_store.keep_checkpointed(owner.clone(), policy),
+            self.registry.keep_checkpointed(owner, policy),
+        );
+    }
+
+    /// This gateway's identity in locks.
+    pub fn owner(&self) -> &str {
+        &self.owner
     }
 
     /// Keeps acknowledged records safe until SMQ has written them (see

@@ -10,7 +10,16 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kafka_crds::KafkaTopic;
 use kafka_crds::topic::{MAX_PARTITIONS_IN_STATUS, PartitionStats, TopicStats};
 
-pub use super::mode::StatsMode;
+/// How much the reporter writes (the KafkaGateway's `statsReporting.mode`; `Disabled` is the
+/// reporter not started).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Totals only (`status.stats`).
+    Summary,
+    /// Totals and per-partition offsets (`status.partitions`, up to
+    /// [`MAX_PARTITIONS_IN_STATUS`] partitions).
+    Full,
+}
 
 /// A KafkaTopic this gateway reports for.
 #[derive(Debug, Clone, PartialEq)]
@@ -117,8 +126,8 @@ pub struct Report {
     pub partitions: Vec<PartitionStats>,
 }
 
-pub fn report(figures: &[Figures], mode: StatsMode) -> Report {
-    let list = mode == StatsMode::Full && figures.len() <= MAX_PARTITIONS_IN_STATUS;
+pub fn report(figures: &[Figures], mode: Mode) -> Report {
+    let list = mode == Mode::Full && figures.len() <= MAX_PARTITIONS_IN_STATUS;
     Report {
         high_watermark_sum: figures.iter().map(|f| f.high_watermark).sum(),
         retained_records: figures
@@ -371,7 +380,7 @@ mod tests {
         let target = &targets([&t], "gw")[0];
         assert_eq!(target.shown_at, Some(at(100)));
         // The same figures in the gateway's own order make an equal report: nothing to write.
-        let r = report(&figures(&[(3, 2), (4, 0)]), StatsMode::Full);
+        let r = report(&figures(&[(3, 2), (4, 0)]), Mode::Full);
         assert_eq!(target.shown.as_ref(), Some(&r));
         assert_eq!(
             decide(&r, target, None, at(101), Duration::from_secs(60)),
@@ -382,26 +391,26 @@ mod tests {
     #[test]
     fn report_sums_and_lists_partitions_only_in_full_mode_and_up_to_the_cap() {
         let f = figures(&[(10, 4), (5, 5), (0, 0)]);
-        let full = report(&f, StatsMode::Full);
+        let full = report(&f, Mode::Full);
         assert_eq!(full.high_watermark_sum, 15);
         assert_eq!(full.retained_records, 6);
         assert_eq!(full.partitions_reported, 3);
         assert_eq!(full.partitions.len(), 3);
         assert_eq!(full.partitions[0].log_start_offset, 4);
 
-        let summary = report(&f, StatsMode::Summary);
+        let summary = report(&f, Mode::Summary);
         assert_eq!(summary.high_watermark_sum, 15);
         assert!(summary.partitions.is_empty());
 
         let many = figures(&vec![(1, 0); MAX_PARTITIONS_IN_STATUS + 1]);
-        let r = report(&many, StatsMode::Full);
+        let r = report(&many, Mode::Full);
         assert!(r.partitions.is_empty());
         assert_eq!(r.high_watermark_sum, MAX_PARTITIONS_IN_STATUS as i64 + 1);
     }
 
     #[test]
     fn the_body_holds_only_the_reporters_fields() {
-        let r = report(&figures(&[(3, 1)]), StatsMode::Full);
+        let r = report(&figures(&[(3, 1)]), Mode::Full);
         let body = status_body(&r, at(0), "gw-1");
         let status = body["status"].as_object().unwrap();
         let keys: Vec<_> = status.keys().map(String::as_str).collect();
@@ -416,7 +425,7 @@ mod tests {
         assert_eq!(body["status"]["partitions"][0]["logStartOffset"], 1);
 
         // Summary mode leaves the list out, so applying it drops the entries this manager owned.
-        let r = report(&figures(&[(3, 1)]), StatsMode::Summary);
+        let r = report(&figures(&[(3, 1)]), Mode::Summary);
         let body = status_body(&r, at(0), "gw-1");
         assert!(body["status"].get("partitions").is_none());
     }
@@ -425,7 +434,7 @@ mod tests {
     fn writes_only_changes_and_no_more_often_than_the_interval() {
         let interval = Duration::from_secs(60);
         let mut target = targets([&topic("a", "gw", 1)], "gw").remove(0);
-        let r1 = report(&figures(&[(1, 0)]), StatsMode::Summary);
+        let r1 = report(&figures(&[(1, 0)]), Mode::Summary);
         // Never written: write at once.
         assert_eq!(
             decide(&r1, &target, None, at(1000), interval),
@@ -439,7 +448,7 @@ mod tests {
             Decision::Unchanged
         );
 
-        let r2 = report(&figures(&[(2, 0)]), StatsMode::Summary);
+        let r2 = report(&figures(&[(2, 0)]), Mode::Summary);
         assert_eq!(
             decide(&r2, &target, None, at(1010), interval),
             Decision::Wait(Duration::from_secs(50))
@@ -464,28 +473,28 @@ mod tests {
     fn a_gateway_with_an_older_view_never_moves_high_water_marks_back() {
         let interval = Duration::from_secs(60);
         let mut target = targets([&topic("a", "gw", 1)], "gw").remove(0);
-        target.shown = Some(report(&figures(&[(10, 0), (5, 0)]), StatsMode::Full));
+        target.shown = Some(report(&figures(&[(10, 0), (5, 0)]), Mode::Full));
         target.shown_at = Some(at(0));
         // Lower in total.
-        let older = report(&figures(&[(8, 0), (5, 0)]), StatsMode::Full);
+        let older = report(&figures(&[(8, 0), (5, 0)]), Mode::Full);
         assert_eq!(
             decide(&older, &target, None, at(1000), interval),
             Decision::Behind
         );
         // Same total, but partition 0 went back: still an older view.
-        let mixed = report(&figures(&[(9, 0), (6, 0)]), StatsMode::Full);
+        let mixed = report(&figures(&[(9, 0), (6, 0)]), Mode::Full);
         assert_eq!(
             decide(&mixed, &target, None, at(1000), interval),
             Decision::Behind
         );
         // Summary against a shown list: the sum decides.
-        let summary = report(&figures(&[(9, 0), (6, 0)]), StatsMode::Summary);
+        let summary = report(&figures(&[(9, 0), (6, 0)]), Mode::Summary);
         assert_eq!(
             decide(&summary, &target, None, at(1000), interval),
             Decision::Write
         );
         // A log start moving up while the high water marks stay is news, not an older view.
-        let trimmed = report(&figures(&[(10, 4), (5, 0)]), StatsMode::Full);
+        let trimmed = report(&figures(&[(10, 4), (5, 0)]), Mode::Full);
         assert_eq!(
             decide(&trimmed, &target, None, at(1000), interval),
             Decision::Write

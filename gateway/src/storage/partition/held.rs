@@ -7,14 +7,10 @@
 //! ones (a later entry replaces everything from its start, on replay as in memory).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
-use tokio::sync::Notify;
-
-use super::wal::HeldValue;
-use crate::error::{GatewayError, GatewayResult};
-use crate::ledger::{LedgerEntry, LedgerToken};
+use crate::ledger::{LedgerEntry, LedgerToken, ProducerBatch};
+use crate::storage::unflushed::UnflushedBudget;
+use crate::storage::wal::HeldValue;
 
 /// One ledger entry's SMQ records, as published on stream `epoch`: SMQ record `i` is at
 /// `entry.smq_offset + i` and holds `units[i].0` Kafka records.
@@ -27,6 +23,8 @@ pub struct HeldEntry {
     pub units: Vec<(i64, i64)>,
     /// The persisted ledger entry, once written (see `LedgerStore::is_durable`).
     pub ledger: Option<LedgerToken>,
+    /// The idempotent batches stored in the entry's offsets, persisted with it.
+    pub producers: Vec<ProducerBatch>,
 }
 
 impl HeldEntry {
@@ -80,11 +78,24 @@ pub fn group(
                 values: vec![value],
                 units: vec![(n, ts)],
                 ledger: None,
+                producers: Vec::new(),
             }),
         }
         kafka += n;
     }
     out
+}
+
+/// Gives each entry the batches whose base offsets it holds.
+pub fn attach(entries: &mut [HeldEntry], batches: &[ProducerBatch]) {
+    for b in batches {
+        if let Some(e) = entries
+            .iter_mut()
+            .find(|e| e.entry.kafka_offset <= b.base_offset && b.base_offset < e.entry.end())
+        {
+            e.producers.push(*b);
+        }
+    }
 }
 
 /// A partition's held entries, oldest first; a suffix of its ledger, entry for entry.
@@ -210,64 +221,6 @@ impl Held {
         self.bytes -= b;
         budget.sub(b);
         e.values.iter().for_each(HeldValue::release);
-    }
-}
-
-/// Bytes held across every partition, and a cap past which new appends wait.
-#[derive(Debug)]
-pub struct UnflushedBudget {
-    used: AtomicUsize,
-    cap: usize,
-    freed: Notify,
-}
-
-impl UnflushedBudget {
-    /// `cap` 0: no limit.
-    pub fn new(cap: usize) -> Self {
-        Self {
-            used: AtomicUsize::new(0),
-            cap,
-            freed: Notify::new(),
-        }
-    }
-
-    pub fn used(&self) -> usize {
-        self.used.load(Ordering::Relaxed)
-    }
-
-    fn add(&self, b: usize) {
-        let now = self.used.fetch_add(b, Ordering::Relaxed) + b;
-        crate::metrics::set_unflushed_bytes(now);
-    }
-
-    fn sub(&self, b: usize) {
-        let now = self.used.fetch_sub(b, Ordering::Relaxed) - b;
-        crate::metrics::set_unflushed_bytes(now);
-        self.freed.notify_waiters();
-    }
-
-    /// Waits until the held bytes are under the cap; a retriable error after `timeout` (SMQ has
-    /// not written what it acked for that long).
-    pub async fn wait_for_room(&self, timeout: Duration) -> GatewayResult<()> {
-        if self.cap == 0 || self.used() < self.cap {
-            return Ok(());
-        }
-        let started = tokio::time::Instant::now();
-        let deadline = started + timeout;
-        let result = loop {
-            let freed = self.freed.notified();
-            tokio::pin!(freed);
-            freed.as_mut().enable();
-            if self.used() < self.cap {
-                break Ok(());
-            }
-            if tokio::time::timeout_at(deadline, freed).await.is_err() {
-                break Err(GatewayError::UnflushedBacklog(self.used()));
-            }
-        };
-        // The time waited is the request's throttle time: the client is asked to back off.
-        crate::server::note_throttle(started.elapsed());
-        result
     }
 }
 

@@ -1,10 +1,10 @@
 //! Topics the gateway keeps its own state in (`kafka-system/...`): append a record, and read a
-//! partition back completely.
+//! partition back, completely or from a broker timestamp on.
 //!
-//! Reading back uses SubscribeMessage from offset 0 (FetchMessage is positional and, in SMQ 4.48,
-//! cannot see first-window data after a partition reload). Subscriptions report no offsets and
-//! never end, so the reader first appends a marker record with a unique key and reads until it
-//! sees that marker: then it has seen everything written before.
+//! Reading back uses SubscribeMessage (FetchMessage is positional and, in SMQ 4.48, cannot see
+//! first-window data after a partition reload). Subscriptions never end, so the reader first
+//! appends a marker record with a unique key and reads until it sees that marker: then it has
+//! seen everything written before, and the marker's timestamp is where the next read starts.
 
 use std::time::Duration;
 
@@ -20,6 +20,15 @@ const MARKER_PREFIX: &[u8] = b"__marker__:";
 /// client's request timeout.
 const STREAM_RETRIES: u32 = 4;
 const STREAM_RETRY_DELAY: Duration = Duration::from_millis(100);
+
+/// What a read of a state partition found.
+#[derive(Debug, Default)]
+pub struct Tail {
+    pub messages: Vec<DataMessage>,
+    /// The broker timestamp of the read's marker: every record stored before the read has a
+    /// smaller one, every record stored after it a larger one.
+    pub end_ts: i64,
+}
 
 pub struct SystemTopic {
     client: SmqClient,
@@ -122,13 +131,40 @@ impl SystemTopic {
         partition: i32,
         read_timeout: Duration,
     ) -> GatewayResult<Vec<DataMessage>> {
+        Ok(self
+            .read_after(partition, None, read_timeout)
+            .await?
+            .messages)
+    }
+
+    /// The records of `partition` stored after broker timestamp `after` (all of them when
+    /// None) and before this call, in order (markers left out).
+    pub async fn read_after(
+        &self,
+        partition: i32,
+        after: Option<i64>,
+        read_timeout: Duration,
+    ) -> GatewayResult<Tail> {
         let mut marker = MARKER_PREFIX.to_vec();
         marker.extend(format!("{}-{}", std::process::id(), rand::random::<u64>()).into_bytes());
         self.append(partition, marker.clone(), Vec::new()).await?;
-        let mut sub = self
-            .client
-            .subscribe_exact(&self.topic, partition, 0, "kafka-gateway-system-reader")
-            .await?;
+        let mut sub = match after {
+            None => {
+                self.client
+                    .subscribe_exact(&self.topic, partition, 0, "kafka-gateway-system-reader")
+                    .await?
+            }
+            Some(ts) => {
+                self.client
+                    .subscribe_from_time(
+                        &self.topic,
+                        partition,
+                        ts.saturating_add(1),
+                        "kafka-gateway-system-reader",
+                    )
+                    .await?
+            }
+        };
         let mut out = Vec::new();
         // One deadline for the whole read: a trickle of records must not keep it alive forever.
         let deadline = tokio::time::Instant::now() + read_timeout;
@@ -148,12 +184,23 @@ impl SystemTopic {
                     ))
                 })?;
             if msg.key == marker {
-                return Ok(out);
+                return Ok(Tail {
+                    messages: out,
+                    end_ts: msg.ts_ns,
+                });
             }
             if !msg.key.starts_with(MARKER_PREFIX) {
                 out.push(msg);
             }
         }
+    }
+
+    pub fn client(&self) -> &SmqClient {
+        &self.client
+    }
+
+    pub fn topic(&self) -> &Topic {
+        &self.topic
     }
 
     pub async fn close(&self) {

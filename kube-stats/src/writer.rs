@@ -15,10 +15,8 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 use tokio::sync::watch;
 
-use super::decide::{self, Decision, Figures, RateLimiter, StatsMode};
-use crate::error::{GatewayError, GatewayResult};
-use crate::metrics::Metrics;
-use crate::storage::Store;
+use crate::Host;
+use crate::decide::{self, Decision, Figures, Mode, RateLimiter};
 
 /// The field manager of everything the reporter writes. Distinct from the operator's
 /// (`kafka-operator`), so server-side apply keeps the two sets of fields apart.
@@ -28,7 +26,7 @@ pub const FIELD_MANAGER: &str = "kafka-gateway-stats";
 pub struct WriterConfig {
     pub gateway: String,
     pub identity: String,
-    pub mode: StatsMode,
+    pub mode: Mode,
     pub interval: Duration,
     pub max_writes_per_second: u32,
 }
@@ -39,28 +37,22 @@ fn tick(interval: Duration) -> Duration {
     (interval / 5).clamp(Duration::from_secs(1), Duration::from_secs(5))
 }
 
-pub struct Writer {
+pub struct Writer<H> {
     cfg: WriterConfig,
     api: Api<KafkaTopic>,
     topics: Reflector<KafkaTopic>,
-    store: Arc<Store>,
-    metrics: Arc<Metrics>,
+    host: Arc<H>,
     limiter: RateLimiter,
     /// When this process last wrote each object (by name), for the interval.
     written: HashMap<String, Timestamp>,
-    /// Topics SMQ did not have, by name, with when that was seen: asked again after an interval
-    /// rather than on every tick.
+    /// Topics the gateway did not have, by name, with when that was seen: asked again after an
+    /// interval rather than on every tick.
     missing: HashMap<String, Instant>,
 }
 
-impl Writer {
+impl<H: Host> Writer<H> {
     /// Starts watching the namespace's KafkaTopics (the watch runs until the process ends).
-    pub fn new(
-        cfg: WriterConfig,
-        api: Api<KafkaTopic>,
-        store: Arc<Store>,
-        metrics: Arc<Metrics>,
-    ) -> Self {
+    pub fn new(cfg: WriterConfig, api: Api<KafkaTopic>, host: Arc<H>) -> Self {
         let (reader, writer) = reflector::store();
         let stream = reflector::reflector(writer, watcher(api.clone(), watcher::Config::default()))
             .default_backoff()
@@ -78,8 +70,7 @@ impl Writer {
             cfg,
             api,
             topics: reader,
-            store,
-            metrics,
+            host,
             limiter,
             written: HashMap::new(),
             missing: HashMap::new(),
@@ -105,7 +96,7 @@ impl Writer {
             // A new term: what this process wrote in an earlier one may have been overwritten
             // since; the objects' observedAt carries the interval across leaders.
             self.written.clear();
-            self.metrics.stats_leader.set(1);
+            self.host.set_leading(true);
             while *leader.borrow() && !*shutdown.borrow() {
                 self.pass(&leader).await;
                 tokio::select! {
@@ -114,7 +105,7 @@ impl Writer {
                     _ = shutdown.wait_for(|s| *s) => {}
                 }
             }
-            self.metrics.stats_leader.set(0);
+            self.host.set_leading(false);
         }
     }
 
@@ -162,19 +153,19 @@ impl Writer {
             let now = Timestamp::now();
             match self.apply(&object, &report, now).await {
                 Ok(()) => {
-                    self.metrics.status_write(true);
+                    self.host.status_written(true);
                     self.written.insert(object, now);
                 }
                 Err(e) => {
-                    self.metrics.status_write(false);
+                    self.host.status_written(false);
                     tracing::warn!(kafka_topic = %object, error = %e, "writing KafkaTopic statistics failed");
                 }
             }
         }
     }
 
-    /// This gateway's offsets of every partition of `topic`, or None when SMQ has no such topic
-    /// (yet) or cannot be asked right now.
+    /// This gateway's offsets of every partition of `topic`, or None when there is no such topic
+    /// (yet) or the gateway cannot tell right now.
     async fn figures(&mut self, topic: &str) -> Option<Vec<Figures>> {
         if let Some(seen) = self.missing.get(topic) {
             if seen.elapsed() < self.cfg.interval {
@@ -182,17 +173,8 @@ impl Writer {
             }
             self.missing.remove(topic);
         }
-        match self.store.topic(topic).await {
-            Ok(Some(t)) => Some(
-                t.partitions
-                    .iter()
-                    .map(|p| Figures {
-                        partition: p.index(),
-                        high_watermark: p.high_water_mark(),
-                        log_start_offset: p.log_start(),
-                    })
-                    .collect(),
-            ),
+        match self.host.partitions(topic).await {
+            Ok(Some(figures)) => Some(figures),
             Ok(None) => {
                 self.missing.insert(topic.to_string(), Instant::now());
                 None
@@ -209,7 +191,7 @@ impl Writer {
         object: &str,
         report: &decide::Report,
         now: Timestamp,
-    ) -> GatewayResult<()> {
+    ) -> Result<(), kube::Error> {
         let mut body = decide::status_body(report, now, &self.cfg.identity);
         body["apiVersion"] = KafkaTopic::api_version(&()).into();
         body["kind"] = KafkaTopic::kind(&()).into();
@@ -227,9 +209,7 @@ impl Writer {
             }
             // Deleted since the watch saw it: nothing to report on.
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-            Err(e) => Err(GatewayError::Kube(format!(
-                "applying status of {object}: {e}"
-            ))),
+            Err(e) => Err(e),
         }
     }
 }

@@ -1,0 +1,157 @@
+//! Ownership: one gateway writes a partition at a time, holding its lock in the filer. Taking
+//! the lock (first write, or after it lapsed) reloads the ledger, since another gateway may have
+//! written in between.
+
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use super::append::Writer;
+use super::{PartitionLog, lock_write};
+use crate::error::{GatewayError, GatewayResult};
+use crate::storage::backend::{Lock, PartitionBackend};
+
+/// How long a partition's write lock lasts without renewal. It is also how long a gateway killed
+/// with SIGKILL keeps its partitions from a successor (a clean stop releases them). Renewed on
+/// writes after a third of it; after two thirds the ledger is reloaded before writing, as if
+/// taking the partition over.
+pub(super) const LOCK_TTL: Duration = Duration::from_secs(10);
+
+/// The partition's write lock, when held, and when it was last renewed. Apart from the writer
+/// lock so that renewals go on while appends wait for SMQ.
+pub(super) struct Ownership<L> {
+    lease: Mutex<Option<(L, Instant)>>,
+}
+
+impl<L> Default for Ownership<L> {
+    fn default() -> Self {
+        Self {
+            lease: Mutex::new(None),
+        }
+    }
+}
+
+impl<B: PartitionBackend> PartitionLog<B> {
+    /// Whether this gateway writes the partition: it holds the write lock (or is appending right
+    /// now). Only then is its high water mark the partition's own rather than what it read when
+    /// it opened the partition.
+    pub fn is_writer(&self) -> bool {
+        match self.ownership.lease.try_lock() {
+            Ok(l) => l.as_ref().is_some_and(|(_, at)| at.elapsed() < LOCK_TTL),
+            Err(_) => true,
+        }
+    }
+
+    /// Makes sure this gateway holds the partition's write lock, so two gateways never write one
+    /// ledger. Taking the lock (first write, or after it lapsed) reloads the ledger from SMQ.
+    pub(super) async fn ensure_owner(&self, writer: &mut Writer) -> GatewayResult<()> {
+        let mut slot = self.ownership.lease.lock().await;
+        if let Some((lease, at)) = slot.as_ref() {
+            let age = at.elapsed();
+            if age < LOCK_TTL / 3 {
+                return Ok(());
+            }
+            if age < LOCK_TTL * 2 / 3 {
+                match self.backend.lock(LOCK_TTL, Some(lease)).await? {
+                    Lock::Acquired(l) => {
+                        *slot = Some((l, Instant::now()));
+                        return Ok(());
+                    }
+                    Lock::HeldBy(other) => {
+                        *slot = None;
+                        tracing::warn!(topic = %self.smq_name, partition = self.index, %other, "lost the partition lock");
+                        return Err(GatewayError::NotLeader);
+                    }
+                }
+            }
+            *slot = None;
+        }
+        match self.backend.lock(LOCK_TTL, None).await? {
+            Lock::Acquired(lease) => {
+                self.take_over(writer).await?;
+                *slot = Some((lease, Instant::now()));
+                Ok(())
+            }
+            Lock::HeldBy(other) => {
+                tracing::debug!(topic = %self.smq_name, partition = self.index, %other, "partition owned by another gateway");
+                Err(GatewayError::NotLeader)
+            }
+        }
+    }
+
+    /// Reloads the ledger on taking the lock. When what SMQ holds is a prefix of what this
+    /// gateway wrote, nobody wrote in between (another writer would have added entries of its
+    /// own) and the rest of ours is still held for publishing again: ours is kept. Otherwise the
+    /// persisted ledger replaces ours, and every append begun under the lapsed lock fails.
+    async fn take_over(&self, writer: &mut Writer) -> GatewayResult<()> {
+        let (fresh, producers) = self.backend.load_ledger().await?;
+        let kept = {
+            let mut ledger = lock_write(&self.ledger);
+            let ours = ledger.entries();
+            let prefix = fresh.len() <= ours.len()
+                && fresh.entries() == &ours[..fresh.len()]
+                && !ours.is_empty();
+            if !prefix {
+                if fresh.next_offset() != ledger.next_offset() {
+                    tracing::info!(topic = %self.smq_name, partition = self.index, before = ledger.next_offset(), after = fresh.next_offset(), "ledger reloaded on taking the partition");
+                }
+                *ledger = fresh;
+                self.hwm.send_replace(ledger.next_offset());
+            }
+            prefix
+        };
+        if !kept {
+            writer.committed_producers = producers.clone();
+            writer.producers = producers;
+            writer.restart(&self.appending);
+            self.reading.clear_all();
+            // What this gateway held belongs to the ledger it just replaced (what a restart
+            // recovered is checked against it in `finish_recovery`).
+            if !self.holding.is_recovering() {
+                self.holding
+                    .held
+                    .lock()
+                    .await
+                    .clear(&self.holding.unflushed);
+            }
+        }
+        Ok(())
+    }
+
+    /// Renews this partition's lock when due, so a live gateway keeps its partitions even while
+    /// they are idle or their appends wait for SMQ.
+    pub async fn renew_lock_if_due(&self) {
+        let Ok(mut slot) = self.ownership.lease.try_lock() else {
+            return;
+        };
+        let Some((lease, at)) = slot.clone() else {
+            return;
+        };
+        if at.elapsed() < LOCK_TTL / 3 || at.elapsed() >= LOCK_TTL * 2 / 3 {
+            return;
+        }
+        match self.backend.lock(LOCK_TTL, Some(&lease)).await {
+            Ok(Lock::Acquired(l)) => *slot = Some((l, Instant::now())),
+            Ok(Lock::HeldBy(other)) => {
+                tracing::warn!(topic = %self.smq_name, partition = self.index, %other, "lost the partition lock");
+                *slot = None;
+            }
+            Err(e) => {
+                tracing::debug!(topic = %self.smq_name, partition = self.index, error = %e, "renewing the partition lock failed")
+            }
+        }
+    }
+
+    /// Releases the lock (a clean stop), unless an append stuck on a dead SMQ holds it: then it
+    /// expires.
+    pub(super) async fn release_lock(&self) {
+        let slot = tokio::time::timeout(Duration::from_secs(5), self.ownership.lease.lock()).await;
+        if let Ok(mut slot) = slot
+            && let Some((lease, _)) = slot.take()
+            && let Err(e) = self.backend.unlock(&lease).await
+        {
+            tracing::debug!(error = %e, "releasing a partition lock failed; it will expire");
+        }
+    }
+}
