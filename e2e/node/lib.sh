@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034
 # Sourced by the node scripts: its fixed addresses and names.
 NODE_IP=10.244.0.1                          # the bridge: the node's address, the pods' gateway, cluster DNS
 POD_CIDR=10.244.0.0/24
