@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Affinity, EnvVar, ResourceRequirements, Toleration};
+use k8s_openapi::api::core::v1::{
+    Affinity, EnvVar, LocalObjectReference, ResourceRequirements, Toleration,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -70,13 +72,20 @@ pub struct KafkaGatewaySpec {
     #[schemars(range(min = 0, max = 64))]
     pub replicas: i32,
 
-    /// The `kafka-gateway` container image.
+    /// The `kafka-gateway` container image. Default: the operator's `--default-gateway-image`
+    /// (the chart sets it to the gateway image of the operator's own version).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
-    pub image: String,
+    pub image: Option<String>,
 
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^(Always|IfNotPresent|Never)$"))]
     pub image_pull_policy: Option<String>,
+
+    /// Secrets (in the KafkaGateway's namespace) for pulling the image. Default: the operator's
+    /// `--gateway-image-pull-secret` names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_secrets: Option<Vec<LocalObjectReference>>,
 
     /// Where the topics are stored.
     pub smq: SmqSpec,

@@ -23,6 +23,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
     pub topic_memo: crate::topic::memo::TopicMemo,
+    /// Image and pull secrets of KafkaGateways that do not set them.
+    pub gateway_defaults: crate::gateway::resources::GatewayDefaults,
 }
 
 fn build_event(warning: bool, reason: &str, message: &str, action: &str) -> Event {

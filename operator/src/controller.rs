@@ -19,6 +19,7 @@ use kube::{Api, Client};
 use prometheus_client::registry::Registry;
 
 use crate::context::{Context, SmqPool};
+use crate::gateway::resources::GatewayDefaults;
 use crate::metrics::Metrics;
 use crate::{gateway, topic};
 
@@ -31,6 +32,8 @@ pub struct RunConfig {
     /// None: no leader election (a single replica).
     pub lease: Option<LeaseConfig>,
     pub identity: String,
+    /// Image and pull secrets of KafkaGateways that do not set them.
+    pub gateway_defaults: GatewayDefaults,
 }
 
 fn api<K>(client: &Client, ns: &Option<String>) -> Api<K>
@@ -113,6 +116,7 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
             },
         ),
         topic_memo: Default::default(),
+        gateway_defaults: cfg.gateway_defaults.clone(),
     });
     let controller_cfg = ControllerConfig::default()
         .concurrency(cfg.concurrency)

@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use kafka_lease::LeaseConfig;
 use kafka_operator::controller::{RunConfig, run};
+use kafka_operator::gateway::resources::GatewayDefaults;
 
 #[derive(Parser)]
 #[command(name = "kafka-operator", version, about)]
@@ -50,6 +51,16 @@ struct RunArgs {
     identity: String,
     #[arg(long, env = "KAFKA_OPERATOR_LEASE_SECONDS", default_value_t = 15)]
     lease_seconds: u64,
+    /// Image of KafkaGateways whose spec.image is unset (default: the gateway image of this
+    /// operator's version, localhost/kafka-smq/kafka-gateway:VERSION, as images/build names it).
+    #[arg(long, env = "KAFKA_OPERATOR_DEFAULT_GATEWAY_IMAGE", default_value_t = GatewayDefaults::builtin_image(),
+        value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    default_gateway_image: String,
+    /// Pull secret of gateway pods whose KafkaGateway sets no spec.imagePullSecrets (repeat for more;
+    /// the Secret must exist in each KafkaGateway's namespace).
+    #[arg(long = "gateway-image-pull-secret",
+        value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    gateway_image_pull_secrets: Vec<String>,
 }
 
 #[tokio::main]
@@ -80,6 +91,10 @@ async fn main() -> anyhow::Result<()> {
                 namespace: a.watch_namespace,
                 lease,
                 identity: a.identity,
+                gateway_defaults: GatewayDefaults {
+                    image: a.default_gateway_image,
+                    image_pull_secrets: a.gateway_image_pull_secrets,
+                },
             })
             .await
         }

@@ -51,6 +51,15 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- end }}
 
+{{/* --default-gateway-image value: the gateway image by digest, else by tag (default appVersion). */}}
+{{- define "kafka-smq-operator.gatewayImage" -}}
+{{- if .Values.gatewayImage.digest }}
+{{- printf "%s@%s" .Values.gatewayImage.repository .Values.gatewayImage.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.gatewayImage.repository (default .Chart.AppVersion .Values.gatewayImage.tag) }}
+{{- end }}
+{{- end }}
+
 {{/* --http value: host:port, with IPv6 hosts in brackets. */}}
 {{- define "kafka-smq-operator.httpAddr" -}}
 {{- $a := .Values.http.address }}

@@ -60,7 +60,7 @@ pub async fn reconcile(gw: Arc<KafkaGateway>, ctx: Arc<Context>) -> Result<Actio
             .get_opt(&gw.name_any())
             .await?
     } else {
-        let owned = resources::build(&gw)?;
+        let owned = resources::build(&gw, &ctx.gateway_defaults)?;
         apply(&ctx, &ns, &owned.service_account).await?;
         apply(&ctx, &ns, &owned.role).await?;
         apply(&ctx, &ns, &owned.role_binding).await?;

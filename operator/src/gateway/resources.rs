@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapEnvSource, Container, ContainerPort, EmptyDirVolumeSource,
-    EnvFromSource, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, PodSecurityContext,
-    PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecurityContext, Service, ServiceAccount,
-    ServicePort, ServiceSpec, Volume, VolumeMount,
+    EnvFromSource, EnvVar, EnvVarSource, HTTPGetAction, LocalObjectReference, ObjectFieldSelector,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecurityContext, Service,
+    ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
@@ -18,6 +18,26 @@ use kafka_crds::gateway::{AdvertisedScheme, StatsMode};
 use kube::{Resource, ResourceExt};
 
 use crate::{Error, Result};
+
+/// What a KafkaGateway gets when its spec leaves it out: the operator's flags.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GatewayDefaults {
+    /// `--default-gateway-image`.
+    pub image: String,
+    /// `--gateway-image-pull-secret`, repeated.
+    pub image_pull_secrets: Vec<String>,
+}
+
+impl GatewayDefaults {
+    /// The gateway image of this operator's own version, under the repository `images/build`
+    /// names it (`localhost/kafka-smq/kafka-gateway`).
+    pub fn builtin_image() -> String {
+        format!(
+            "localhost/kafka-smq/kafka-gateway:{}",
+            env!("CARGO_PKG_VERSION")
+        )
+    }
+}
 
 /// Everything one KafkaGateway owns.
 #[derive(Debug, Clone)]
@@ -187,7 +207,22 @@ fn probe(path: &str) -> Probe {
     }
 }
 
-pub fn build(gw: &KafkaGateway) -> Result<Owned> {
+/// The spec's pull secrets, else the operator's; none at all leaves the field out.
+fn image_pull_secrets(
+    gw: &KafkaGateway,
+    defaults: &GatewayDefaults,
+) -> Option<Vec<LocalObjectReference>> {
+    let secrets = gw.spec.image_pull_secrets.clone().unwrap_or_else(|| {
+        defaults
+            .image_pull_secrets
+            .iter()
+            .map(|name| LocalObjectReference { name: name.clone() })
+            .collect()
+    });
+    (!secrets.is_empty()).then_some(secrets)
+}
+
+pub fn build(gw: &KafkaGateway, defaults: &GatewayDefaults) -> Result<Owned> {
     let ns = gw.namespace().ok_or(Error::MissingObjectKey("namespace"))?;
     let owner = gw
         .controller_owner_ref(&())
@@ -299,7 +334,7 @@ pub fn build(gw: &KafkaGateway) -> Result<Owned> {
     container_env.extend(overrides.env.iter().cloned());
     let container = Container {
         name: "gateway".into(),
-        image: Some(s.image.clone()),
+        image: Some(s.image.clone().unwrap_or_else(|| defaults.image.clone())),
         image_pull_policy: s.image_pull_policy.clone(),
         env: Some(container_env),
         env_from: Some(vec![EnvFromSource {
@@ -366,6 +401,7 @@ pub fn build(gw: &KafkaGateway) -> Result<Owned> {
                 }),
                 spec: Some(PodSpec {
                     service_account_name: Some(account_name(gw)),
+                    image_pull_secrets: image_pull_secrets(gw, defaults),
                     containers: vec![container],
                     volumes: Some(vec![Volume {
                         name: WAL_VOLUME.into(),
@@ -429,8 +465,9 @@ mod tests {
             "gw",
             KafkaGatewaySpec {
                 replicas,
-                image: "kafka-gateway:test".into(),
+                image: None,
                 image_pull_policy: None,
+                image_pull_secrets: None,
                 smq: SmqSpec {
                     master: "seaweedfs-master:9333".into(),
                     namespace: "kafka".into(),
@@ -449,6 +486,73 @@ mod tests {
         gw
     }
 
+    fn defaults() -> GatewayDefaults {
+        GatewayDefaults {
+            image: "registry.example/kafka-gateway:1.2.3".into(),
+            image_pull_secrets: vec!["operator-pull".into()],
+        }
+    }
+
+    fn pod_spec(o: &Owned) -> &PodSpec {
+        o.stateful_set
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+    }
+
+    #[test]
+    fn image_and_pull_secrets_default_to_the_operators_flags_and_the_spec_wins() {
+        let o = build(&gateway(1), &defaults()).unwrap();
+        let pod = pod_spec(&o);
+        assert_eq!(
+            pod.containers[0].image.as_deref(),
+            Some("registry.example/kafka-gateway:1.2.3")
+        );
+        let names = |pod: &PodSpec| -> Vec<String> {
+            pod.image_pull_secrets
+                .iter()
+                .flatten()
+                .map(|s| s.name.clone())
+                .collect()
+        };
+        assert_eq!(names(pod), ["operator-pull"]);
+
+        let mut g = gateway(1);
+        g.spec.image = Some("mine/kafka-gateway:9".into());
+        g.spec.image_pull_secrets = Some(vec![LocalObjectReference {
+            name: "mine".into(),
+        }]);
+        let o = build(&g, &defaults()).unwrap();
+        assert_eq!(
+            pod_spec(&o).containers[0].image.as_deref(),
+            Some("mine/kafka-gateway:9")
+        );
+        assert_eq!(names(pod_spec(&o)), ["mine"]);
+
+        // No secrets anywhere: the field is left out, not written as an empty list.
+        let none = GatewayDefaults {
+            image_pull_secrets: vec![],
+            ..defaults()
+        };
+        let o = build(&gateway(1), &none).unwrap();
+        assert!(pod_spec(&o).image_pull_secrets.is_none());
+    }
+
+    #[test]
+    fn the_builtin_default_is_the_image_of_this_version() {
+        assert_eq!(
+            GatewayDefaults::builtin_image(),
+            format!(
+                "localhost/kafka-smq/kafka-gateway:{}",
+                env!("CARGO_PKG_VERSION")
+            )
+        );
+    }
+
     fn env_value(sts: &StatefulSet, name: &str) -> Option<String> {
         let c = &sts.spec.as_ref()?.template.spec.as_ref()?.containers[0];
         c.env
@@ -461,7 +565,7 @@ mod tests {
 
     #[test]
     fn every_object_is_owned_by_the_gateway() {
-        let o = build(&gateway(1)).unwrap();
+        let o = build(&gateway(1), &defaults()).unwrap();
         for meta in [
             &o.service_account.metadata,
             &o.role.metadata,
@@ -481,7 +585,7 @@ mod tests {
 
     #[test]
     fn pods_advertise_their_own_dns_name_and_only_pod_0_is_behind_bootstrap() {
-        let o = build(&gateway(3)).unwrap();
+        let o = build(&gateway(3), &defaults()).unwrap();
         assert_eq!(
             env_value(&o.stateful_set, "KAFKA_GATEWAY_ADVERTISED_LISTENER").as_deref(),
             Some("$(POD_NAME).gw-brokers.apps.svc:9092")
@@ -507,7 +611,7 @@ mod tests {
 
     #[test]
     fn gateway_role_can_only_patch_topic_status() {
-        let o = build(&gateway(1)).unwrap();
+        let o = build(&gateway(1), &defaults()).unwrap();
         let rules = o.role.rules.unwrap();
         let topic_writes: Vec<_> = rules
             .iter()
@@ -523,10 +627,10 @@ mod tests {
 
     #[test]
     fn a_settings_change_changes_the_pod_template_hash() {
-        let a = build(&gateway(1)).unwrap();
+        let a = build(&gateway(1), &defaults()).unwrap();
         let mut g = gateway(1);
         g.spec.kafka.auto_create_topics = true;
-        let b = build(&g).unwrap();
+        let b = build(&g, &defaults()).unwrap();
         let hash = |o: &Owned| {
             o.stateful_set
                 .spec
@@ -542,6 +646,6 @@ mod tests {
                 .clone()
         };
         assert_ne!(hash(&a), hash(&b));
-        assert_eq!(hash(&a), hash(&build(&gateway(1)).unwrap()));
+        assert_eq!(hash(&a), hash(&build(&gateway(1), &defaults()).unwrap()));
     }
 }

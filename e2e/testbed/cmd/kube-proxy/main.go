@@ -1,0 +1,14 @@
+// kube-proxy as upstream builds it (cmd/kube-proxy/proxy.go), without the optional JSON-logging
+// and metrics blank imports. The node of e2e/node runs it.
+package main
+
+import (
+	"os"
+
+	"k8s.io/component-base/cli"
+	"k8s.io/kubernetes/cmd/kube-proxy/app"
+)
+
+func main() {
+	os.Exit(cli.Run(app.NewProxyCommand()))
+}
