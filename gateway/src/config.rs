@@ -178,6 +178,14 @@ pub struct GatewayConfig {
         default_value_t = 5000
     )]
     pub checkpoint_min_records: usize,
+    /// How often every topic's retention is enforced (Kafka's
+    /// `log.retention.check.interval.ms`); 0: never.
+    #[arg(
+        long,
+        env = "KAFKA_GATEWAY_RETENTION_CHECK_INTERVAL_SECS",
+        default_value_t = 300
+    )]
+    pub retention_check_interval_secs: u64,
     /// Name of the KafkaGateway this gateway belongs to. Set (the operator sets it), the gateways
     /// elect one of them through a Lease to write each KafkaTopic's `status.stats`.
     #[arg(long, env = "KAFKA_GATEWAY_KUBE_GATEWAY")]

@@ -174,6 +174,11 @@ async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
             );
         })
     });
+    let retention = (config.retention_check_interval_secs > 0).then(|| {
+        let store = store.clone();
+        let every = Duration::from_secs(config.retention_check_interval_secs);
+        tokio::spawn(async move { store.keep_retention(every).await })
+    });
     let ticker = {
         let groups = groups.clone();
         tokio::spawn(async move {
@@ -218,6 +223,9 @@ async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
     renewer.abort();
     if let Some(c) = checkpointer {
         c.abort();
+    }
+    if let Some(r) = retention {
+        r.abort();
     }
     if let Some(stats) = stats {
         // Releasing the statistics Lease lets another gateway take over at once; an unreachable

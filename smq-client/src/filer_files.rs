@@ -23,6 +23,15 @@ pub struct FilerEntry {
     pub size: u64,
     /// Unix seconds of the last change.
     pub mtime: i64,
+    /// SMQ log files: the smallest and largest SMQ offsets they hold (attributes the broker
+    /// sets only when the smallest is above 0).
+    pub offset_min: Option<i64>,
+    pub offset_max: Option<i64>,
+}
+
+fn attr(e: &smq_proto::filer_pb::Entry, name: &str) -> Option<i64> {
+    let v: [u8; 8] = e.extended.get(name)?.as_slice().try_into().ok()?;
+    Some(i64::from_be_bytes(v))
 }
 
 /// How the filer says an entry does not exist (4.48 answers a lookup with code Unknown and
@@ -182,11 +191,14 @@ impl SmqClient {
                         .max()
                         .unwrap_or(0),
                 );
+                let (offset_min, offset_max) = (attr(&e, "offset_min"), attr(&e, "offset_max"));
                 out.push(FilerEntry {
                     name: e.name,
                     is_directory: e.is_directory,
                     size: size.max(e.content.len() as u64),
                     mtime: e.attributes.as_ref().map_or(0, |a| a.mtime),
+                    offset_min,
+                    offset_max,
                 });
             }
             if n < LIST_PAGE as usize {

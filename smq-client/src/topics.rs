@@ -28,6 +28,8 @@ pub struct TopicConfig {
     pub created_at_ns: i64,
     pub last_updated_ns: i64,
     pub retention_seconds: Option<i64>,
+    /// topic.conf says retention is off (keep forever), as opposed to saying nothing.
+    pub retention_disabled: bool,
     pub record_type: Option<RecordType>,
 }
 
@@ -145,6 +147,7 @@ impl SmqClient {
                 .retention
                 .filter(|ret| ret.enabled)
                 .map(|ret| ret.retention_seconds),
+            retention_disabled: r.retention.is_some_and(|ret| !ret.enabled),
             record_type: r.message_record_type,
         })
     }

@@ -250,3 +250,63 @@ def urllib_get(url):
     import urllib.request
     with urllib.request.urlopen(url, timeout=10) as r:
         return r.read().decode()
+
+
+def test_retention_and_delete_records_move_the_log_start_and_free_smq_files(smq, tmp_path):
+    """Retention as Kafka's: with a short retention.ms and segment.ms, the log start moves past
+    the old records, ListOffsets earliest follows, a fetch below it is out of range (the
+    consumer's reset policy applies) and SMQ's log files are deleted; DeleteRecords moves it to
+    the offset asked for. Both survive a restart."""
+    confluent_kafka = kgw.ck()
+    from confluent_kafka.admin import AdminClient
+    log_path = os.path.join(str(tmp_path), "retention-gateway.log")
+    gw = kgw.Gateway(smq.master, log_path, extra_args=["--retention-check-interval-secs", "1"])
+    gw.start()
+    try:
+        bootstrap = gw.bootstrap
+        topic = kgw.unique_topic("retain")
+        kgw.create_topic(bootstrap, topic, partitions=1,
+                         config={"retention.ms": "3000", "segment.ms": "1000"})
+        old_ts = int(time.time() * 1000) - 60_000
+        kgw.produce_all(kgw.producer(bootstrap), topic,
+                        [{"value": b"old-%d" % i, "timestamp": old_ts + i} for i in range(20)])
+        time.sleep(7)  # SMQ writes them into a log file
+        kgw.produce_all(kgw.producer(bootstrap), topic,
+                        [{"value": b"new-%d" % i} for i in range(5)])
+        # The old file is in a closed segment once a newer file exists and a second passed.
+        deadline = time.monotonic() + 60
+        while kgw.watermarks(bootstrap, topic, 0)[0] == 0:
+            assert time.monotonic() < deadline, "the log start did not move; log:\n%s" % gw.log_tail()
+            time.sleep(1)
+        low, high = kgw.watermarks(bootstrap, topic, 0)
+        assert (low, high) == (20, 25), (low, high)
+        assert "retention deleted log files" in gw.log_since(0)
+        # earliest reset starts at the log start; reading below it is out of range.
+        got = kgw.consume_partitions(bootstrap, topic, {0: 5}, **{"auto.offset.reset": "earliest"})
+        assert [(m.offset(), m.value()) for m in got[0]] == [(20 + i, b"new-%d" % i) for i in range(5)]
+        c = kgw.consumer(bootstrap, **{"auto.offset.reset": "error"})
+        try:
+            c.assign([confluent_kafka.TopicPartition(topic, 0, 3)])
+            err = None
+            end = time.monotonic() + 30
+            while err is None and time.monotonic() < end:
+                m = c.poll(0.5)
+                if m is not None and m.error() and m.error().code() != confluent_kafka.KafkaError._PARTITION_EOF:
+                    err = m.error()
+            assert err is not None and err.code() == confluent_kafka.KafkaError._AUTO_OFFSET_RESET, err
+        finally:
+            c.close()
+
+        # DeleteRecords moves it to the offset asked for.
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        futs = admin.delete_records([confluent_kafka.TopicPartition(topic, 0, 23)], request_timeout=30)
+        res = list(futs.values())[0].result(timeout=30)
+        assert res.offset == 23, res
+        assert kgw.watermarks(bootstrap, topic, 0) == (23, 25)
+        assert gw.terminate(timeout=60) == 0
+        gw.start()
+        assert kgw.watermarks(gw.bootstrap, topic, 0) == (23, 25)
+        got = kgw.consume_partitions(gw.bootstrap, topic, {0: 2}, **{"auto.offset.reset": "earliest"})
+        assert [m.value() for m in got[0]] == [b"new-3", b"new-4"]
+    finally:
+        gw.stop()

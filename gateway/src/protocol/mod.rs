@@ -6,6 +6,7 @@ mod api_versions;
 mod create_partitions;
 mod create_topics;
 mod delete_groups;
+mod delete_records;
 mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
@@ -99,6 +100,7 @@ handlers! {
     ApiVersions => api_versions, 0, 4;
     CreateTopics => create_topics, 2, 7;
     DeleteTopics => delete_topics, 1, 5;
+    DeleteRecords => delete_records, 0, 2;
     // Refused for every topic: SMQ cannot add partitions without hiding the stored records.
     CreatePartitions => create_partitions, 0, 3;
     InitProducerId => init_producer_id, 0, 5;

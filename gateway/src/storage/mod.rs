@@ -167,8 +167,14 @@ impl Store {
         }
         let key = format!("{}/{}", smq_topic.namespace, smq_topic.name);
         let mut configs = self.registry.get(&key).unwrap_or_default();
-        // Retention lives in SMQ's own topic.conf, where SMQ's purger reads it.
-        configs.set.extend(TopicConfigs::from_smq(&config).set);
+        // Retention also lives in SMQ's own topic.conf, where the operator sets it (and SMQ's
+        // purger reads it): a retention there wins, and "off" there counts unless the gateway
+        // was told otherwise.
+        for (k, v) in TopicConfigs::from_smq(&config).set {
+            if v != "-1" || !configs.set.contains_key(&k) {
+                configs.set.insert(k, v);
+            }
+        }
         // The record type registered in SMQ is the authority on the format (the operator creates
         // topics without our config registry); a topic without one gets it registered here, so
         // SMQ's own tools can read what the gateway writes.
@@ -392,7 +398,7 @@ impl Store {
             topic: t.smq_topic.clone(),
             partitions: t.partitions.len() as i32,
             record_type: Some(format.record_type()),
-            retention_seconds: Some(configs.retention_seconds().unwrap_or(0)),
+            retention_seconds: Some(configs.smq_retention_seconds()),
         };
         self.client.configure_topic(&spec).await?;
         for p in &t.partitions {
@@ -424,6 +430,47 @@ impl Store {
                 }
             }
         }
+    }
+
+    /// Enforces every topic's retention every `every` (Kafka's
+    /// `log.retention.check.interval.ms`), on the partitions this gateway may write; runs until
+    /// the task is dropped.
+    pub async fn keep_retention(&self, every: Duration) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if let Err(e) = self.retention_pass().await {
+                tracing::warn!(error = %e, "a retention pass failed; will retry");
+            }
+        }
+    }
+
+    /// One retention pass over every topic of the namespace.
+    pub async fn retention_pass(&self) -> GatewayResult<()> {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        for name in self.list_topics().await? {
+            let Some(t) = self.topic(&name).await? else {
+                continue;
+            };
+            let policy = t.configs().retention();
+            if !policy.applies() {
+                continue;
+            }
+            for p in &t.partitions {
+                match p.enforce_retention(policy, now_ms).await {
+                    Ok(_) | Err(GatewayError::NotLeader) => {}
+                    Err(e) => {
+                        tracing::warn!(topic = %name, partition = p.index(), error = %e, "enforcing retention failed; will retry")
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Writes checkpoints of the ledger and topic-config topics when `policy` says so, so

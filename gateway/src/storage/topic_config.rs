@@ -16,9 +16,31 @@ pub const KNOWN: &[(&str, &str)] = &[
     ("delete.retention.ms", "86400000"),
     ("max.message.bytes", "8388608"),
     ("message.timestamp.type", "CreateTime"),
-    ("retention.ms", "-1"),
+    ("retention.bytes", "-1"),
+    ("retention.ms", "604800000"),
+    ("segment.bytes", "1073741824"),
+    ("segment.ms", "604800000"),
     ("smq.storage.format", "record"),
 ];
+
+/// When a partition's oldest records go (Kafka's topic configs of the same names): records in
+/// closed segments whose timestamps are all older than `retention_ms`, or beyond
+/// `retention_bytes` of newer data. A segment closes `segment_ms` after its records were
+/// stored or once `segment_bytes` were stored after it; the newest never closes. -1: no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionPolicy {
+    pub retention_ms: i64,
+    pub retention_bytes: i64,
+    pub segment_ms: i64,
+    pub segment_bytes: i64,
+}
+
+impl RetentionPolicy {
+    /// Whether it can remove anything at all.
+    pub fn applies(&self) -> bool {
+        self.retention_ms >= 0 || self.retention_bytes >= 0
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TopicConfigs {
@@ -55,7 +77,12 @@ impl TopicConfigs {
                     v.parse::<StorageFormat>()
                         .map_err(|e| GatewayError::InvalidConfig(e.to_string()))?;
                 }
-                "retention.ms" | "max.message.bytes" | "delete.retention.ms"
+                "retention.ms"
+                | "max.message.bytes"
+                | "delete.retention.ms"
+                | "retention.bytes"
+                | "segment.ms"
+                | "segment.bytes"
                     if v.parse::<i64>().is_err() =>
                 {
                     return Err(GatewayError::InvalidConfig(format!(
@@ -69,12 +96,23 @@ impl TopicConfigs {
         Ok(Self { set })
     }
 
+    /// What SMQ's topic.conf says (retention, written there by the operator or by this
+    /// gateway): retention off is `retention.ms=-1`, none said is Kafka's default.
     pub fn from_smq(c: &TopicConfig) -> Self {
         let mut set = BTreeMap::new();
         if let Some(s) = c.retention_seconds {
             set.insert("retention.ms".to_string(), (s * 1000).to_string());
+        } else if c.retention_disabled {
+            set.insert("retention.ms".to_string(), "-1".to_string());
         }
         Self { set }
+    }
+
+    /// The retention to write into SMQ's topic.conf: the effective `retention.ms` in whole
+    /// seconds (rounded up), 0 for none.
+    pub fn smq_retention_seconds(&self) -> i64 {
+        let ms = self.retention().retention_ms;
+        if ms <= 0 { 0 } else { (ms + 999) / 1000 }
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
@@ -109,6 +147,20 @@ impl TopicConfigs {
                 kafka_smq_format::CONFIG_KEY.to_string(),
                 format.as_str().to_string(),
             );
+        }
+    }
+
+    pub fn retention(&self) -> RetentionPolicy {
+        let num = |k: &str, default: i64| {
+            self.get(k)
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(default)
+        };
+        RetentionPolicy {
+            retention_ms: num("retention.ms", 604_800_000),
+            retention_bytes: num("retention.bytes", -1),
+            segment_ms: num("segment.ms", 604_800_000),
+            segment_bytes: num("segment.bytes", 1 << 30),
         }
     }
 

@@ -13,7 +13,7 @@ use smq_client::{DataMessage, FlushedRecord, PublishAck, SmqError, SmqResult};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::{EntryToPersist, Lock, PartitionBackend};
+use super::{EntryToPersist, Lock, LogFile, PartitionBackend};
 use crate::error::{GatewayError, GatewayResult};
 use crate::ledger::{LedgerRecord, LedgerSlot, LedgerToken, LedgerUpdate, PartitionState};
 
@@ -25,6 +25,17 @@ pub struct Stored {
     pub value: Vec<u8>,
     /// The stream that published it.
     pub epoch: u64,
+    /// Its log file was deleted.
+    pub deleted: bool,
+}
+
+/// A flushed log file: the records `log[first..end]`, from a buffer begun at `start_ns`.
+#[derive(Debug, Clone)]
+struct File {
+    start_ns: i64,
+    first: usize,
+    end: usize,
+    deleted: bool,
 }
 
 /// A lease on the memory lock.
@@ -55,6 +66,22 @@ struct State {
     failing_ledger_writes: usize,
     lock: Option<(MemoryLease, Instant)>,
     lock_tokens: u64,
+    files: Vec<File>,
+}
+
+impl State {
+    /// Writes what is stored as a new log file begun at `start_ns`.
+    fn flush_file(&mut self, start_ns: i64) {
+        if self.flushed < self.log.len() {
+            self.files.push(File {
+                start_ns,
+                first: self.flushed,
+                end: self.log.len(),
+                deleted: false,
+            });
+        }
+        self.flushed = self.log.len();
+    }
 }
 
 impl State {
@@ -130,7 +157,16 @@ impl Cluster {
     /// Writes everything stored (records and ledger) and persists the offset counter.
     pub fn flush(&self) {
         let mut s = self.state();
-        s.flushed = s.log.len();
+        let t = s.files.last().map_or(0, |f| f.start_ns + 1_000_000_000);
+        s.flush_file(t);
+        s.checkpoint = s.next_offset;
+        s.ledger_written = s.ledger.len();
+    }
+
+    /// Like [`Cluster::flush`], the new log file's buffer begun at `start_ns`.
+    pub fn flush_at(&self, start_ns: i64) {
+        let mut s = self.state();
+        s.flush_file(start_ns);
         s.checkpoint = s.next_offset;
         s.ledger_written = s.ledger.len();
     }
@@ -138,7 +174,13 @@ impl Cluster {
     /// Writes the records stored so far without persisting the offset counter.
     pub fn flush_records_only(&self) {
         let mut s = self.state();
-        s.flushed = s.log.len();
+        let t = s.files.last().map_or(0, |f| f.start_ns + 1_000_000_000);
+        s.flush_file(t);
+    }
+
+    /// Log files deleted so far.
+    pub fn deleted_files(&self) -> usize {
+        self.state().files.iter().filter(|f| f.deleted).count()
     }
 
     /// The broker crashes and restarts: streams break, what was not written is lost, and the
@@ -237,6 +279,7 @@ impl PartitionBackend for MemoryBackend {
             key,
             value,
             epoch,
+            deleted: false,
         });
         let ack = PublishAck {
             offset,
@@ -390,7 +433,7 @@ impl PartitionBackend for MemoryBackend {
         let mut bytes = 0;
         for r in s.log[..s.flushed]
             .iter()
-            .filter(|r| (from..from + count.max(1)).contains(&r.offset))
+            .filter(|r| !r.deleted && (from..from + count.max(1)).contains(&r.offset))
         {
             if !out.is_empty() && bytes >= max_bytes {
                 break;
@@ -412,7 +455,7 @@ impl PartitionBackend for MemoryBackend {
         Ok(s.log[..s.flushed]
             .iter()
             .rev()
-            .find(|r| offsets.contains(&r.offset))
+            .find(|r| !r.deleted && offsets.contains(&r.offset))
             .map(flushed))
     }
 
@@ -426,7 +469,7 @@ impl PartitionBackend for MemoryBackend {
         let s = self.cluster.state();
         Ok(s.log
             .iter()
-            .filter(|r| r.offset >= from)
+            .filter(|r| !r.deleted && r.offset >= from)
             .take(max_records.max(0) as usize)
             .map(message)
             .collect())
@@ -446,17 +489,65 @@ impl PartitionBackend for MemoryBackend {
                 let s = sub.cluster.state();
                 let pos = match sub.pos {
                     Some(p) => Some(p),
-                    None => s.log.iter().position(|r| r.offset >= sub.from),
+                    None => s
+                        .log
+                        .iter()
+                        .position(|r| !r.deleted && r.offset >= sub.from),
                 };
-                if let Some(p) = pos
-                    && let Some(r) = s.log.get(p)
-                {
-                    sub.pos = Some(p + 1);
-                    return Ok(Some(message(r)));
+                if let Some(mut p) = pos {
+                    while s.log.get(p).is_some_and(|r| r.deleted) {
+                        p += 1;
+                    }
+                    if let Some(r) = s.log.get(p) {
+                        sub.pos = Some(p + 1);
+                        return Ok(Some(message(r)));
+                    }
+                    sub.pos = Some(p);
                 }
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+    }
+
+    async fn log_files(&self) -> SmqResult<Vec<LogFile>> {
+        let s = self.cluster.state();
+        Ok(s.files
+            .iter()
+            .filter(|f| !f.deleted)
+            .map(|f| {
+                let offsets = s.log[f.first..f.end].iter().map(|r| r.offset);
+                let (min, max) = (offsets.clone().min(), offsets.max());
+                // As SMQ 4.48: no offset attributes on a file whose smallest offset is 0.
+                let known = min.is_some_and(|m| m > 0);
+                LogFile {
+                    name: f.start_ns.to_string(),
+                    start_ns: f.start_ns,
+                    size: s.log[f.first..f.end]
+                        .iter()
+                        .map(|r| r.value.len() as u64)
+                        .sum(),
+                    smq_min: min.filter(|_| known),
+                    smq_max: max.filter(|_| known),
+                }
+            })
+            .collect())
+    }
+
+    async fn delete_log_file(&self, name: &str) -> SmqResult<()> {
+        let mut s = self.cluster.state();
+        let Some(i) = s
+            .files
+            .iter()
+            .position(|f| !f.deleted && f.start_ns.to_string() == name)
+        else {
+            return Ok(());
+        };
+        s.files[i].deleted = true;
+        let (first, end) = (s.files[i].first, s.files[i].end);
+        for r in &mut s.log[first..end] {
+            r.deleted = true;
+        }
+        Ok(())
     }
 }
 

@@ -26,6 +26,18 @@ use crate::ledger::{LedgerEntry, LedgerToken, PartitionState, ProducerBatch};
 /// A ledger entry to persist, with the idempotent batches stored in its offsets.
 pub type EntryToPersist<'a> = (LedgerEntry, &'a [ProducerBatch]);
 
+/// One of the partition's flushed log files in SMQ, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogFile {
+    pub name: String,
+    /// When the broker buffer it holds began (its name), Unix ns.
+    pub start_ns: i64,
+    pub size: u64,
+    /// The SMQ offsets it holds, where known (the broker records them only above 0).
+    pub smq_min: Option<i64>,
+    pub smq_max: Option<i64>,
+}
+
 /// The outcome of asking for a partition's write lock.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lock<L> {
@@ -130,4 +142,10 @@ pub trait PartitionBackend: Send + Sync + 'static {
     fn next(
         sub: &mut Self::Subscription,
     ) -> impl Future<Output = SmqResult<Option<DataMessage>>> + Send;
+
+    // Reclaiming what retention removed.
+
+    /// The partition's flushed log files, oldest first.
+    fn log_files(&self) -> impl Future<Output = SmqResult<Vec<LogFile>>> + Send;
+    fn delete_log_file(&self, name: &str) -> impl Future<Output = SmqResult<()>> + Send;
 }

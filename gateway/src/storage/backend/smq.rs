@@ -10,7 +10,7 @@ use smq_client::{
     PendingAck, PublishAck, SmqClient, SmqResult, Subscription, Topic,
 };
 
-use super::{EntryToPersist, Lock, PartitionBackend};
+use super::{EntryToPersist, Lock, LogFile, PartitionBackend};
 use crate::error::GatewayResult;
 use crate::ledger::{LedgerRecord, LedgerStore, LedgerToken, PartitionState};
 
@@ -223,5 +223,32 @@ impl PartitionBackend for SmqBackend {
 
     async fn next(sub: &mut Subscription) -> SmqResult<Option<DataMessage>> {
         sub.next().await
+    }
+
+    async fn log_files(&self) -> SmqResult<Vec<LogFile>> {
+        let dir = self.client.partition_dir(&self.topic, self.index).await?;
+        let mut files: Vec<LogFile> = self
+            .client
+            .list_dir(&dir)
+            .await?
+            .into_iter()
+            .filter(|e| !e.is_directory)
+            .filter_map(|e| {
+                Some(LogFile {
+                    start_ns: smq_client::log_file_start_ns(&e.name)?,
+                    name: e.name,
+                    size: e.size,
+                    smq_min: e.offset_min,
+                    smq_max: e.offset_max,
+                })
+            })
+            .collect();
+        files.sort_by_key(|f| f.start_ns);
+        Ok(files)
+    }
+
+    async fn delete_log_file(&self, name: &str) -> SmqResult<()> {
+        let dir = self.client.partition_dir(&self.topic, self.index).await?;
+        self.client.delete_path(&dir, name).await
     }
 }

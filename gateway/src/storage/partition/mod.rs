@@ -24,6 +24,7 @@ mod keys;
 mod ownership;
 mod read;
 mod recovery;
+mod retention;
 mod tail_cache;
 #[cfg(test)]
 mod tests;

@@ -17,6 +17,7 @@ use crate::records::{
     Batch, Record, StorageFormat, StoredUnit, TimestampType, encode_batch, parse_batch,
 };
 use crate::storage::backend::memory::{Cluster, MemoryBackend};
+use crate::storage::topic_config::RetentionPolicy;
 use crate::storage::unflushed::UnflushedBudget;
 
 type Log = Arc<PartitionLog<MemoryBackend>>;
@@ -562,4 +563,113 @@ async fn a_write_ahead_log_that_does_not_continue_the_ledger_refuses_writes_unti
         "only the new append, not yet written by SMQ, is in the log"
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn policy(retention_ms: i64, retention_bytes: i64, segment_ms: i64) -> RetentionPolicy {
+    RetentionPolicy {
+        retention_ms,
+        retention_bytes,
+        segment_ms,
+        segment_bytes: -1,
+    }
+}
+
+/// Three appends of 3, 2 and 1 records (timestamps about 1 s after 1970), each flushed into a
+/// log file of its own begun 2 s after the previous.
+async fn three_files(cluster: &Cluster) -> (Log, i64) {
+    let p = open(cluster, "g1", HELD, Default::default());
+    let t0: i64 = 1_800_000_000_000_000_000;
+    for (i, (prefix, n)) in [("a", 3), ("b", 2), ("c", 1)].into_iter().enumerate() {
+        append(&p, &values(prefix, n)).await.unwrap();
+        cluster.flush_at(t0 + i as i64 * 2_000_000_000);
+    }
+    (p, t0)
+}
+
+#[tokio::test]
+async fn retention_moves_the_log_start_over_closed_segments_and_deletes_their_files() {
+    let cluster = Cluster::new();
+    let (p, t0) = three_files(&cluster).await;
+    let now_ms = t0 / 1_000_000 + 10_000;
+    // Segments that close only after an hour: nothing goes, however old the records.
+    let kept = p
+        .enforce_retention(policy(1_000, -1, 3_600_000), now_ms)
+        .await
+        .unwrap();
+    assert_eq!((kept.log_start, kept.files_deleted), (0, 0));
+    // Closed at once: every file but the newest goes, and the log start is its first record.
+    let r = p
+        .enforce_retention(policy(1_000, -1, 0), now_ms)
+        .await
+        .unwrap();
+    assert_eq!((r.log_start, r.files_deleted), (5, 2));
+    assert_eq!(cluster.deleted_files(), 2);
+    assert_eq!(p.log_start(), 5);
+    let e = p.read(0, 1 << 20).await.unwrap_err();
+    assert!(
+        matches!(e, GatewayError::OffsetOutOfRange { start: 5, .. }),
+        "{e}"
+    );
+    assert_eq!(read_all(&p).await, numbered(&values("c", 1), 5));
+    // The log start is persisted: a restart keeps it.
+    let reopened = open(&cluster, "g2", HELD, cluster.recovered());
+    assert_eq!(reopened.log_start(), 5);
+    assert_eq!(read_all(&reopened).await, numbered(&values("c", 1), 5));
+    // Records stored later continue the offsets.
+    assert_eq!(append(&p, &values("d", 1)).await.unwrap(), 6);
+}
+
+#[tokio::test]
+async fn retention_by_size_keeps_the_newest_bytes_and_by_time_keeps_recent_records() {
+    let cluster = Cluster::new();
+    let (p, t0) = three_files(&cluster).await;
+    let now_ms = t0 / 1_000_000 + 10_000;
+    // Recent enough by time (the records' timestamps are after the cutoff): nothing goes.
+    let r = p
+        .enforce_retention(policy(i64::MAX / 2, -1, 0), now_ms)
+        .await;
+    assert_eq!(r.unwrap().log_start, 0);
+    // By size: the oldest file goes as long as what remains is above the limit.
+    let sizes: Vec<u64> = cluster_sizes(&cluster).await;
+    let limit = (sizes[1] + sizes[2]) as i64;
+    let r = p
+        .enforce_retention(policy(-1, limit, 0), now_ms)
+        .await
+        .unwrap();
+    assert_eq!((r.log_start, r.files_deleted), (3, 1));
+    assert_eq!(read_all(&p).await[0], (3, "b-0".to_string()));
+}
+
+async fn cluster_sizes(cluster: &Cluster) -> Vec<u64> {
+    use crate::storage::backend::PartitionBackend;
+    cluster
+        .gateway("probe", true, false)
+        .log_files()
+        .await
+        .unwrap()
+        .iter()
+        .map(|f| f.size)
+        .collect()
+}
+
+#[tokio::test]
+async fn delete_records_moves_the_log_start_exactly_and_refuses_past_the_end() {
+    let cluster = Cluster::new();
+    let (p, _) = three_files(&cluster).await;
+    assert_eq!(p.delete_records(4).await.unwrap(), 4);
+    assert_eq!(p.log_start(), 4);
+    assert_eq!(cluster.deleted_files(), 1, "only the file wholly below 4");
+    assert_eq!(read_all(&p).await[0], (4, "b-1".to_string()));
+    let e = p.delete_records(7).await.unwrap_err();
+    assert!(matches!(e, GatewayError::OffsetOutOfRange { .. }), "{e}");
+    assert_eq!(p.delete_records(2).await.unwrap(), 4, "never backwards");
+    assert_eq!(
+        p.delete_records(-1).await.unwrap(),
+        6,
+        "-1: the high water mark"
+    );
+    assert_eq!(p.high_water_mark(), 6);
+    let reopened = open(&cluster, "g2", HELD, cluster.recovered());
+    assert_eq!(reopened.log_start(), 6);
+    assert!(read_all(&reopened).await.is_empty());
 }
