@@ -159,7 +159,8 @@ class Gateway:
                 "--advertised-listener", self.bootstrap,
                 "--smq-master", self.smq_master,
                 "--namespace", self.namespace,
-                "--http", "127.0.0.1:%d" % self.http_port] + wal_args(self.wal_dir) \
+                "--http", "127.0.0.1:%d" % self.http_port] \
+            + ([] if "--wal-dir" in self.extra_args else wal_args(self.wal_dir)) \
             + storage_format_args() + self.extra_args
 
     def mark(self, text):

@@ -356,10 +356,8 @@ impl LedgerStore {
         let mut replayed = 0usize;
         for loaded in futures::future::join_all(reads).await {
             let loaded = loaded?;
-            all.problems += loaded.state.problems;
             replayed += loaded.replayed;
-            all.ledgers.extend(loaded.state.ledgers);
-            all.producers.extend(loaded.state.producers);
+            all.merge(loaded.state);
         }
         all.ledgers
             .values_mut()
@@ -456,6 +454,20 @@ pub struct LedgerSlot {
 }
 
 impl LedgerSlot {
+    /// Adds another mapping partition's partitions (each data partition is in one).
+    pub fn merge(&mut self, other: LedgerSlot) {
+        let LedgerSlot {
+            ledgers,
+            producers,
+            log_starts,
+            problems,
+        } = other;
+        self.ledgers.extend(ledgers);
+        self.producers.extend(producers);
+        self.log_starts.extend(log_starts);
+        self.problems += problems;
+    }
+
     /// Replays one update.
     pub fn apply_update(&mut self, u: LedgerUpdate) {
         match u {
@@ -614,5 +626,47 @@ mod tests {
             spread.len() > 8,
             "partitions spread over mapping partitions: {spread:?}"
         );
+    }
+}
+
+#[cfg(test)]
+mod log_start_tests {
+    use super::*;
+    use crate::state::Replay;
+
+    fn msg(value: Vec<u8>) -> smq_client::DataMessage {
+        smq_client::DataMessage {
+            key: Vec::new(),
+            value,
+            ts_ns: 0,
+            ctrl: None,
+        }
+    }
+
+    #[test]
+    fn a_log_start_survives_replay_and_checkpoints() {
+        let rec = |k: i64, n: u32| LedgerRecord {
+            topic: "kafka/t".to_string(),
+            partition: 0,
+            generation: 1,
+            entry: LedgerEntry {
+                kafka_offset: k,
+                count: n,
+                smq_offset: k,
+                smq_count: n,
+                max_timestamp: k,
+                nonce: 1,
+            },
+            producers: Vec::new(),
+        };
+        let mut slot = LedgerSlot::default();
+        slot.apply(&msg(encode(&rec(0, 20))));
+        slot.apply(&msg(encode(&rec(20, 5))));
+        slot.apply(&msg(encode_log_start("kafka/t", 0, 20)));
+        let mut again = LedgerSlot::decode(&slot.encode()).unwrap();
+        again.apply(&msg(encode_log_start("kafka/t", 0, 23)));
+        let state = again.take(&("kafka/t".to_string(), 0));
+        assert_eq!(state.log_start, 23);
+        assert_eq!(state.ledger.next_offset(), 25);
     }
 }
