@@ -1,7 +1,9 @@
 //! A checkpoint and the records after it rebuild exactly the state that replaying every record
 //! rebuilds: the rule that lets a start read the newest checkpoint instead of all history.
 
-use kafka_gateway::ledger::{LedgerEntry, LedgerRecord, LedgerSlot, ProducerBatch, encode_records};
+use kafka_gateway::ledger::{
+    LedgerEntry, LedgerRecord, LedgerSlot, ProducerBatch, encode_log_start, encode_records,
+};
 use kafka_gateway::state::Replay;
 use proptest::prelude::*;
 use smq_client::DataMessage;
@@ -171,8 +173,19 @@ proptest! {
         steps in prop::collection::vec(step(), 0..60),
         cuts in prop::collection::vec(0usize..60, 0..3),
         groups in prop::collection::vec(1usize..4, 0..60),
+        log_starts in prop::collection::vec((0usize..60, 0usize..3, 0i64..40), 0..4),
     ) {
-        let records = stored(&records(&steps), &groups);
+        let mut records = stored(&records(&steps), &groups);
+        // Retention and DeleteRecords move log starts between the entries.
+        for (at, part, offset) in log_starts {
+            let at = at.min(records.len());
+            records.insert(at, DataMessage {
+                key: Vec::new(),
+                value: encode_log_start(&format!("kafka/t{part}"), part as i32, offset),
+                ts_ns: 0,
+                ctrl: None,
+            });
+        }
         let mut full = LedgerSlot::default();
         for m in &records {
             full.apply(m);
