@@ -63,12 +63,12 @@ fn partition_unavailable(
     client: &SmqClient,
     smq_topic: &Topic,
     partition: i32,
+    ledger_partition: i32,
 ) -> Option<UnavailablePartition> {
     client
         .partition_unavailable(smq_topic, partition)
         .or_else(|| {
-            let name = format!("{}/{}", smq_topic.namespace, smq_topic.name);
-            let slot = crate::ledger::mapping_partition(&name, partition);
+            let slot = ledger_partition;
             let mappings = smq_client::topic(
                 crate::state::SYSTEM_NAMESPACE,
                 crate::ledger::MAPPINGS_TOPIC,
@@ -191,7 +191,8 @@ async fn stats(State(s): State<HttpState>) -> Response {
             .map(|p| {
                 // A summary, not a copy of the ledger: /stats is scraped often.
                 let l = p.ledger_summary();
-                let unavailable = partition_unavailable(client, &t.smq_topic, p.index());
+                let unavailable =
+                    partition_unavailable(client, &t.smq_topic, p.index(), p.ledger_partition());
                 json!({
                     "partition": p.index(),
                     "high_water_mark": p.high_water_mark(),

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use integration_tests::SmqCluster;
-use kafka_gateway::ledger::{LedgerEntry, LedgerRecord, LedgerStore};
+use kafka_gateway::ledger::{LedgerEntry, LedgerRecord, LedgerStore, mapping_partition};
 use smq_client::{SmqClient, TopicSpec, topic};
 
 #[derive(Parser, Debug)]
@@ -111,7 +111,8 @@ async fn write_history(client: &SmqClient, args: &Args, n: usize) -> anyhow::Res
                 })
                 .collect();
             let store = &store;
-            tasks.push(async move { store.append(records).await });
+            let slot = mapping_partition("kafka/hist");
+            tasks.push(async move { store.append(slot, records).await });
         }
         if let Some(r) = tasks.next().await {
             r?;

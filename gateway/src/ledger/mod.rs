@@ -32,7 +32,7 @@ pub use store::{
     LedgerRecord, LedgerSlot, LedgerStore, LedgerToken, LedgerUpdate, MAPPINGS_TOPIC,
     PartitionState, RecoveredLedgers, RecoveredProducers, decode as decode_record,
     decode_many as decode_records, encode as encode_record, encode_log_start,
-    encode_many as encode_records, mapping_partition, replay_into,
+    encode_many as encode_records, legacy_slot, mapping_partition, replay_into,
 };
 
 use serde::Serialize;

@@ -51,13 +51,30 @@ pub enum LedgerUpdate {
     },
 }
 
-/// A data partition's state as recovered: its ledger, its idempotent producers, and its log
-/// start (the ledger's, or higher where DeleteRecords set it inside an entry).
+/// A data partition's state as recovered: its ledger, its idempotent producers, its log start
+/// (the ledger's, or higher where DeleteRecords set it inside an entry), and the mapping
+/// partition its entries are in (None: it has none yet).
 #[derive(Debug, Clone, Default)]
 pub struct PartitionState {
     pub ledger: PartitionLedger,
     pub producers: ProducerStates,
     pub log_start: i64,
+    pub home: Option<i32>,
+}
+
+impl PartitionState {
+    /// The state, found in mapping partition `slot`: its home when it has anything.
+    fn at(mut self, slot: i32) -> Self {
+        if self.ledger.entry_count() > 0 || self.log_start > 0 {
+            self.home = Some(slot);
+        }
+        self
+    }
+
+    /// The mapping partition the partition's entries go to.
+    pub fn home_or(&self, topic: &str) -> i32 {
+        self.home.unwrap_or_else(|| mapping_partition(topic))
+    }
 }
 
 /// Ledgers recovered at startup, keyed by (`namespace/name`, partition).
@@ -137,15 +154,17 @@ fn mapping_record_type() -> RecordType {
     RecordType { fields }
 }
 
-/// The `kafka-system/offset-mappings` partition that holds the ledger entries of data
-/// partition `partition` of the SMQ topic `topic` (`namespace/name`): appends to the data
-/// partition need it as much as the data partition itself.
-pub fn mapping_partition(topic: &str, partition: i32) -> i32 {
-    slot(topic, partition)
+/// The `kafka-system/offset-mappings` partition where the ledger entries of every partition of
+/// the SMQ topic `topic` (`namespace/name`) go, unless the partition already has entries in
+/// its [`legacy_slot`]: one per topic, so that group commit joins the entries of a produce's
+/// partitions into one SMQ record. A partition's entries stay in one mapping partition for
+/// good, which keeps them in write order.
+pub fn mapping_partition(topic: &str) -> i32 {
+    stable_slot(topic.as_bytes(), MAPPING_PARTITIONS)
 }
 
-/// The mapping partition of a data partition's entries.
-fn slot(topic: &str, partition: i32) -> i32 {
+/// Where gateways before per-topic mapping partitions wrote a data partition's entries.
+pub fn legacy_slot(topic: &str, partition: i32) -> i32 {
     let mut key = topic.as_bytes().to_vec();
     key.extend(partition.to_be_bytes());
     stable_slot(&key, MAPPING_PARTITIONS)
@@ -328,14 +347,18 @@ impl LedgerStore {
         })
     }
 
-    /// Persists one data partition's entries, in order; returns once SMQ has acknowledged
-    /// them, with tokens that tell when SMQ has also written them
-    /// ([`LedgerStore::is_durable`]). Entries queued together go in one SMQ record.
-    pub async fn append(&self, records: Vec<LedgerRecord>) -> GatewayResult<Vec<LedgerToken>> {
-        let Some(first) = records.first() else {
+    /// Persists one data partition's entries, in order, in mapping partition `slot` (the
+    /// partition's [`PartitionState::home`]); returns once SMQ has acknowledged them, with
+    /// tokens that tell when SMQ has also written them ([`LedgerStore::is_durable`]). Entries
+    /// queued together go in one SMQ record.
+    pub async fn append(
+        &self,
+        slot: i32,
+        records: Vec<LedgerRecord>,
+    ) -> GatewayResult<Vec<LedgerToken>> {
+        if records.is_empty() {
             return Ok(Vec::new());
-        };
-        let slot = slot(&first.topic, first.partition);
+        }
         let n = records.len();
         let seq = self.writers.write(slot, records).await?;
         Ok(vec![LedgerToken { slot, seq }; n])
@@ -354,10 +377,10 @@ impl LedgerStore {
         let reads = (0..MAPPING_PARTITIONS).map(|p| self.log.load::<LedgerSlot>(p, read_timeout));
         let mut all = LedgerSlot::default();
         let mut replayed = 0usize;
-        for loaded in futures::future::join_all(reads).await {
+        for (slot, loaded) in (0..).zip(futures::future::join_all(reads).await) {
             let loaded = loaded?;
             replayed += loaded.replayed;
-            all.merge(loaded.state);
+            all.merge(slot, loaded.state);
         }
         all.ledgers
             .values_mut()
@@ -385,17 +408,23 @@ impl LedgerStore {
         partition: i32,
         read_timeout: Duration,
     ) -> GatewayResult<PartitionState> {
-        let mut loaded = self
-            .log
-            .load::<LedgerSlot>(slot(topic, partition), read_timeout)
-            .await?;
-        Ok(loaded.state.take(&(topic.to_string(), partition)))
+        let key = (topic.to_string(), partition);
+        let legacy = legacy_slot(topic, partition);
+        let slot = mapping_partition(topic);
+        // Entries written before per-topic mapping partitions stay where they are.
+        let mut loaded = self.log.load::<LedgerSlot>(legacy, read_timeout).await?;
+        if loaded.state.ledgers.contains_key(&key) || legacy == slot {
+            return Ok(loaded.state.take(&key).at(legacy));
+        }
+        let mut loaded = self.log.load::<LedgerSlot>(slot, read_timeout).await?;
+        Ok(loaded.state.take(&key).at(slot))
     }
 
     /// Persists a data partition's new log start (retention, DeleteRecords); returns once SMQ
     /// has acknowledged it.
     pub async fn set_log_start(
         &self,
+        slot: i32,
         topic: &str,
         partition: i32,
         offset: i64,
@@ -403,11 +432,7 @@ impl LedgerStore {
         let key = format!("{topic}/{partition}@start{offset}").into_bytes();
         crate::metrics::smq_writes("ledger", 1);
         self.log
-            .append(
-                slot(topic, partition),
-                key,
-                encode_log_start(topic, partition, offset),
-            )
+            .append(slot, key, encode_log_start(topic, partition, offset))
             .await?;
         Ok(())
     }
@@ -449,19 +474,27 @@ pub struct LedgerSlot {
     pub producers: RecoveredProducers,
     /// Log starts set inside the ledger's first block (DeleteRecords), above its own.
     pub log_starts: HashMap<(String, i32), i64>,
+    /// The mapping partition each partition's entries were found in (after [`LedgerSlot::merge`]).
+    pub homes: HashMap<(String, i32), i32>,
     /// Entries refused during replay (logged).
     pub problems: usize,
 }
 
 impl LedgerSlot {
-    /// Adds another mapping partition's partitions (each data partition is in one).
-    pub fn merge(&mut self, other: LedgerSlot) {
+    /// Adds mapping partition `slot`'s partitions (each data partition is in one).
+    pub fn merge(&mut self, slot: i32, other: LedgerSlot) {
         let LedgerSlot {
             ledgers,
             producers,
             log_starts,
             problems,
+            homes: _,
         } = other;
+        for key in ledgers.keys() {
+            if let Some(other_slot) = self.homes.insert(key.clone(), slot) {
+                tracing::error!(topic = %key.0, partition = key.1, slot, other_slot, "ledger entries of one partition in two mapping partitions; the later one is used");
+            }
+        }
         self.ledgers.extend(ledgers);
         self.producers.extend(producers);
         self.log_starts.extend(log_starts);
@@ -499,6 +532,7 @@ impl LedgerSlot {
             ledger,
             producers: self.producers.remove(key).unwrap_or_default(),
             log_start,
+            home: self.homes.remove(key),
         }
     }
 
@@ -545,6 +579,7 @@ impl Replay for LedgerSlot {
             ledgers,
             producers,
             log_starts,
+            homes: HashMap::new(),
             problems: 0,
         })
     }
@@ -619,9 +654,12 @@ mod tests {
             Some(rec.clone()),
             "one entry as ever"
         );
-        assert_eq!(slot("kafka/orders", 2), slot("kafka/orders", 2));
+        assert_eq!(
+            legacy_slot("kafka/orders", 2),
+            legacy_slot("kafka/orders", 2)
+        );
         let spread: std::collections::HashSet<_> =
-            (0..64).map(|p| slot("kafka/orders", p)).collect();
+            (0..64).map(|p| legacy_slot("kafka/orders", p)).collect();
         assert!(
             spread.len() > 8,
             "partitions spread over mapping partitions: {spread:?}"

@@ -217,6 +217,7 @@ impl Store {
             let mut partitions = Vec::with_capacity(layout.partitions.len());
             for (a, wal) in layout.partitions.iter().zip(wals) {
                 let ledger = recovered.take(&(key.clone(), a.index));
+                let home = ledger.home_or(&key);
                 let backend = SmqBackend::new(
                     self.client.clone(),
                     smq_topic.clone(),
@@ -225,6 +226,7 @@ impl Store {
                     self.ledger_store.clone(),
                     self.owner.clone(),
                     self.settings.read_flushed_from_filer,
+                    home,
                 );
                 partitions.push(Arc::new(PartitionLog::new(
                     backend,

@@ -31,11 +31,15 @@ pub struct SmqBackend {
     lock_name: String,
     /// The partition's flushed log files in the filer, when reads may use them.
     log_files: Option<Arc<PartitionLogFiles>>,
+    /// The `kafka-system/offset-mappings` partition its ledger entries go to (see
+    /// `ledger::mapping_partition`).
+    home: std::sync::atomic::AtomicI32,
 }
 
 impl SmqBackend {
     /// `generation` is the SMQ partition's `unix_time_ns`; with `read_log_files`, flushed records
     /// are read from the filer and held records confirmed written there.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         client: SmqClient,
         topic: Topic,
@@ -44,6 +48,7 @@ impl SmqBackend {
         ledger_store: Arc<LedgerStore>,
         owner: Arc<str>,
         read_log_files: bool,
+        ledger_home: i32,
     ) -> Self {
         let smq_name = format!("{}/{}", topic.namespace, topic.name);
         let log_files =
@@ -56,6 +61,7 @@ impl SmqBackend {
             PartitionPublisher::new(client.clone(), topic.clone(), index)
         };
         Self {
+            home: std::sync::atomic::AtomicI32::new(ledger_home),
             lock_name: format!("kafka-gateway/{smq_name}/{index}"),
             client,
             topic,
@@ -67,6 +73,13 @@ impl SmqBackend {
             owner,
             log_files,
         }
+    }
+}
+
+impl SmqBackend {
+    /// The mapping partition the partition's ledger entries go to.
+    pub fn ledger_home(&self) -> i32 {
+        self.home.load(std::sync::atomic::Ordering::Acquire)
     }
 }
 
@@ -133,7 +146,7 @@ impl PartitionBackend for SmqBackend {
                 producers: producers.to_vec(),
             })
             .collect();
-        self.ledger_store.append(records).await
+        self.ledger_store.append(self.ledger_home(), records).await
     }
 
     fn ledger_durable(&self, token: LedgerToken) -> bool {
@@ -142,14 +155,19 @@ impl PartitionBackend for SmqBackend {
 
     async fn persist_log_start(&self, offset: i64) -> GatewayResult<()> {
         self.ledger_store
-            .set_log_start(&self.smq_name, self.index, offset)
+            .set_log_start(self.ledger_home(), &self.smq_name, self.index, offset)
             .await
     }
 
     async fn load_ledger(&self) -> GatewayResult<PartitionState> {
-        self.ledger_store
+        let state = self
+            .ledger_store
             .recover_partition(&self.smq_name, self.index, LOAD_LEDGER_TIMEOUT)
-            .await
+            .await?;
+        if let Some(home) = state.home {
+            self.home.store(home, std::sync::atomic::Ordering::Release);
+        }
+        Ok(state)
     }
 
     async fn lock(&self, ttl: Duration, held: Option<&LockLease>) -> SmqResult<Lock<LockLease>> {

@@ -97,6 +97,13 @@ fn lock_write(l: &RwLock<PartitionLedger>) -> std::sync::RwLockWriteGuard<'_, Pa
     l.write().unwrap_or_else(|e| e.into_inner())
 }
 
+impl PartitionLog<SmqBackend> {
+    /// The `kafka-system/offset-mappings` partition its ledger entries go to.
+    pub fn ledger_partition(&self) -> i32 {
+        self.backend.ledger_home()
+    }
+}
+
 impl<B: PartitionBackend> PartitionLog<B> {
     /// A partition starting from its recovered `state`, with the write-ahead log an earlier
     /// process may have left records in (`wal`).
@@ -110,6 +117,7 @@ impl<B: PartitionBackend> PartitionLog<B> {
             ledger,
             producers,
             log_start,
+            home: _,
         } = state;
         let Placement {
             smq_topic,

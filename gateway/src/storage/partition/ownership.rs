@@ -96,6 +96,7 @@ impl<B: PartitionBackend> PartitionLog<B> {
             ledger: fresh,
             producers,
             log_start,
+            home: _,
         } = self.backend.load_ledger().await?;
         let kept = {
             let mut ledger = lock_write(&self.ledger);
