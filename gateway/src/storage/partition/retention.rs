@@ -144,19 +144,33 @@ impl<B: PartitionBackend> PartitionLog<B> {
         }
         let files = self.backend.log_files().await?;
         let spans = spans(&files);
+        let now_ns = now_ms.saturating_mul(1_000_000);
+        let due = || {
+            let l = lock_read(&self.ledger);
+            let current = self.start_of(&l);
+            let start = retention_start(&spans, &l, current, policy, now_ns);
+            (start > current).then_some(start)
+        };
+        // Most passes find nothing to do: only then is the partition taken (and its ledger
+        // reloaded if another gateway wrote it).
+        if due().is_none() {
+            return Ok(Retained {
+                log_start: self.log_start(),
+                ..Retained::default()
+            });
+        }
         let start = {
             let mut writer = self.appending.writer.lock().await;
             self.ensure_owner(&mut writer).await?;
-            let l = lock_read(&self.ledger);
-            retention_start(
-                &spans,
-                &l,
-                self.start_of(&l),
-                policy,
-                now_ms.saturating_mul(1_000_000),
-            )
+            due()
         };
-        self.move_log_start(start, &files, &spans).await
+        match start {
+            Some(start) => self.move_log_start(start, &files, &spans).await,
+            None => Ok(Retained {
+                log_start: self.log_start(),
+                ..Retained::default()
+            }),
+        }
     }
 
     /// DeleteRecords: the log start becomes `offset` (the high water mark when -1), and the
