@@ -232,16 +232,22 @@ async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
         // API server must not hold up the shutdown.
         let _ = tokio::time::timeout(Duration::from_secs(5), stats).await;
     }
-    // Acknowledged records SMQ has not yet written: wait for its next flush, so that a broker
-    // crash right after this gateway stopped loses none of them.
+    // Acknowledged records SMQ has not yet written, the gateway's own state (committed offsets,
+    // ledger entries) included: wait for its next flush, so that a broker crash right after this
+    // gateway stopped loses none of them. State records a broken stream left behind are sent
+    // again meanwhile (their publishers do that by themselves).
     let wait = Duration::from_secs(config.smq_flush_interval + 3);
     let started = tokio::time::Instant::now();
-    while store.unflushed_bytes() > 0 && started.elapsed() < wait {
+    let unflushed = || {
+        store.unflushed_bytes() + store.state_unflushed_bytes() + groups.offsets.retained_bytes()
+    };
+    while unflushed() > 0 && started.elapsed() < wait {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    if store.unflushed_bytes() > 0 {
+    if unflushed() > 0 {
         tracing::warn!(
             bytes = store.unflushed_bytes(),
+            state_bytes = store.state_unflushed_bytes() + groups.offsets.retained_bytes(),
             "stopping with acknowledged records SMQ has not yet confirmed written"
         );
     }

@@ -325,9 +325,27 @@ impl PartitionPublisher {
     }
 
     /// Waits until every record sent so far is acknowledged (or failed), then closes the stream.
+    /// A replaying publisher first sends its kept records again if their stream broke: closing
+    /// must not drop acknowledged records that are nowhere else.
     pub async fn close(&self) {
         self.inner.closed.store(true, Ordering::Release);
-        let taken = self.inner.stream.lock().await.take();
+        let mut guard = self.inner.stream.lock().await;
+        let kept = lock_durable(&self.inner.durable).retained.len();
+        if self.inner.replay && kept > 0 {
+            let limit = self.inner.client.config().ack_timeout;
+            let sent = tokio::time::timeout(limit, self.inner.stream_for_send(&mut guard)).await;
+            let error = match sent {
+                Ok(Ok(_)) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(_) => Some(format!("no stream within {limit:?}")),
+            };
+            if let Some(error) = error {
+                tracing::warn!(topic = %topic_name(&self.inner.topic), partition = self.inner.index, records = kept, %error,
+                    "closing with acknowledged records that a broken stream lost and that could not be sent again");
+            }
+        }
+        let taken = guard.take();
+        drop(guard);
         if let Some(stream) = taken {
             let deadline = Instant::now() + self.inner.client.config().ack_timeout;
             loop {
@@ -830,7 +848,7 @@ async fn track_durability(inner: Weak<Inner>, timing: crate::durability::FlushTi
                 inner.client.mark_unavailable(&inner.topic, inner.index, &e);
             }
         }
-        if orphaned && inner.replay {
+        if orphaned && inner.replay && !inner.closed.load(Ordering::Acquire) {
             if let Ok(mut guard) = inner.stream.try_lock()
                 && let Err(e) = inner.stream_for_send(&mut guard).await
             {

@@ -239,6 +239,11 @@ impl OffsetStore {
             .collect()
     }
 
+    /// See [`crate::state::SystemTopic::retained_bytes`].
+    pub fn retained_bytes(&self) -> usize {
+        self.log.retained_bytes()
+    }
+
     pub async fn close(&self) {
         self.log.close().await;
     }

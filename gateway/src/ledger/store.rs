@@ -461,6 +461,11 @@ impl LedgerStore {
         Ok(written)
     }
 
+    /// See [`SystemTopic::retained_bytes`].
+    pub fn retained_bytes(&self) -> usize {
+        self.log.retained_bytes()
+    }
+
     pub async fn close(&self) {
         self.writers.stop();
         self.log.close().await;

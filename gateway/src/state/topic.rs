@@ -215,6 +215,11 @@ impl SystemTopic {
         Ok(start.unwrap_or(after.saturating_add(1)))
     }
 
+    /// Bytes of acknowledged records SMQ has not yet been seen to write, over all partitions.
+    pub fn retained_bytes(&self) -> usize {
+        self.publishers.iter().map(|p| p.retained_bytes()).sum()
+    }
+
     pub fn client(&self) -> &SmqClient {
         &self.client
     }
@@ -224,8 +229,6 @@ impl SystemTopic {
     }
 
     pub async fn close(&self) {
-        for p in &self.publishers {
-            p.close().await;
-        }
+        futures::future::join_all(self.publishers.iter().map(|p| p.close())).await;
     }
 }

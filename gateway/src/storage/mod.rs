@@ -532,6 +532,12 @@ impl Store {
         self.unflushed.used()
     }
 
+    /// Bytes of the gateway's own state (offset ledger, topic configs) acknowledged and not yet
+    /// seen written by SMQ.
+    pub fn state_unflushed_bytes(&self) -> usize {
+        self.ledger_store.retained_bytes() + self.registry.retained_bytes()
+    }
+
     /// Whether this gateway writes any partition (see [`PartitionLog::is_writer`]).
     pub async fn writes_any_partition(&self) -> bool {
         self.topics

@@ -128,6 +128,11 @@ impl TopicRegistry {
         Ok(())
     }
 
+    /// See [`SystemTopic::retained_bytes`].
+    pub fn retained_bytes(&self) -> usize {
+        self.log.retained_bytes()
+    }
+
     pub async fn close(&self) {
         self.log.close().await;
     }
