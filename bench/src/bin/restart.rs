@@ -33,6 +33,10 @@ struct Args {
     /// other (the worst case for the ledger's memory).
     #[arg(long)]
     discontinuous: bool,
+    /// Leave the history without a checkpoint: the first start then replays all of it (what
+    /// every start cost before checkpoints), and writes one for the starts after it.
+    #[arg(long)]
+    no_checkpoint: bool,
     /// The gateway binary (default: the release build next to this one).
     #[arg(long)]
     gateway: Option<std::path::PathBuf>,
@@ -120,10 +124,12 @@ async fn write_history(client: &SmqClient, args: &Args, n: usize) -> anyhow::Res
         }
     }
     let written = started.elapsed();
-    eprintln!("[restart] wrote {n} entries in {written:?}; checkpointing");
-    let t = Instant::now();
-    let slots = store.checkpoint_now(Duration::from_secs(1800)).await?;
-    eprintln!("[restart] {slots} checkpoints written in {:?}", t.elapsed());
+    eprintln!("[restart] wrote {n} entries in {written:?}");
+    if !args.no_checkpoint {
+        let t = Instant::now();
+        let slots = store.checkpoint_now(Duration::from_secs(1800)).await?;
+        eprintln!("[restart] {slots} checkpoints written in {:?}", t.elapsed());
+    }
     store.close().await;
     Ok(written)
 }

@@ -443,28 +443,54 @@ impl Store {
         tick.tick().await;
         loop {
             tick.tick().await;
-            if let Err(e) = self.retention_pass().await {
-                tracing::warn!(error = %e, "a retention pass failed; will retry");
+            let started = std::time::Instant::now();
+            match self.retention_pass().await {
+                Ok(partitions) => {
+                    let took = started.elapsed();
+                    if took > every {
+                        tracing::info!(
+                            partitions,
+                            ?took,
+                            "a retention pass took longer than its interval"
+                        );
+                    } else {
+                        tracing::debug!(partitions, ?took, "retention pass");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "a retention pass failed; will retry"),
             }
         }
     }
 
-    /// One retention pass over every topic of the namespace.
-    pub async fn retention_pass(&self) -> GatewayResult<()> {
+    /// One retention pass over every topic of the namespace; returns how many partitions it
+    /// looked at.
+    pub async fn retention_pass(&self) -> GatewayResult<usize> {
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
+        let mut looked_at = 0;
         for name in self.list_topics().await? {
-            let Some(t) = self.topic(&name).await? else {
-                continue;
+            let t = match self.topic(&name).await {
+                Ok(Some(t)) => t,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(topic = %name, error = %e, "opening a topic for retention failed; will retry");
+                    continue;
+                }
             };
             let policy = t.configs().retention();
             if !policy.applies() {
                 continue;
             }
             for p in &t.partitions {
-                match p.enforce_retention(policy, now_ms).await {
+                looked_at += 1;
+                let started = std::time::Instant::now();
+                let result = p.enforce_retention(policy, now_ms).await;
+                if started.elapsed() > Duration::from_secs(5) {
+                    tracing::info!(topic = %name, partition = p.index(), took = ?started.elapsed(), "retention of one partition took long");
+                }
+                match result {
                     Ok(_) | Err(GatewayError::NotLeader) => {}
                     Err(e) => {
                         tracing::warn!(topic = %name, partition = p.index(), error = %e, "enforcing retention failed; will retry")
@@ -472,7 +498,7 @@ impl Store {
                 }
             }
         }
-        Ok(())
+        Ok(looked_at)
     }
 
     /// Writes checkpoints of the ledger and topic-config topics when `policy` says so, so
