@@ -31,6 +31,17 @@ pub fn smq_writes(kind: &'static str, records: u64) {
         .inc_by(records);
 }
 
+/// Partition write locks taken (not renewals), by how: `new` (the lock was free or had
+/// expired) or `resumed` (with the renew token this data directory's previous process left).
+static PARTITION_LOCKS_TAKEN: std::sync::LazyLock<Family<Labels, Counter>> =
+    std::sync::LazyLock::new(Family::default);
+
+pub fn partition_lock_taken(how: &'static str) {
+    PARTITION_LOCKS_TAKEN
+        .get_or_create(&vec![("how".to_string(), how.to_string())])
+        .inc();
+}
+
 /// Partitions refusing writes until an operator resolves a conflict.
 static PARTITIONS_REFUSING_WRITES: std::sync::LazyLock<Gauge> =
     std::sync::LazyLock::new(Gauge::default);
@@ -247,6 +258,11 @@ impl Default for Metrics {
             "smq_writes",
             "Records published to SMQ, by kind: data (Kafka records or batches) or ledger (ledger records)",
             SMQ_WRITES.clone(),
+        );
+        registry.register(
+            "partition_locks_taken",
+            "Partition write locks taken, by how: new (free or expired) or resumed (with the renew token this data directory's previous process left, after a SIGKILL)",
+            PARTITION_LOCKS_TAKEN.clone(),
         );
         registry.register(
             "partitions_refusing_writes",

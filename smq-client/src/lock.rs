@@ -22,6 +22,26 @@ pub struct LockLease {
     filer: String,
 }
 
+impl LockLease {
+    /// A lease known only by its renew token (kept by a process that has since died): renewing
+    /// it takes the lock over at once if that token is still the lock's, without waiting for it
+    /// to expire. `filer` is the one that answered for the lock ([`LockLease::filer`]).
+    pub fn resume(name: &str, owner: &str, renew_token: &str, filer: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            owner: owner.to_string(),
+            renew_token: renew_token.to_string(),
+            generation: 0,
+            filer: filer.to_string(),
+        }
+    }
+
+    /// The filer (gRPC address) that holds the lock.
+    pub fn filer(&self) -> &str {
+        &self.filer
+    }
+}
+
 /// The outcome of a lock attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LockOutcome {

@@ -200,3 +200,45 @@ def test_clean_restart_keeps_everything(gateway):
     for p in range(PARTS):
         kgw.assert_dense(got[p])
         assert [m.value() for m in got[p][100:]] == [b"second-%d" % i for i in range(p, 30, PARTS)]
+
+
+def metric(gw, series):
+    """The value of one series of the gateway's /metrics (0 when absent)."""
+    import urllib.request
+    with urllib.request.urlopen(gw.http + "/metrics", timeout=10) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith(series + " "):
+                return float(line.split()[1])
+    return 0.0
+
+
+
+def test_kill9_restart_on_the_same_data_dir_takes_the_partitions_back_at_once(smq, tmp_path):
+    """A gateway killed with SIGKILL cannot release its partition locks. Started again on the same
+    data directory it renews them with the tokens it kept there and takes its partitions back at
+    once (/metrics counts how each lock was taken), instead of answering NOT_LEADER_OR_FOLLOWER
+    until the old locks expire."""
+    import os
+    log_path = os.path.join(str(tmp_path), "datadir-gateway.log")
+    data_dir = str(tmp_path / "data")
+    gw = kgw.Gateway(smq.master, log_path, extra_args=["--wal-dir", data_dir])
+    gw.start()
+    try:
+        bootstrap = gw.bootstrap
+        topic = kgw.unique_topic("takeback")
+        kgw.create_topic(bootstrap, topic, partitions=PARTS)
+        first = [{"partition": p, "value": b"before-%d" % p} for p in range(PARTS)]
+        kgw.produce_all(kgw.producer(bootstrap), topic, first)
+        gw.kill9()
+        gw.start()
+        after = kgw.producer(bootstrap)
+        second = [{"partition": p, "value": b"after-%d" % p} for p in range(PARTS)]
+        delivered = kgw.produce_all(after, topic, second)
+        assert [(m.partition(), m.offset()) for m in delivered] == [(p, 1) for p in range(PARTS)]
+        taken = 'kafka_gateway_partition_locks_taken_total{how="%s"}'
+        assert (metric(gw, taken % "resumed"), metric(gw, taken % "new")) == (PARTS, 0)
+        got = kgw.consume_partitions(bootstrap, topic, {p: 2 for p in range(PARTS)})
+        for p in range(PARTS):
+            assert [m.value() for m in got[p]] == [b"before-%d" % p, b"after-%d" % p]
+    finally:
+        gw.terminate()

@@ -2,6 +2,7 @@
 //! partition p is the SMQ partition whose ring range is p's (matched by range, not position).
 
 mod backend;
+mod lock_tokens;
 mod partition;
 mod registry;
 mod topic_config;
@@ -98,6 +99,7 @@ pub struct Store {
     owner: Arc<str>,
     unflushed: Arc<unflushed::UnflushedBudget>,
     wal: Option<wal::WalDir>,
+    lock_tokens: Option<Arc<lock_tokens::LockTokens>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -119,8 +121,13 @@ impl Store {
             .as_deref()
             .map(wal::WalDir::open)
             .transpose()?;
+        let lock_tokens = wal
+            .as_ref()
+            .map(|w| w.lock_tokens().map(Arc::new))
+            .transpose()?;
         Ok(Self {
             wal,
+            lock_tokens,
             client,
             settings: settings.clone(),
             ledger_store,
@@ -227,7 +234,8 @@ impl Store {
                     self.owner.clone(),
                     self.settings.read_flushed_from_filer,
                     home,
-                );
+                )
+                .with_lock_tokens(self.lock_tokens.clone());
                 partitions.push(Arc::new(PartitionLog::new(
                     backend,
                     Placement {

@@ -72,6 +72,12 @@ impl WalDir {
         })
     }
 
+    /// Where the renew tokens of this gateway's partition locks are kept (a dot name: never an
+    /// SMQ namespace's directory).
+    pub fn lock_tokens(&self) -> GatewayResult<super::lock_tokens::LockTokens> {
+        super::lock_tokens::LockTokens::open(&self.root.join(".lock-tokens"))
+    }
+
     fn partition_dir(&self, namespace: &str, topic: &str, index: i32) -> PathBuf {
         self.root
             .join(namespace)

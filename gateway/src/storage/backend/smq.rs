@@ -13,6 +13,7 @@ use smq_client::{
 use super::{EntryToPersist, Lock, LogFile, PartitionBackend};
 use crate::error::GatewayResult;
 use crate::ledger::{LedgerRecord, LedgerStore, LedgerToken, PartitionState};
+use crate::storage::lock_tokens::LockTokens;
 
 /// How long reading a partition's persisted ledger may take when taking it over.
 const LOAD_LEDGER_TIMEOUT: Duration = Duration::from_secs(60);
@@ -34,6 +35,9 @@ pub struct SmqBackend {
     /// The `kafka-system/offset-mappings` partition its ledger entries go to (see
     /// `ledger::mapping_partition`).
     home: std::sync::atomic::AtomicI32,
+    /// Renew tokens kept on disk (see `storage::lock_tokens`), when the gateway has a data
+    /// directory.
+    lock_tokens: Option<Arc<LockTokens>>,
 }
 
 impl SmqBackend {
@@ -72,6 +76,35 @@ impl SmqBackend {
             ledger_store,
             owner,
             log_files,
+            lock_tokens: None,
+        }
+    }
+
+    pub fn with_lock_tokens(mut self, tokens: Option<Arc<LockTokens>>) -> Self {
+        self.lock_tokens = tokens;
+        self
+    }
+
+    /// Takes the lock back with the renew token a killed predecessor left (see
+    /// `storage::lock_tokens`); None when there is none or the filer no longer accepts it.
+    async fn resume_lock(&self, ttl: Duration) -> Option<LockLease> {
+        let tokens = self.lock_tokens.as_ref()?;
+        let r = tokens.remembered(&self.lock_name)?;
+        let old = LockLease::resume(&self.lock_name, &self.owner, &r.token, &r.filer);
+        match self
+            .client
+            .lock(&self.lock_name, &self.owner, ttl, Some(&old))
+            .await
+        {
+            Ok(LockOutcome::Acquired(lease)) => {
+                tracing::info!(topic = %self.smq_name, partition = self.index, "took the partition lock back from this data directory's previous process");
+                Some(lease)
+            }
+            // Expired, taken by another gateway, or the filer restarted: the token is stale.
+            Ok(LockOutcome::HeldBy(_)) | Err(_) => {
+                tokens.forget(&self.lock_name);
+                None
+            }
         }
     }
 }
@@ -171,19 +204,41 @@ impl PartitionBackend for SmqBackend {
     }
 
     async fn lock(&self, ttl: Duration, held: Option<&LockLease>) -> SmqResult<Lock<LockLease>> {
-        Ok(
-            match self
-                .client
-                .lock(&self.lock_name, &self.owner, ttl, held)
-                .await?
-            {
-                LockOutcome::Acquired(l) => Lock::Acquired(l),
-                LockOutcome::HeldBy(other) => Lock::HeldBy(other),
-            },
-        )
+        let resumed = match held {
+            None => self.resume_lock(ttl).await,
+            Some(_) => None,
+        };
+        let outcome = match resumed {
+            Some(lease) => {
+                crate::metrics::partition_lock_taken("resumed");
+                LockOutcome::Acquired(lease)
+            }
+            None => {
+                let outcome = self
+                    .client
+                    .lock(&self.lock_name, &self.owner, ttl, held)
+                    .await?;
+                if held.is_none() && matches!(outcome, LockOutcome::Acquired(_)) {
+                    crate::metrics::partition_lock_taken("new");
+                }
+                outcome
+            }
+        };
+        Ok(match outcome {
+            LockOutcome::Acquired(l) => {
+                if let Some(tokens) = &self.lock_tokens {
+                    tokens.remember(&self.lock_name, l.filer(), &l.renew_token);
+                }
+                Lock::Acquired(l)
+            }
+            LockOutcome::HeldBy(other) => Lock::HeldBy(other),
+        })
     }
 
     async fn unlock(&self, lease: &LockLease) -> SmqResult<()> {
+        if let Some(tokens) = &self.lock_tokens {
+            tokens.forget(&self.lock_name);
+        }
         self.client.unlock(lease).await
     }
 
