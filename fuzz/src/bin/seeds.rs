@@ -119,6 +119,17 @@ fn request_body(key: ApiKey, batch: &Bytes) -> RequestKind {
                     .with_count(6),
             ]))
         }
+        ApiKey::DeleteRecords => {
+            RequestKind::DeleteRecords(DeleteRecordsRequest::default().with_topics(vec![
+                delete_records_request::DeleteRecordsTopic::default()
+                    .with_name(name())
+                    .with_partitions(vec![
+                        delete_records_request::DeleteRecordsPartition::default()
+                            .with_partition_index(0)
+                            .with_offset(2),
+                    ]),
+            ]))
+        }
         other => panic!("no seed for {other:?}: add one when registering a new API"),
     }
 }
