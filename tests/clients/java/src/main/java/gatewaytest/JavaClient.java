@@ -56,6 +56,8 @@ import org.apache.kafka.common.serialization.ByteArraySerializer;
  * partition numbers, possibly empty), "ASSIGNMENT parts" (the consumer's whole assignment whenever it
  * changed after a poll), "RECORD " + the record line below for every record, then after each polled
  * batch a synchronous commit of the offsets after it: "COMMITTED p:o,..." or "COMMIT_FAILED exception".
+ * With kgw.commit.each.batch=false it makes no commits of its own (pair it with enable.auto.commit=true
+ * to see the consumer's own commits, e.g. the one it makes before rejoining a rebalance).
  * A line "close" on stdin (or EOF on stdin, or MAX_MS elapsed) closes the consumer: "CLOSED", exit 0.
  *
  * admin OPs (output lines, tab separated; errors as "ERROR exceptionClass message", exit 0):
@@ -224,6 +226,7 @@ public final class JavaClient {
         p.put(ConsumerConfig.REQUEST_TIMEOUT_MS_CONFIG, "30000");
         p.put(ConsumerConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, "60000");
         extraProps(p, args, 5);
+        boolean commitEachBatch = !"false".equals(p.remove("kgw.commit.each.batch"));
         String topic = args[2];
         long deadline = System.currentTimeMillis() + Long.parseLong(args[4]);
 
@@ -280,6 +283,7 @@ public final class JavaClient {
                             r.key(), r.value(), r.headers()));
                     offs.put(new TopicPartition(r.topic(), r.partition()), new OffsetAndMetadata(r.offset() + 1));
                 }
+                if (!commitEachBatch) continue;
                 try {
                     consumer.commitSync(offs, Duration.ofSeconds(30));
                     StringBuilder sb = new StringBuilder();
