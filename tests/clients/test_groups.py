@@ -548,6 +548,45 @@ def test_commit_past_high_water_mark_is_accepted(gateway):
     # (A consumer starting there is told OFFSET_OUT_OF_RANGE and resets, as from Kafka.)
 
 
+def metric_value(gateway, line_start):
+    for line in http_get(gateway, "/metrics").splitlines():
+        if line.startswith(line_start + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_error_codes_inside_responses_are_counted_in_metrics(gateway):
+    """An error answered inside a response (a refused commit, an unknown topic in Metadata)
+    shows in /metrics: per request in requests_total, per partition in response_errors_total."""
+    bootstrap = gateway.bootstrap
+    topic, group = kgw.unique_topic("grp-err"), unique_group("g-err")
+    kgw.create_topic(bootstrap, topic, partitions=1)
+    unknown = 'error_code="%d"}' % 3  # UNKNOWN_TOPIC_OR_PARTITION
+    names = {
+        "commit_requests": 'kafka_gateway_requests_total{api="OffsetCommit",' + unknown,
+        "commit_errors": 'kafka_gateway_response_errors_total{api="OffsetCommit",' + unknown,
+        "metadata_errors": 'kafka_gateway_response_errors_total{api="Metadata",' + unknown,
+    }
+    before = {k: metric_value(gateway, v) for k, v in names.items()}
+    c = Consumer(group_conf(bootstrap, group))
+    try:
+        try:
+            res = c.commit(offsets=[TopicPartition(topic, 0, 1), TopicPartition(topic, 7, 1),
+                                    TopicPartition(topic, 8, 1)], asynchronous=False)
+            errors = [tp.error for tp in res if tp.error]
+        except KafkaException as e:
+            errors = [e.args[0]]
+        assert errors, "a commit to partitions the topic does not have was accepted"
+    finally:
+        c.close()
+    md = kgw.admin(bootstrap).list_topics(topic=kgw.unique_topic("grp-missing"), timeout=kgw.OP_TIMEOUT)
+    assert all(t.error is not None for t in md.topics.values()), md.topics
+    after = {k: metric_value(gateway, v) for k, v in names.items()}
+    assert after["commit_requests"] - before["commit_requests"] == 1, (before, after)
+    assert after["commit_errors"] - before["commit_errors"] == 2, (before, after)
+    assert after["metadata_errors"] - before["metadata_errors"] >= 1, (before, after)
+
+
 def test_ck_commit_after_a_rebalance_began_sticks(bootstrap):
     """A member commits what it consumed in its revoke callback, which librdkafka runs after the
     coordinator announced a rebalance and before the member rejoins (the group is in

@@ -11,6 +11,7 @@ mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
+mod error_codes;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
@@ -40,6 +41,7 @@ use crate::metrics::Metrics;
 use crate::storage::Store;
 
 pub use api_versions::response as api_versions_response;
+pub use error_codes::error_codes;
 
 /// What every handler can reach.
 #[derive(Debug)]
