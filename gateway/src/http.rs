@@ -232,6 +232,22 @@ async fn stats(State(s): State<HttpState>) -> Response {
         }
         groups.push(json!({"group": group, "state": state.name(), "offsets": partitions}));
     }
+    // Deleted topics whose SMQ files are still being removed (retried until done).
+    let deleting: Vec<_> = ctx
+        .store
+        .deletions()
+        .into_iter()
+        .map(|d| {
+            json!({
+                "topic": d.topic,
+                "smq_topic": d.smq_topic,
+                "deleted_at_ms": d.deleted_at_ms,
+                "files_deleted_at_ms": d.files_deleted_at_ms,
+                "failed_attempts": d.failed_attempts,
+                "last_error": d.last_error,
+            })
+        })
+        .collect();
     let smq_unavailable: Vec<_> = client
         .unavailable_partitions()
         .iter()
@@ -243,6 +259,7 @@ async fn stats(State(s): State<HttpState>) -> Response {
             "ready": true,
             "topics": topics,
             "groups": groups,
+            "deleting_topics": deleting,
             "smq_unavailable_partitions": smq_unavailable,
         }),
     )

@@ -174,6 +174,11 @@ async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
             );
         })
     });
+    // Deleted topics: their SMQ files are removed, and other gateways' deletions followed.
+    let deleter = {
+        let store = store.clone();
+        tokio::spawn(async move { store.keep_deleting().await })
+    };
     let retention = (config.retention_check_interval_secs > 0).then(|| {
         let store = store.clone();
         let every = Duration::from_secs(config.retention_check_interval_secs);
@@ -220,6 +225,7 @@ async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
     )
     .await;
     ticker.abort();
+    deleter.abort();
     renewer.abort();
     if let Some(c) = checkpointer {
         c.abort();

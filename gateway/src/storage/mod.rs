@@ -2,12 +2,15 @@
 //! partition p is the SMQ partition whose ring range is p's (matched by range, not position).
 
 mod backend;
+mod catalog;
+mod deletion;
 mod partition;
 mod registry;
 mod topic_config;
 mod unflushed;
 mod wal;
 
+pub use deletion::Deletion;
 pub use partition::{
     AppendTicket, Appended, PartitionLog, Placement, READ_AHEAD_BYTES, ReadResult, record_size,
     unit_size,
@@ -66,6 +69,8 @@ pub struct TopicLog {
     /// Changed by AlterConfigs.
     configs: std::sync::RwLock<TopicConfigs>,
     pub partitions: Vec<Arc<PartitionLog>>,
+    /// Kafka's topic id: new when a deleted name is created again (see `catalog.rs`).
+    pub topic_id: [u8; 16],
 }
 
 impl TopicLog {
@@ -98,6 +103,8 @@ pub struct Store {
     owner: Arc<str>,
     unflushed: Arc<unflushed::UnflushedBudget>,
     wal: Option<wal::WalDir>,
+    /// Kafka name → SMQ topic; deleted names (see `catalog.rs`, `deletion.rs`).
+    catalog: Arc<catalog::Catalog>,
 }
 
 impl std::fmt::Debug for Store {
@@ -114,6 +121,7 @@ impl Store {
         let ledger_store = Arc::new(LedgerStore::open(client.clone()).await?);
         let recovered = ledger_store.recover(Duration::from_secs(120)).await?;
         let registry = TopicRegistry::open(client.clone()).await?;
+        let catalog = Arc::new(catalog::Catalog::open(client.clone(), &settings.namespace).await?);
         let wal = settings
             .wal_dir
             .as_deref()
@@ -121,6 +129,7 @@ impl Store {
             .transpose()?;
         Ok(Self {
             wal,
+            catalog,
             client,
             settings: settings.clone(),
             ledger_store,
@@ -143,7 +152,7 @@ impl Store {
     }
 
     fn smq_topic(&self, name: &str) -> Topic {
-        smq_client::topic(&self.settings.namespace, name)
+        smq_client::topic(&self.settings.namespace, &self.catalog.smq_name_of(name))
     }
 
     /// The topic, if it exists in SMQ.
@@ -164,6 +173,10 @@ impl Store {
         let mut topics = self.topics.write().await;
         if let Some(t) = topics.get(name) {
             return Ok(Some(t.clone()));
+        }
+        if self.catalog.smq_name_of(name) != smq_topic.name {
+            // Deleted while it was being looked up.
+            return Ok(None);
         }
         let key = format!("{}/{}", smq_topic.namespace, smq_topic.name);
         let mut configs = self.registry.get(&key).unwrap_or_default();
@@ -244,6 +257,11 @@ impl Store {
         };
         let t = Arc::new(TopicLog {
             name: name.to_string(),
+            topic_id: catalog::topic_id(
+                &smq_topic.namespace,
+                &smq_topic.name,
+                config.created_at_ns,
+            ),
             smq_topic,
             configs: std::sync::RwLock::new(configs),
             partitions,
@@ -289,9 +307,10 @@ impl Store {
     /// Kafka topic names in this gateway's namespace.
     pub async fn list_topics(&self) -> GatewayResult<Vec<String>> {
         let topics = self.client.list_topics(&self.settings.namespace).await?;
+        // Deleted incarnations stay listed by SMQ: only current ones are Kafka topics.
         Ok(topics
             .into_iter()
-            .map(|t| t.name)
+            .filter_map(|t| self.catalog.kafka_name_of(&t.name))
             .filter(|n| validate_topic_name(n).is_ok())
             .collect())
     }
@@ -511,12 +530,18 @@ impl Store {
             return;
         };
         let namespace = &self.settings.namespace;
-        for name in wal.topics_with_files(namespace) {
+        for smq_name in wal.topics_with_files(namespace) {
+            // A deleted incarnation's records are not published again.
+            let Some(name) = self.catalog.kafka_name_of(&smq_name) else {
+                tracing::info!(smq_topic = %smq_name, "removing the write-ahead log of a deleted topic");
+                wal.remove_topic(namespace, &smq_name);
+                continue;
+            };
             match self.topic(&name).await {
                 Ok(Some(_)) => {}
                 Ok(None) => {
                     tracing::info!(topic = %name, "removing the write-ahead log of a topic SMQ no longer has");
-                    wal.remove_topic(namespace, &name);
+                    wal.remove_topic(namespace, &smq_name);
                 }
                 Err(e) => {
                     tracing::warn!(topic = %name, error = %e, "opening a topic with records in the write-ahead log failed; they are published again when it is next used");

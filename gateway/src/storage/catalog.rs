@@ -1,0 +1,289 @@
+//! Which SMQ topic holds a Kafka topic, so that a deleted name can be used again.
+//!
+//! SMQ 4.48 has no topic deletion, and removing a topic's directory through the filer is not
+//! enough to reuse its name: the broker keeps the topic in its caches and its in-memory offsets,
+//! and a topic configured again under the same name continued the old offsets
+//! (`docs/smq-protocol.md` §3). So no SMQ topic name is ever used twice: Kafka topic `T` is SMQ
+//! topic `T` until it is first deleted, then `T~1`, `T~2`, ... (`~` cannot occur in a Kafka
+//! name, so these never collide with another Kafka topic). Everything keyed by the SMQ name (the
+//! ledger, the write-ahead log, configs, partition locks) starts empty for the new topic.
+//!
+//! The catalog holds, for each Kafka name that was ever deleted, its current incarnation and the
+//! SMQ topics of earlier incarnations whose removal has not finished. It is one small file per
+//! name in the filer, `/kafka-gateway/topics/<namespace>/<name>`, written before DeleteTopics is
+//! answered; names never deleted have no file.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use smq_client::SmqClient;
+
+use crate::error::{GatewayError, GatewayResult};
+
+/// Between a Kafka name and its incarnation in SMQ topic names.
+pub const SEPARATOR: char = '~';
+const ROOT: &str = "/kafka-gateway/topics";
+
+/// One Kafka name's record.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// The incarnation new lookups and creations use.
+    pub incarnation: u32,
+    /// Earlier incarnations whose SMQ topic is still being removed.
+    #[serde(default)]
+    pub retired: Vec<Retired>,
+}
+
+/// A deleted incarnation whose removal has not finished.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retired {
+    pub smq_name: String,
+    pub deleted_at_ms: i64,
+    /// Each partition's high water mark when it was deleted: its ledger is dropped by moving
+    /// the log start there.
+    pub log_ends: Vec<i64>,
+    /// When its SMQ files were last deleted; the removal is done once a later look finds none
+    /// (a broker flush after the deletion can write a file again).
+    #[serde(default)]
+    pub files_deleted_at_ms: Option<i64>,
+}
+
+/// The SMQ topic name of a Kafka name's incarnation.
+pub fn smq_name(kafka: &str, incarnation: u32) -> String {
+    if incarnation == 0 {
+        kafka.to_string()
+    } else {
+        format!("{kafka}{SEPARATOR}{incarnation}")
+    }
+}
+
+/// (Kafka name, incarnation) of an SMQ topic name written by [`smq_name`].
+pub fn parse(smq: &str) -> Option<(&str, u32)> {
+    match smq.rsplit_once(SEPARATOR) {
+        None => Some((smq, 0)),
+        Some((name, n)) => match n.parse::<u32>() {
+            Ok(i) if i > 0 && !n.starts_with('0') => Some((name, i)),
+            _ => None,
+        },
+    }
+}
+
+pub struct Catalog {
+    client: SmqClient,
+    dir: String,
+    entries: Mutex<HashMap<String, Entry>>,
+    /// The last failure of each retired SMQ topic's removal, for /stats (not persisted).
+    failures: Mutex<HashMap<String, (u32, String)>>,
+    /// Retired SMQ topics whose partitions this process is still letting go (not persisted: a
+    /// restart has none open).
+    closing: Mutex<HashSet<String>>,
+}
+
+impl std::fmt::Debug for Catalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Catalog").field("dir", &self.dir).finish()
+    }
+}
+
+impl Catalog {
+    pub async fn open(client: SmqClient, namespace: &str) -> GatewayResult<Self> {
+        let c = Self {
+            client,
+            dir: format!("{ROOT}/{namespace}"),
+            entries: Mutex::new(HashMap::new()),
+            failures: Mutex::new(HashMap::new()),
+            closing: Mutex::new(HashSet::new()),
+        };
+        c.refresh().await?;
+        Ok(c)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reads every entry from the filer again (another gateway may have deleted a topic);
+    /// returns the Kafka names whose incarnation changed.
+    pub async fn refresh(&self) -> GatewayResult<Vec<String>> {
+        let mut read = HashMap::new();
+        for e in self.client.list_dir(&self.dir).await? {
+            if e.is_directory {
+                continue;
+            }
+            let Some(bytes) = self.client.get_file(&self.dir, &e.name).await? else {
+                continue;
+            };
+            match serde_json::from_slice::<Entry>(&bytes) {
+                Ok(entry) => {
+                    read.insert(e.name, entry);
+                }
+                Err(err) => {
+                    return Err(GatewayError::Internal(format!(
+                        "topic catalog entry {}/{}: {err}",
+                        self.dir, e.name
+                    )));
+                }
+            }
+        }
+        let mut entries = self.lock();
+        let changed = read
+            .iter()
+            .filter(|(k, e)| entries.get(*k).map_or(0, |o| o.incarnation) != e.incarnation)
+            .map(|(k, _)| k.clone())
+            .collect();
+        *entries = read;
+        Ok(changed)
+    }
+
+    /// The SMQ topic name that serves Kafka topic `kafka` now.
+    pub fn smq_name_of(&self, kafka: &str) -> String {
+        smq_name(kafka, self.lock().get(kafka).map_or(0, |e| e.incarnation))
+    }
+
+    /// The Kafka name an SMQ topic serves, if it is the current incarnation of that name.
+    pub fn kafka_name_of(&self, smq: &str) -> Option<String> {
+        let (name, incarnation) = parse(smq)?;
+        let current = self.lock().get(name).map_or(0, |e| e.incarnation);
+        (incarnation == current).then(|| name.to_string())
+    }
+
+    async fn store(&self, kafka: &str, entry: &Entry) -> GatewayResult<()> {
+        let bytes = serde_json::to_vec(entry)
+            .map_err(|e| GatewayError::Internal(format!("encoding a catalog entry: {e}")))?;
+        self.client.put_file(&self.dir, kafka, bytes).await?;
+        Ok(())
+    }
+
+    /// Deletes the current incarnation of `kafka`: from now on the name maps to a new SMQ
+    /// topic, which does not exist until the name is created again. Persisted before it
+    /// returns; returns the retired SMQ name.
+    pub async fn retire(
+        &self,
+        kafka: &str,
+        log_ends: Vec<i64>,
+        now_ms: i64,
+    ) -> GatewayResult<String> {
+        let mut entry = self.lock().get(kafka).cloned().unwrap_or_default();
+        let old = smq_name(kafka, entry.incarnation);
+        entry.incarnation += 1;
+        entry.retired.push(Retired {
+            smq_name: old.clone(),
+            deleted_at_ms: now_ms,
+            log_ends,
+            files_deleted_at_ms: None,
+        });
+        self.store(kafka, &entry).await?;
+        self.lock().insert(kafka.to_string(), entry);
+        Ok(old)
+    }
+
+    /// Every retired incarnation still being removed, with its Kafka name.
+    pub fn retired(&self) -> Vec<(String, Retired)> {
+        let mut v: Vec<(String, Retired)> = self
+            .lock()
+            .iter()
+            .flat_map(|(k, e)| e.retired.iter().map(move |r| (k.clone(), r.clone())))
+            .collect();
+        v.sort_by(|a, b| a.1.smq_name.cmp(&b.1.smq_name));
+        v
+    }
+
+    /// Records that a retired incarnation's files were deleted at `at_ms` (`None`: its removal
+    /// is done and it is forgotten).
+    pub async fn update_retired(
+        &self,
+        kafka: &str,
+        smq: &str,
+        files_deleted_at_ms: Option<i64>,
+    ) -> GatewayResult<()> {
+        let Some(mut entry) = self.lock().get(kafka).cloned() else {
+            return Ok(());
+        };
+        match files_deleted_at_ms {
+            Some(at) => entry
+                .retired
+                .iter_mut()
+                .filter(|r| r.smq_name == smq)
+                .for_each(|r| r.files_deleted_at_ms = Some(at)),
+            None => entry.retired.retain(|r| r.smq_name != smq),
+        }
+        self.store(kafka, &entry).await?;
+        self.lock().insert(kafka.to_string(), entry);
+        if files_deleted_at_ms.is_none() {
+            self.failures
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(smq);
+        }
+        Ok(())
+    }
+
+    /// Notes a failed removal attempt.
+    pub fn failed(&self, smq: &str, error: String) {
+        let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = f.entry(smq.to_string()).or_insert((0, String::new()));
+        slot.0 += 1;
+        slot.1 = error;
+    }
+
+    /// Marks a retired SMQ topic whose partitions are being let go (`true`), or done.
+    pub fn closing(&self, smq: &str, closing: bool) {
+        let mut c = self.closing.lock().unwrap_or_else(|e| e.into_inner());
+        if closing {
+            c.insert(smq.to_string());
+        } else {
+            c.remove(smq);
+        }
+    }
+
+    pub fn is_closing(&self, smq: &str) -> bool {
+        self.closing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(smq)
+    }
+
+    /// (failed attempts, last error) of a retired SMQ topic's removal.
+    pub fn failure(&self, smq: &str) -> Option<(u32, String)> {
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(smq)
+            .cloned()
+    }
+}
+
+/// A Kafka topic id (KIP-516) for one incarnation: from its SMQ name and creation time, so it
+/// is the same on every gateway and across restarts, and new when the name is created again.
+pub fn topic_id(namespace: &str, smq_name: &str, created_at_ns: i64) -> [u8; 16] {
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&created_at_ns.to_be_bytes());
+    id[8..12].copy_from_slice(&crc32c::crc32c(namespace.as_bytes()).to_be_bytes());
+    id[12..].copy_from_slice(&crc32c::crc32c(smq_name.as_bytes()).to_be_bytes());
+    // Version 8 (custom) and the RFC 4122 variant, so tools parse it as a UUID.
+    id[6] = (id[6] & 0x0f) | 0x80;
+    id[8] = (id[8] & 0x3f) | 0x80;
+    id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_never_collide_with_kafka_names() {
+        for (kafka, i) in [("orders", 0), ("orders", 1), ("a.b-c_d", 12), ("x~y", 3)] {
+            let smq = smq_name(kafka, i);
+            assert_eq!(parse(&smq), Some((kafka, i)), "{smq}");
+        }
+        assert_eq!(smq_name("orders", 2), "orders~2");
+        // Not written by smq_name: no incarnation of any name.
+        for odd in ["orders~", "orders~0", "orders~01", "orders~x", "orders~-1"] {
+            assert_eq!(parse(odd), None, "{odd}");
+        }
+        for i in 1..3 {
+            assert!(crate::storage::validate_topic_name(&smq_name("t", i)).is_err());
+        }
+    }
+}
