@@ -209,6 +209,7 @@ async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
         next_producer_id: AtomicI64::new(rand::random_range(0..1i64 << 47)),
     });
     let _ = ready.set(ctx.clone());
+    let deletion_requests = tokio::spawn(server::serve_deletion_requests(ctx.clone()));
     let stats = kafka_gateway::kube_stats::start(
         &config,
         store.clone(),
@@ -226,6 +227,7 @@ async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
     .await;
     ticker.abort();
     deleter.abort();
+    deletion_requests.abort();
     renewer.abort();
     if let Some(c) = checkpointer {
         c.abort();

@@ -33,7 +33,8 @@ pub async fn handle(
     Ok(DeleteTopicsResponse::default().with_responses(responses))
 }
 
-async fn delete(ctx: &Context, name: &str) -> GatewayResult<()> {
+/// Deletes one topic, as DeleteTopics does (also for the operator's deletion requests).
+pub async fn delete(ctx: &Context, name: &str) -> GatewayResult<()> {
     if ctx.store.topic(name).await?.is_none() {
         return Err(GatewayError::UnknownTopicOrPartition(name.to_string()));
     }

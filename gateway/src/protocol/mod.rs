@@ -41,6 +41,7 @@ use crate::metrics::Metrics;
 use crate::storage::Store;
 
 pub use api_versions::response as api_versions_response;
+pub use delete_topics::delete as delete_topic;
 pub use error_codes::error_codes;
 
 /// What every handler can reach.

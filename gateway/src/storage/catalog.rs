@@ -16,62 +16,15 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
-use serde::{Deserialize, Serialize};
-use smq_client::SmqClient;
+use smq_client::{
+    CatalogEntry as Entry, RetiredTopic as Retired, SmqClient, incarnation_name, parse_incarnation,
+};
 
-use crate::error::{GatewayError, GatewayResult};
-
-/// Between a Kafka name and its incarnation in SMQ topic names.
-pub const SEPARATOR: char = '~';
-const ROOT: &str = "/kafka-gateway/topics";
-
-/// One Kafka name's record.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Entry {
-    /// The incarnation new lookups and creations use.
-    pub incarnation: u32,
-    /// Earlier incarnations whose SMQ topic is still being removed.
-    #[serde(default)]
-    pub retired: Vec<Retired>,
-}
-
-/// A deleted incarnation whose removal has not finished.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Retired {
-    pub smq_name: String,
-    pub deleted_at_ms: i64,
-    /// Each partition's high water mark when it was deleted: its ledger is dropped by moving
-    /// the log start there.
-    pub log_ends: Vec<i64>,
-    /// When its SMQ files were last deleted; the removal is done once a later look finds none
-    /// (a broker flush after the deletion can write a file again).
-    #[serde(default)]
-    pub files_deleted_at_ms: Option<i64>,
-}
-
-/// The SMQ topic name of a Kafka name's incarnation.
-pub fn smq_name(kafka: &str, incarnation: u32) -> String {
-    if incarnation == 0 {
-        kafka.to_string()
-    } else {
-        format!("{kafka}{SEPARATOR}{incarnation}")
-    }
-}
-
-/// (Kafka name, incarnation) of an SMQ topic name written by [`smq_name`].
-pub fn parse(smq: &str) -> Option<(&str, u32)> {
-    match smq.rsplit_once(SEPARATOR) {
-        None => Some((smq, 0)),
-        Some((name, n)) => match n.parse::<u32>() {
-            Ok(i) if i > 0 && !n.starts_with('0') => Some((name, i)),
-            _ => None,
-        },
-    }
-}
+use crate::error::GatewayResult;
 
 pub struct Catalog {
     client: SmqClient,
-    dir: String,
+    namespace: String,
     entries: Mutex<HashMap<String, Entry>>,
     /// The last failure of each retired SMQ topic's removal, for /stats (not persisted).
     failures: Mutex<HashMap<String, (u32, String)>>,
@@ -82,7 +35,9 @@ pub struct Catalog {
 
 impl std::fmt::Debug for Catalog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Catalog").field("dir", &self.dir).finish()
+        f.debug_struct("Catalog")
+            .field("namespace", &self.namespace)
+            .finish()
     }
 }
 
@@ -90,7 +45,7 @@ impl Catalog {
     pub async fn open(client: SmqClient, namespace: &str) -> GatewayResult<Self> {
         let c = Self {
             client,
-            dir: format!("{ROOT}/{namespace}"),
+            namespace: namespace.to_string(),
             entries: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
             closing: Mutex::new(HashSet::new()),
@@ -106,26 +61,12 @@ impl Catalog {
     /// Reads every entry from the filer again (another gateway may have deleted a topic);
     /// returns the Kafka names whose incarnation changed.
     pub async fn refresh(&self) -> GatewayResult<Vec<String>> {
-        let mut read = HashMap::new();
-        for e in self.client.list_dir(&self.dir).await? {
-            if e.is_directory {
-                continue;
-            }
-            let Some(bytes) = self.client.get_file(&self.dir, &e.name).await? else {
-                continue;
-            };
-            match serde_json::from_slice::<Entry>(&bytes) {
-                Ok(entry) => {
-                    read.insert(e.name, entry);
-                }
-                Err(err) => {
-                    return Err(GatewayError::Internal(format!(
-                        "topic catalog entry {}/{}: {err}",
-                        self.dir, e.name
-                    )));
-                }
-            }
-        }
+        let read: HashMap<String, Entry> = self
+            .client
+            .catalog_entries(&self.namespace)
+            .await?
+            .into_iter()
+            .collect();
         let mut entries = self.lock();
         let changed = read
             .iter()
@@ -138,21 +79,21 @@ impl Catalog {
 
     /// The SMQ topic name that serves Kafka topic `kafka` now.
     pub fn smq_name_of(&self, kafka: &str) -> String {
-        smq_name(kafka, self.lock().get(kafka).map_or(0, |e| e.incarnation))
+        incarnation_name(kafka, self.lock().get(kafka).map_or(0, |e| e.incarnation))
     }
 
     /// The Kafka name an SMQ topic serves, if it is the current incarnation of that name.
     pub fn kafka_name_of(&self, smq: &str) -> Option<String> {
-        let (name, incarnation) = parse(smq)?;
+        let (name, incarnation) = parse_incarnation(smq)?;
         let current = self.lock().get(name).map_or(0, |e| e.incarnation);
         (incarnation == current).then(|| name.to_string())
     }
 
     async fn store(&self, kafka: &str, entry: &Entry) -> GatewayResult<()> {
-        let bytes = serde_json::to_vec(entry)
-            .map_err(|e| GatewayError::Internal(format!("encoding a catalog entry: {e}")))?;
-        self.client.put_file(&self.dir, kafka, bytes).await?;
-        Ok(())
+        Ok(self
+            .client
+            .put_catalog_entry(&self.namespace, kafka, entry)
+            .await?)
     }
 
     /// Deletes the current incarnation of `kafka`: from now on the name maps to a new SMQ
@@ -164,16 +105,11 @@ impl Catalog {
         log_ends: Vec<i64>,
         now_ms: i64,
     ) -> GatewayResult<String> {
-        let mut entry = self.lock().get(kafka).cloned().unwrap_or_default();
-        let old = smq_name(kafka, entry.incarnation);
-        entry.incarnation += 1;
-        entry.retired.push(Retired {
-            smq_name: old.clone(),
-            deleted_at_ms: now_ms,
-            log_ends,
-            files_deleted_at_ms: None,
-        });
-        self.store(kafka, &entry).await?;
+        let old = self.smq_name_of(kafka);
+        let entry = self
+            .client
+            .retire_topic_name(&self.namespace, kafka, log_ends, now_ms)
+            .await?;
         self.lock().insert(kafka.to_string(), entry);
         Ok(old)
     }
@@ -269,21 +205,14 @@ pub fn topic_id(namespace: &str, smq_name: &str, created_at_ns: i64) -> [u8; 16]
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
-    fn names_round_trip_and_never_collide_with_kafka_names() {
-        for (kafka, i) in [("orders", 0), ("orders", 1), ("a.b-c_d", 12), ("x~y", 3)] {
-            let smq = smq_name(kafka, i);
-            assert_eq!(parse(&smq), Some((kafka, i)), "{smq}");
-        }
-        assert_eq!(smq_name("orders", 2), "orders~2");
-        // Not written by smq_name: no incarnation of any name.
-        for odd in ["orders~", "orders~0", "orders~01", "orders~x", "orders~-1"] {
-            assert_eq!(parse(odd), None, "{odd}");
-        }
+    fn incarnations_are_never_kafka_names() {
         for i in 1..3 {
-            assert!(crate::storage::validate_topic_name(&smq_name("t", i)).is_err());
+            let name = smq_client::incarnation_name("t", i);
+            assert!(
+                crate::storage::validate_topic_name(&name).is_err(),
+                "{name}"
+            );
         }
     }
 }

@@ -123,7 +123,7 @@ impl Store {
         }
     }
 
-    async fn reap(&self, kafka: &str, r: &super::catalog::Retired) -> GatewayResult<()> {
+    async fn reap(&self, kafka: &str, r: &smq_client::RetiredTopic) -> GatewayResult<()> {
         let now = now_ms();
         let settle = SETTLE.as_millis() as i64;
         if self.catalog.is_closing(&r.smq_name) || now - r.deleted_at_ms < settle {

@@ -530,6 +530,9 @@ pub enum FinalizerStep {
     Add,
     /// Remove it, first recording this Event (if any).
     Remove(Option<EventSpec>),
+    /// `deletionPolicy: Delete` on a topic this object owns: delete it (see `deletion.rs`),
+    /// then remove the finalizer.
+    DeleteTopic,
 }
 
 pub fn finalizer_step(
@@ -564,20 +567,14 @@ pub fn finalizer_step(
     let (Some(smq_topic), false) = (smq_topic.filter(|_| facts.claimed()), facts.unmanaged) else {
         return FinalizerStep::Remove(None);
     };
-    FinalizerStep::Remove(Some(match policy {
-        DeletionPolicy::Retain => EventSpec {
+    match policy {
+        DeletionPolicy::Retain => FinalizerStep::Remove(Some(EventSpec {
             warning: false,
             reason: "TopicRetained",
             message: format!("deletionPolicy Retain: SMQ topic {smq_topic} and its data are kept"),
-        },
-        DeletionPolicy::Delete => EventSpec {
-            warning: true,
-            reason: "TopicDataRetained",
-            message: format!(
-                "deletionPolicy Delete: SMQ has no topic deletion, so SMQ topic {smq_topic} and its data remain; a new KafkaTopic of this name needs the adopt annotation and continues with the old data"
-            ),
-        },
-    }))
+        })),
+        DeletionPolicy::Delete => FinalizerStep::DeleteTopic,
+    }
 }
 
 /// Collision resolution: among the objects that want the same SMQ topic, the oldest wins (ties by

@@ -524,19 +524,17 @@ fn finalizer_added_to_managed_and_removed_from_unmanaged_objects() {
 #[test]
 fn deletion_honours_the_policy_and_says_what_happened_to_the_data() {
     let c = claimed();
-    let FinalizerStep::Remove(Some(e)) = finalizer_step(
-        true,
-        true,
-        &c,
-        false,
-        DeletionPolicy::Delete,
-        Some("kafka/orders"),
-    ) else {
-        panic!("expected removal with an event")
-    };
-    assert!(e.warning);
-    assert_eq!(e.reason, "TopicDataRetained");
-    assert!(e.message.contains("kafka/orders"));
+    assert_eq!(
+        finalizer_step(
+            true,
+            true,
+            &c,
+            false,
+            DeletionPolicy::Delete,
+            Some("kafka/orders"),
+        ),
+        FinalizerStep::DeleteTopic
+    );
     let FinalizerStep::Remove(Some(e)) = finalizer_step(
         true,
         true,

@@ -147,6 +147,13 @@ pub async fn reconcile(obj: Arc<KafkaTopic>, ctx: Arc<Context>) -> Result<Action
             }
             set_finalizer(&api, &obj, false).await?;
         }
+        FinalizerStep::DeleteTopic => {
+            let gateway = ctx
+                .gateways
+                .get(&ObjectRef::new(&obj.spec.gateway_ref.name).within(&ns))
+                .map(|g| (gateway_facts(&g), g.meta().deletion_timestamp.is_none()));
+            return super::deletion::delete(&ctx, &api, &obj, &facts, gateway).await;
+        }
         FinalizerStep::None => {}
     }
     if deleting {
@@ -173,8 +180,18 @@ pub async fn reconcile(obj: Arc<KafkaTopic>, ctx: Arc<Context>) -> Result<Action
     };
     let gateway = gateway.ok_or(Error::MissingObjectKey("gateway"))?;
     let smq = ctx.smq.get(&gateway.master);
-    let topic = smq_client::topic(&gateway.smq_namespace, &facts.desired_name);
-    let smq_name = format!("{}/{}", gateway.smq_namespace, facts.desired_name);
+    // A deleted name lives on under a new SMQ name (smq_client's topic catalog).
+    let current = match smq
+        .current_topic_name(&gateway.smq_namespace, &facts.desired_name)
+        .await
+    {
+        Ok(n) => n,
+        Err(e) => {
+            return backend_failed(&ctx, &api, &obj, &facts, &config.unsupported, None, e).await;
+        }
+    };
+    let topic = smq_client::topic(&gateway.smq_namespace, &current);
+    let smq_name = format!("{}/{}", gateway.smq_namespace, current);
     let recorded = |partitions: Option<i32>, retention_seconds: Option<i64>| Recorded {
         topic_name: facts.desired_name.clone(),
         smq_topic: smq_name.clone(),
@@ -422,6 +439,26 @@ async fn patch_status(
     )
     .await
     .map_err(Into::into)
+}
+
+/// The status of an object whose topic is being deleted.
+pub(super) async fn deleting_status(
+    ctx: &Context,
+    api: &Api<KafkaTopic>,
+    obj: &KafkaTopic,
+    facts: &TopicFacts,
+    verdict: Verdict,
+) -> Result<()> {
+    let outcome = Outcome {
+        verdict,
+        recorded: None,
+        action: None,
+    };
+    write_status(ctx, api, obj, facts, &outcome, &[]).await
+}
+
+pub(super) async fn remove_finalizer(api: &Api<KafkaTopic>, obj: &KafkaTopic) -> Result<()> {
+    set_finalizer(api, obj, false).await
 }
 
 /// Adds or removes the finalizer with a merge patch that carries the resourceVersion, so a
