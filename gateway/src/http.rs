@@ -188,12 +188,14 @@ async fn stats(State(s): State<HttpState>) -> Response {
         let partitions: Vec<_> = t
             .partitions
             .iter()
-            .map(|p| {
+            .enumerate()
+            .map(|(index, p)| {
                 // A summary, not a copy of the ledger: /stats is scraped often.
                 let l = p.ledger_summary();
-                let unavailable = partition_unavailable(client, &t.smq_topic, p.index());
+                let (smq_topic, smq_index) = ctx.store.smq_partition(&t, index as i32);
+                let unavailable = partition_unavailable(client, &smq_topic, smq_index);
                 json!({
-                    "partition": p.index(),
+                    "partition": index,
                     "high_water_mark": p.high_water_mark(),
                     "log_start_offset": p.log_start(),
                     "ledger_entries": l.entries,
@@ -272,10 +274,10 @@ async fn validate(State(s): State<HttpState>) -> Response {
     let mut report = Vec::new();
     let mut total = 0;
     for t in ctx.store.open_topics().await {
-        for p in &t.partitions {
+        for (index, p) in t.partitions.iter().enumerate() {
             let problems = p.ledger_snapshot().validate();
             total += problems.len();
-            report.push(json!({"topic": t.name, "partition": p.index(), "problems": problems}));
+            report.push(json!({"topic": t.name, "partition": index, "problems": problems}));
         }
     }
     json_response(

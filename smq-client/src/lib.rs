@@ -34,8 +34,8 @@ pub use publisher::{PartitionPublisher, PendingAck, PublishAck};
 pub use reader::{FetchResult, RangeInfo, Subscription};
 pub use retry::{Backoff, RetryPolicy};
 pub use topic_catalog::{
-    CATALOG_SEPARATOR, CatalogEntry, DeletionRequest, RetiredTopic, incarnation_name,
-    parse_incarnation,
+    CATALOG_SEPARATOR, CatalogEntry, DeletionRequest, RetiredTopic, extension_name,
+    incarnation_name, parse_extension, parse_incarnation,
 };
 pub use topics::{TopicConfig, TopicSpec};
 

@@ -28,6 +28,11 @@ pub struct CatalogEntry {
     /// Earlier incarnations whose SMQ topic is still being removed.
     #[serde(default)]
     pub retired: Vec<RetiredTopic>,
+    /// Partitions added to the current incarnation (CreatePartitions): the first Kafka partition
+    /// of each extension SMQ topic ([`extension_name`]), ascending. SMQ cannot add partitions to
+    /// a topic without hiding its records, so new partitions live in a topic of their own.
+    #[serde(default)]
+    pub extensions: Vec<i32>,
 }
 
 /// A deleted incarnation whose removal has not finished.
@@ -62,6 +67,23 @@ pub fn incarnation_name(kafka: &str, incarnation: u32) -> String {
     } else {
         format!("{kafka}{CATALOG_SEPARATOR}{incarnation}")
     }
+}
+
+/// The SMQ topic holding a Kafka topic's partitions from `first` on, added by CreatePartitions.
+/// Like incarnation names it cannot be a Kafka name, nor parse as an incarnation.
+pub fn extension_name(kafka: &str, incarnation: u32, first: i32) -> String {
+    format!("{kafka}{CATALOG_SEPARATOR}{incarnation}.p{first}")
+}
+
+/// (Kafka name, incarnation, first partition) of an extension name; None for others.
+pub fn parse_extension(smq: &str) -> Option<(&str, u32, i32)> {
+    let (name, rest) = smq.rsplit_once(CATALOG_SEPARATOR)?;
+    let (incarnation, first) = rest.split_once(".p")?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(incarnation) || !digits(first) {
+        return None;
+    }
+    Some((name, incarnation.parse().ok()?, first.parse().ok()?))
 }
 
 /// (Kafka name, incarnation) of an SMQ topic name [`incarnation_name`] writes; None for others.
@@ -104,6 +126,13 @@ impl SmqClient {
         let bytes =
             serde_json::to_vec(value).map_err(|e| bad(format!("encoding {dir}/{name}"), e))?;
         self.put_file(dir, name, bytes).await
+    }
+
+    /// The catalog's files of a namespace (name, size, mtime), to read only changed entries.
+    pub async fn catalog_listing(&self, namespace: &str) -> SmqResult<Vec<crate::FilerEntry>> {
+        let mut v = self.list_dir(&dir(CATALOG_ROOT, namespace)).await?;
+        v.retain(|e| !e.is_directory);
+        Ok(v)
     }
 
     /// Every catalog entry of a namespace, by Kafka name.
@@ -158,15 +187,44 @@ impl SmqClient {
         now_ms: i64,
     ) -> SmqResult<CatalogEntry> {
         let mut entry = self.catalog_entry(namespace, kafka).await?;
-        let old = incarnation_name(kafka, entry.incarnation);
+        // The base topic and each extension, with their own partitions' log ends.
+        let mut topics = vec![(incarnation_name(kafka, entry.incarnation), 0)];
+        for first in &entry.extensions {
+            topics.push((extension_name(kafka, entry.incarnation, *first), *first));
+        }
+        for (i, (smq_name, first)) in topics.iter().enumerate() {
+            let end = topics.get(i + 1).map_or(log_ends.len(), |t| t.1 as usize);
+            let start = (*first as usize).min(log_ends.len());
+            entry.retired.push(RetiredTopic {
+                smq_name: smq_name.clone(),
+                deleted_at_ms: now_ms,
+                log_ends: log_ends
+                    .get(start..end.max(start).min(log_ends.len()))
+                    .unwrap_or_default()
+                    .to_vec(),
+                files_deleted_at_ms: None,
+            });
+        }
         entry.incarnation += 1;
-        entry.retired.push(RetiredTopic {
-            smq_name: old,
-            deleted_at_ms: now_ms,
-            log_ends,
-            files_deleted_at_ms: None,
-        });
+        entry.extensions.clear();
         self.put_catalog_entry(namespace, kafka, &entry).await?;
+        Ok(entry)
+    }
+
+    /// Records an extension of the current incarnation (its SMQ topic must exist already);
+    /// returns the new entry.
+    pub async fn add_topic_extension(
+        &self,
+        namespace: &str,
+        kafka: &str,
+        first: i32,
+    ) -> SmqResult<CatalogEntry> {
+        let mut entry = self.catalog_entry(namespace, kafka).await?;
+        if !entry.extensions.contains(&first) {
+            entry.extensions.push(first);
+            entry.extensions.sort_unstable();
+            self.put_catalog_entry(namespace, kafka, &entry).await?;
+        }
         Ok(entry)
     }
 
@@ -231,6 +289,23 @@ mod tests {
         assert_eq!(incarnation_name("orders", 2), "orders~2");
         for odd in ["orders~", "orders~0", "orders~01", "orders~x", "orders~-1"] {
             assert_eq!(parse_incarnation(odd), None, "{odd}");
+        }
+        let ext = extension_name("orders", 2, 3);
+        assert_eq!(ext, "orders~2.p3");
+        assert_eq!(parse_extension(&ext), Some(("orders", 2, 3)));
+        assert_eq!(
+            parse_incarnation(&ext),
+            None,
+            "an extension is no incarnation"
+        );
+        for odd in [
+            "orders",
+            "orders~2",
+            "orders~2.p",
+            "orders~.p3",
+            "orders~2.px",
+        ] {
+            assert_eq!(parse_extension(odd), None, "{odd}");
         }
     }
 }

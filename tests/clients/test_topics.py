@@ -120,6 +120,11 @@ def test_delete_topics_of_unknown_and_several_topics(bootstrap):
     keep = kgw.unique_topic("del-keep")
     for t in (t1, t2, keep):
         kgw.create_topic(bootstrap, t, partitions=1)
+    # A grown topic is deleted with the partitions it was given.
+    from confluent_kafka.admin import NewPartitions
+    a.create_partitions([NewPartitions(t2, 3)], request_timeout=kgw.OP_TIMEOUT)[t2].result(
+        timeout=kgw.OP_TIMEOUT)
+    kgw.produce_all(kgw.producer(bootstrap), t2, [{"partition": 2, "key": None, "value": b"v"}])
     kgw.produce_all(kgw.producer(bootstrap), keep, [{"partition": 0, "key": None, "value": b"v"}])
     missing = kgw.unique_topic("del-missing")
     fs = a.delete_topics([t1, t2, missing], operation_timeout=30, request_timeout=kgw.OP_TIMEOUT)
@@ -138,3 +143,7 @@ def test_delete_topics_of_unknown_and_several_topics(bootstrap):
     a.create_topics([NewTopic(t1, 3, 1)], request_timeout=kgw.OP_TIMEOUT)[t1].result(timeout=kgw.OP_TIMEOUT)
     md = a.list_topics(topic=t1, timeout=kgw.OP_TIMEOUT)
     assert md.topics[t1].error is None and len(md.topics[t1].partitions) == 3
+    kgw.create_topic(bootstrap, t2, partitions=1)
+    assert kgw.watermarks(bootstrap, t2, 0) == (0, 0)
+    md = a.list_topics(topic=t2, timeout=kgw.OP_TIMEOUT)
+    assert sorted(md.topics[t2].partitions) == [0], "a created-again topic has only its own partitions"

@@ -60,9 +60,12 @@ async fn describe(ctx: &Context, name: &str, allow_create: bool) -> MetadataResp
                 topic
                     .partitions
                     .iter()
-                    .map(|p| {
+                    .enumerate()
+                    // The position, not the SMQ partition's index: added partitions live in an
+                    // SMQ topic of their own (storage/growth.rs).
+                    .map(|(index, _)| {
                         MetadataResponsePartition::default()
-                            .with_partition_index(p.index())
+                            .with_partition_index(index as i32)
                             .with_leader_id(BrokerId(NODE_ID))
                             .with_leader_epoch(0)
                             .with_replica_nodes(vec![BrokerId(NODE_ID)])

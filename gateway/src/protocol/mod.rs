@@ -104,7 +104,7 @@ handlers! {
     CreateTopics => create_topics, 2, 7;
     DeleteTopics => delete_topics, 1, 5;
     DeleteRecords => delete_records, 0, 2;
-    // Refused for every topic: SMQ cannot add partitions without hiding the stored records.
+    // Grows topics with partitions in an SMQ topic of their own (storage/growth.rs).
     CreatePartitions => create_partitions, 0, 3;
     InitProducerId => init_producer_id, 0, 5;
     DescribeConfigs => describe_configs, 1, 4;

@@ -17,7 +17,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use smq_client::{
-    CatalogEntry as Entry, RetiredTopic as Retired, SmqClient, incarnation_name, parse_incarnation,
+    CatalogEntry as Entry, RetiredTopic as Retired, SmqClient, extension_name, incarnation_name,
+    parse_extension, parse_incarnation,
 };
 
 use crate::error::GatewayResult;
@@ -31,7 +32,13 @@ pub struct Catalog {
     /// Retired SMQ topics whose partitions this process is still letting go (not persisted: a
     /// restart has none open).
     closing: Mutex<HashSet<String>>,
+    /// (mtime, size) of each entry file when last read.
+    seen: Mutex<HashMap<String, (i64, u64)>>,
+    refreshes: Mutex<u64>,
 }
+
+/// Every this many refreshes, every entry is read again.
+const FULL_READ_EVERY: u64 = 20;
 
 impl std::fmt::Debug for Catalog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -49,6 +56,8 @@ impl Catalog {
             entries: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
             closing: Mutex::new(HashSet::new()),
+            seen: Mutex::new(HashMap::new()),
+            refreshes: Mutex::new(0),
         };
         c.refresh().await?;
         Ok(c)
@@ -58,23 +67,46 @@ impl Catalog {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Reads every entry from the filer again (another gateway may have deleted a topic);
-    /// returns the Kafka names whose incarnation changed.
-    pub async fn refresh(&self) -> GatewayResult<Vec<String>> {
-        let read: HashMap<String, Entry> = self
-            .client
-            .catalog_entries(&self.namespace)
-            .await?
-            .into_iter()
-            .collect();
-        let mut entries = self.lock();
-        let changed = read
-            .iter()
-            .filter(|(k, e)| entries.get(*k).map_or(0, |o| o.incarnation) != e.incarnation)
-            .map(|(k, _)| k.clone())
-            .collect();
-        *entries = read;
-        Ok(changed)
+    /// Reads the entries that changed in the filer (another gateway may have deleted a topic;
+    /// every [`FULL_READ_EVERY`]th call reads all, for changes within one mtime second);
+    /// returns the Kafka names whose incarnation changed (deleted) and those that got partitions
+    /// (grown). Entries are never removed, so only changed ones are read: a namespace that
+    /// deleted thousands of names stays cheap to follow.
+    pub async fn refresh(&self) -> GatewayResult<(Vec<String>, Vec<String>)> {
+        let listing = self.client.catalog_listing(&self.namespace).await?;
+        let full = {
+            let mut n = self.refreshes.lock().unwrap_or_else(|e| e.into_inner());
+            *n += 1;
+            *n % FULL_READ_EVERY == 1
+        };
+        let (mut changed, mut grown) = (Vec::new(), Vec::new());
+        for e in listing {
+            let stamp = (e.mtime, e.size);
+            let known = self
+                .seen
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&e.name)
+                .copied();
+            if !full && known == Some(stamp) {
+                continue;
+            }
+            let entry = self.client.catalog_entry(&self.namespace, &e.name).await?;
+            let mut entries = self.lock();
+            let before = entries.get(&e.name).cloned().unwrap_or_default();
+            if before.incarnation != entry.incarnation {
+                changed.push(e.name.clone());
+            } else if before.extensions != entry.extensions {
+                grown.push(e.name.clone());
+            }
+            entries.insert(e.name.clone(), entry);
+            drop(entries);
+            self.seen
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(e.name, stamp);
+        }
+        Ok((changed, grown))
     }
 
     /// The SMQ topic name that serves Kafka topic `kafka` now.
@@ -82,11 +114,55 @@ impl Catalog {
         incarnation_name(kafka, self.lock().get(kafka).map_or(0, |e| e.incarnation))
     }
 
-    /// The Kafka name an SMQ topic serves, if it is the current incarnation of that name.
+    /// The Kafka name an SMQ topic lists as, if it is the current incarnation of that name (an
+    /// extension holds more of its partitions and is not listed).
     pub fn kafka_name_of(&self, smq: &str) -> Option<String> {
         let (name, incarnation) = parse_incarnation(smq)?;
         let current = self.lock().get(name).map_or(0, |e| e.incarnation);
         (incarnation == current).then(|| name.to_string())
+    }
+
+    /// The Kafka name whose current incarnation an SMQ topic (base or extension) belongs to.
+    pub fn owner_of(&self, smq: &str) -> Option<String> {
+        if let Some((name, incarnation, first)) = parse_extension(smq) {
+            let entries = self.lock();
+            let e = entries.get(name)?;
+            return (e.incarnation == incarnation && e.extensions.contains(&first))
+                .then(|| name.to_string());
+        }
+        self.kafka_name_of(smq)
+    }
+
+    /// The extension SMQ topics of a Kafka name's current incarnation: (first partition, SMQ
+    /// name), ascending.
+    pub fn extensions_of(&self, kafka: &str) -> Vec<(i32, String)> {
+        let entries = self.lock();
+        let Some(e) = entries.get(kafka) else {
+            return Vec::new();
+        };
+        e.extensions
+            .iter()
+            .map(|f| (*f, extension_name(kafka, e.incarnation, *f)))
+            .collect()
+    }
+
+    /// The SMQ name of a new extension starting at Kafka partition `first`.
+    pub fn extension_name_of(&self, kafka: &str, first: i32) -> String {
+        extension_name(
+            kafka,
+            self.lock().get(kafka).map_or(0, |e| e.incarnation),
+            first,
+        )
+    }
+
+    /// Records a new extension (its SMQ topic exists), persisted before it returns.
+    pub async fn add_extension(&self, kafka: &str, first: i32) -> GatewayResult<()> {
+        let entry = self
+            .client
+            .add_topic_extension(&self.namespace, kafka, first)
+            .await?;
+        self.lock().insert(kafka.to_string(), entry);
+        Ok(())
     }
 
     async fn store(&self, kafka: &str, entry: &Entry) -> GatewayResult<()> {
@@ -188,6 +264,11 @@ impl Catalog {
             .get(smq)
             .cloned()
     }
+}
+
+/// The first Kafka partition an extension SMQ topic holds.
+pub fn first_of(smq: &str) -> Option<i32> {
+    parse_extension(smq).map(|(_, _, first)| first)
 }
 
 /// A Kafka topic id (KIP-516) for one incarnation: from its SMQ name and creation time, so it

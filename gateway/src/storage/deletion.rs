@@ -93,10 +93,19 @@ impl Store {
     pub async fn keep_deleting(&self) {
         let mut tick = tokio::time::interval(REAP_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Topics another gateway grew, until their new partitions are open here.
+        let mut growing = std::collections::BTreeSet::new();
         loop {
             tick.tick().await;
             match self.catalog.refresh().await {
-                Ok(changed) => {
+                Ok((changed, grown)) => {
+                    growing.extend(grown);
+                    for name in std::mem::take(&mut growing) {
+                        if let Err(e) = self.follow_growth(&name).await {
+                            tracing::warn!(topic = %name, error = %e, "opening partitions another gateway added failed; will retry");
+                            growing.insert(name);
+                        }
+                    }
                     for name in changed {
                         let old = self.topics.write().await.remove(&name);
                         if let Some(t) = old {

@@ -4,6 +4,7 @@
 mod backend;
 mod catalog;
 mod deletion;
+mod growth;
 mod partition;
 mod registry;
 mod topic_config;
@@ -38,7 +39,6 @@ use tokio::sync::RwLock;
 use crate::error::{GatewayError, GatewayResult};
 use crate::ledger::{LedgerSlot, LedgerStore};
 use crate::records::StorageFormat;
-use backend::SmqBackend;
 use registry::TopicRegistry;
 
 /// Settings that shape how topics are created and served.
@@ -170,6 +170,8 @@ impl Store {
             Err(e) => return Err(e.into()),
         };
         let layout = self.client.lookup(&smq_topic).await?;
+        // Partitions CreatePartitions added live in SMQ topics of their own (growth.rs).
+        let extensions = self.extension_layouts(name).await?;
         let mut topics = self.topics.write().await;
         if let Some(t) = topics.get(name) {
             return Ok(Some(t.clone()));
@@ -212,49 +214,10 @@ impl Store {
             }
         };
         configs.record_format(format);
-        // Every partition's log first: a failure must not take any recovered ledger away.
-        let mut wals = Vec::with_capacity(layout.partitions.len());
-        for a in &layout.partitions {
-            wals.push(match &self.wal {
-                Some(w) => Some(w.partition(
-                    &smq_topic.namespace,
-                    &smq_topic.name,
-                    a.index,
-                    a.partition.unix_time_ns,
-                )?),
-                None => None,
-            });
+        let mut partitions = self.partitions_of(&smq_topic, &layout, format)?;
+        for (ext, ext_layout) in &extensions {
+            partitions.extend(self.partitions_of(ext, ext_layout, format)?);
         }
-        let partitions = {
-            let mut recovered = self.recovered.lock().unwrap_or_else(|e| e.into_inner());
-            let mut partitions = Vec::with_capacity(layout.partitions.len());
-            for (a, wal) in layout.partitions.iter().zip(wals) {
-                let ledger = recovered.take(&(key.clone(), a.index));
-                let backend = SmqBackend::new(
-                    self.client.clone(),
-                    smq_topic.clone(),
-                    a.index,
-                    a.partition.unix_time_ns,
-                    self.ledger_store.clone(),
-                    self.owner.clone(),
-                    self.settings.read_flushed_from_filer,
-                );
-                partitions.push(Arc::new(PartitionLog::new(
-                    backend,
-                    Placement {
-                        smq_topic: smq_topic.clone(),
-                        index: a.index,
-                        generation: a.partition.unix_time_ns,
-                        format,
-                        tail_cache_bytes: self.settings.tail_cache_bytes,
-                        unflushed: self.unflushed.clone(),
-                    },
-                    ledger,
-                    wal,
-                )));
-            }
-            partitions
-        };
         let t = Arc::new(TopicLog {
             name: name.to_string(),
             topic_id: catalog::topic_id(
@@ -413,13 +376,27 @@ impl Store {
         }
         let key = format!("{}/{}", t.smq_topic.namespace, t.smq_topic.name);
         self.registry.put(&key, &configs).await?;
-        let spec = TopicSpec {
-            topic: t.smq_topic.clone(),
-            partitions: t.partitions.len() as i32,
-            record_type: Some(format.record_type()),
-            retention_seconds: Some(configs.smq_retention_seconds()),
-        };
-        self.client.configure_topic(&spec).await?;
+        // Each SMQ topic with its own partition count: another count would repartition it.
+        let mut smq_topics = vec![(t.smq_topic.clone(), self.base_partitions(&t))];
+        let extensions = self.catalog.extensions_of(name);
+        for (i, (first, smq_name)) in extensions.iter().enumerate() {
+            let end = extensions
+                .get(i + 1)
+                .map_or(t.partitions.len() as i32, |e| e.0);
+            smq_topics.push((
+                smq_client::topic(&self.settings.namespace, smq_name),
+                end - first,
+            ));
+        }
+        for (topic, partitions) in smq_topics {
+            let spec = TopicSpec {
+                topic,
+                partitions,
+                record_type: Some(format.record_type()),
+                retention_seconds: Some(configs.smq_retention_seconds()),
+            };
+            self.client.configure_topic(&spec).await?;
+        }
         for p in &t.partitions {
             p.set_format(format).await?;
         }
@@ -532,7 +509,7 @@ impl Store {
         let namespace = &self.settings.namespace;
         for smq_name in wal.topics_with_files(namespace) {
             // A deleted incarnation's records are not published again.
-            let Some(name) = self.catalog.kafka_name_of(&smq_name) else {
+            let Some(name) = self.catalog.owner_of(&smq_name) else {
                 tracing::info!(smq_topic = %smq_name, "removing the write-ahead log of a deleted topic");
                 wal.remove_topic(namespace, &smq_name);
                 continue;
