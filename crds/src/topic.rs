@@ -104,8 +104,7 @@ pub struct KafkaTopicSpec {
 
     /// Partition count. Absent: the gateway's default on creation, and whatever the topic has
     /// when it already exists. May never decrease below the topic's partition count. An increase
-    /// is refused by the operator (SMQ repartitioning starts a new, empty generation and hides all
-    /// stored records); setting the count back clears that.
+    /// adds partitions as Kafka's CreatePartitions does; every stored record stays readable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 2520))]
     pub partitions: Option<i32>,

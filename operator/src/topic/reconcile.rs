@@ -180,16 +180,18 @@ pub async fn reconcile(obj: Arc<KafkaTopic>, ctx: Arc<Context>) -> Result<Action
     };
     let gateway = gateway.ok_or(Error::MissingObjectKey("gateway"))?;
     let smq = ctx.smq.get(&gateway.master);
-    // A deleted name lives on under a new SMQ name (smq_client's topic catalog).
-    let current = match smq
-        .current_topic_name(&gateway.smq_namespace, &facts.desired_name)
+    // A deleted name lives on under a new SMQ name, and added partitions in SMQ topics of their
+    // own (smq_client's topic catalog).
+    let entry = match smq
+        .catalog_entry(&gateway.smq_namespace, &facts.desired_name)
         .await
     {
-        Ok(n) => n,
+        Ok(e) => e,
         Err(e) => {
             return backend_failed(&ctx, &api, &obj, &facts, &config.unsupported, None, e).await;
         }
     };
+    let current = smq_client::incarnation_name(&facts.desired_name, entry.incarnation);
     let topic = smq_client::topic(&gateway.smq_namespace, &current);
     let smq_name = format!("{}/{}", gateway.smq_namespace, current);
     let recorded = |partitions: Option<i32>, retention_seconds: Option<i64>| Recorded {
@@ -204,12 +206,8 @@ pub async fn reconcile(obj: Arc<KafkaTopic>, ctx: Arc<Context>) -> Result<Action
         message,
     };
 
-    let observed = match smq.topic_configuration(&topic).await {
-        Ok(c) => Some(Observed {
-            partitions: c.partition_count,
-            retention_seconds: c.retention_seconds,
-        }),
-        Err(SmqError::TopicNotFound(_)) => None,
+    let observed = match observe(&smq, &topic, &facts.desired_name, &entry).await {
+        Ok(o) => o,
         Err(e) => {
             return backend_failed(&ctx, &api, &obj, &facts, &config.unsupported, None, e).await;
         }
@@ -284,6 +282,41 @@ pub async fn reconcile(obj: Arc<KafkaTopic>, ctx: Arc<Context>) -> Result<Action
                 )),
             }
         }
+        Plan::Grow { from, to } => {
+            let ext = smq_client::topic(
+                &gateway.smq_namespace,
+                &smq_client::extension_name(&facts.desired_name, entry.incarnation, from),
+            );
+            let spec = TopicSpec {
+                topic: ext.clone(),
+                partitions: to - from,
+                record_type: config.format.map(|f| f.record_type()),
+                retention_seconds: None,
+            };
+            let grown = async {
+                smq.ensure_topic(&spec).await?;
+                smq.add_topic_extension(&gateway.smq_namespace, &facts.desired_name, from)
+                    .await
+            };
+            if let Err(e) = grown.await {
+                return backend_failed(&ctx, &api, &obj, &facts, &config.unsupported, None, e)
+                    .await;
+            }
+            let o = observed.ok_or(Error::MissingObjectKey("observed topic"))?;
+            Outcome {
+                verdict: Verdict::Ready,
+                recorded: Some(recorded(Some(to), o.retention_seconds)),
+                action: Some(event(
+                    "PartitionsAdded",
+                    format!(
+                        "partitions {from}..{} added in SMQ topic {}/{} (SMQ cannot grow {smq_name} without hiding its records)",
+                        to - 1,
+                        ext.namespace,
+                        ext.name
+                    ),
+                )),
+            }
+        }
         Plan::InSync => {
             let o = observed.ok_or(Error::MissingObjectKey("observed topic"))?;
             let action = (!facts.claimed()).then(|| {
@@ -312,6 +345,34 @@ pub async fn reconcile(obj: Arc<KafkaTopic>, ctx: Arc<Context>) -> Result<Action
         },
     };
     finish(&ctx, &api, &obj, &facts, outcome, &config.unsupported).await
+}
+
+/// What SMQ holds of the topic: its base SMQ topic and the extensions CreatePartitions added
+/// (None: no base topic).
+async fn observe(
+    smq: &smq_client::SmqClient,
+    base: &smq_client::Topic,
+    name: &str,
+    entry: &smq_client::CatalogEntry,
+) -> std::result::Result<Option<Observed>, SmqError> {
+    let c = match smq.topic_configuration(base).await {
+        Ok(c) => c,
+        Err(SmqError::TopicNotFound(_)) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut partitions = c.partition_count;
+    for first in &entry.extensions {
+        let ext = smq_client::topic(
+            &base.namespace,
+            &smq_client::extension_name(name, entry.incarnation, *first),
+        );
+        partitions += smq.topic_configuration(&ext).await?.partition_count;
+    }
+    Ok(Some(Observed {
+        partitions,
+        base_partitions: c.partition_count,
+        retention_seconds: c.retention_seconds,
+    }))
 }
 
 /// How a reconcile ended: the verdict, what SMQ was seen to hold (None: nothing new) and the
