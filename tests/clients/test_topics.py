@@ -147,3 +147,36 @@ def test_delete_topics_of_unknown_and_several_topics(bootstrap):
     assert kgw.watermarks(bootstrap, t2, 0) == (0, 0)
     md = a.list_topics(topic=t2, timeout=kgw.OP_TIMEOUT)
     assert sorted(md.topics[t2].partitions) == [0], "a created-again topic has only its own partitions"
+
+
+def java_admin(bootstrap, *args):
+    r = kgw.run_client(["java", "-jar", kgw.JAVA_JAR, "admin", bootstrap] + list(args))
+    assert r.returncode == 0, "java admin %s failed (rc=%d):\n%s" % (args, r.returncode, r.stderr[-4000:])
+    return [l.split("\t") for l in r.stdout.splitlines() if l]
+
+
+def test_java_admin_grows_deletes_and_creates_a_topic_again(bootstrap):
+    """The Java AdminClient: createPartitions, describeTopics (topic id), deleteTopics, then the
+    name created again is a new topic with a new id; records written before the growth stay."""
+    topic = kgw.unique_topic("jdel")
+    kgw.create_topic(bootstrap, topic, partitions=1)
+    kgw.produce_all(kgw.producer(bootstrap), topic, [{"partition": 0, "key": b"k", "value": b"v%d" % i}
+                                                    for i in range(4)])
+    [[kind, name, first_id, n]] = java_admin(bootstrap, "describe-topic", topic)
+    assert (kind, name, n) == ("TOPIC", topic, "1")
+    assert java_admin(bootstrap, "create-partitions", topic, "3") == [["CREATED"]]
+    assert java_admin(bootstrap, "describe-topic", topic) == [["TOPIC", topic, first_id, "3"]]
+    assert kgw.watermarks(bootstrap, topic, 0) == (0, 4)
+    acked = kgw.produce_all(kgw.producer(bootstrap), topic, [{"partition": 2, "key": None, "value": b"x"}])
+    assert [(m.partition(), m.offset()) for m in acked] == [(2, 0)]
+
+    assert java_admin(bootstrap, "delete-topic", topic) == [["DELETED"]]
+    [err] = java_admin(bootstrap, "describe-topic", topic)
+    assert err[0] == "ERROR" and "UnknownTopicOrPartition" in err[1], err
+    [err] = java_admin(bootstrap, "delete-topic", topic)
+    assert err[0] == "ERROR" and "UnknownTopicOrPartition" in err[1], err
+
+    kgw.create_topic(bootstrap, topic, partitions=2)
+    [[_, _, new_id, n]] = java_admin(bootstrap, "describe-topic", topic)
+    assert n == "2" and new_id != first_id, (first_id, new_id)
+    assert [kgw.watermarks(bootstrap, topic, p) for p in (0, 1)] == [(0, 0), (0, 0)]

@@ -175,6 +175,7 @@ impl Store {
                     self.catalog.update_retired(kafka, &r.smq_name, None).await
                 } else {
                     // Written again after the deletion (a late flush): look again later.
+                    tracing::info!(topic = kafka, smq_topic = %r.smq_name, entries = left.len(), "a deleted topic's SMQ directory was written again after its deletion; deleted again");
                     self.catalog
                         .update_retired(kafka, &r.smq_name, Some(now))
                         .await

@@ -66,7 +66,9 @@ import org.apache.kafka.common.serialization.ByteArraySerializer;
  * "MEMBER memberId instanceId|- clientId host topic:p,...";
  * list-offsets GROUP -> "OFFSET topic partition offset metadata" (listConsumerGroupOffsets);
  * delete-groups GROUP -> "DELETED" (deleteConsumerGroups);
- * delete-offsets GROUP TOPIC PARTS -> "DELETED" (deleteConsumerGroupOffsets, OffsetDelete).
+ * delete-offsets GROUP TOPIC PARTS -> "DELETED" (deleteConsumerGroupOffsets, OffsetDelete);
+ * describe-topic TOPIC -> "TOPIC name topicId partitions"; create-partitions TOPIC N -> "CREATED";
+ * delete-topic TOPIC -> "DELETED".
  *
  * One record per line, tab separated: partition, offset, timestamp, timestampType, key, value, headers.
  * key/value: "-" for null, otherwise "b" followed by base64 (so "b" alone is the empty array).
@@ -356,6 +358,21 @@ public final class JavaClient {
                         Set<TopicPartition> tps = new java.util.HashSet<>();
                         for (String s : args[5].split(",")) tps.add(new TopicPartition(args[4], Integer.parseInt(s)));
                         admin.deleteConsumerGroupOffsets(args[3], tps).all().get(60, TimeUnit.SECONDS);
+                        out.println("DELETED");
+                    }
+                    case "describe-topic" -> {
+                        org.apache.kafka.clients.admin.TopicDescription d = admin.describeTopics(List.of(args[3]))
+                                .allTopicNames().get(60, TimeUnit.SECONDS).get(args[3]);
+                        out.println("TOPIC\t" + d.name() + "\t" + d.topicId() + "\t" + d.partitions().size());
+                    }
+                    case "create-partitions" -> {
+                        admin.createPartitions(Map.of(args[3],
+                                org.apache.kafka.clients.admin.NewPartitions.increaseTo(Integer.parseInt(args[4]))))
+                                .all().get(60, TimeUnit.SECONDS);
+                        out.println("CREATED");
+                    }
+                    case "delete-topic" -> {
+                        admin.deleteTopics(List.of(args[3])).all().get(60, TimeUnit.SECONDS);
                         out.println("DELETED");
                     }
                     default -> throw new IllegalArgumentException("unknown admin op " + op);
