@@ -135,21 +135,6 @@ impl SmqClient {
         Ok(v)
     }
 
-    /// Every catalog entry of a namespace, by Kafka name.
-    pub async fn catalog_entries(&self, namespace: &str) -> SmqResult<Vec<(String, CatalogEntry)>> {
-        let dir = dir(CATALOG_ROOT, namespace);
-        let mut out = Vec::new();
-        for e in self.list_dir(&dir).await? {
-            if e.is_directory {
-                continue;
-            }
-            if let Some(entry) = self.json_file(&dir, &e.name).await? {
-                out.push((e.name, entry));
-            }
-        }
-        Ok(out)
-    }
-
     /// A Kafka name's catalog entry (the default, incarnation 0, when it was never deleted).
     pub async fn catalog_entry(&self, namespace: &str, kafka: &str) -> SmqResult<CatalogEntry> {
         Ok(self

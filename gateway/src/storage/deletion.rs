@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Store, TopicConfigs, TopicLog};
-use crate::error::{GatewayError, GatewayResult};
+use crate::error::GatewayResult;
 
 /// Time SMQ gets after the streams closed (or after a file deletion) before the next step: it
 /// flushes a partition's buffer when its last publisher leaves (5 s flush interval by default).
@@ -52,10 +52,7 @@ impl Store {
     /// Deletes a topic (step 1 above, and starts step 2). `UnknownTopicOrPartition` when there
     /// is no such topic.
     pub async fn delete_topic(&self, name: &str) -> GatewayResult<()> {
-        let t = self
-            .topic(name)
-            .await?
-            .ok_or_else(|| GatewayError::UnknownTopicOrPartition(name.to_string()))?;
+        let t = self.existing_topic(name).await?;
         {
             // Under the write lock: no lookup may cache the old topic again in between.
             let mut topics = self.topics.write().await;

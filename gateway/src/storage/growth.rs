@@ -117,10 +117,7 @@ impl Store {
         total: i32,
         validate_only: bool,
     ) -> GatewayResult<()> {
-        let t = self
-            .topic(name)
-            .await?
-            .ok_or_else(|| GatewayError::UnknownTopicOrPartition(name.to_string()))?;
+        let t = self.existing_topic(name).await?;
         let first = t.partitions.len() as i32;
         let added = total - first;
         if added < 1 || total > smq_client::RING_SIZE {

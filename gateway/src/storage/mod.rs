@@ -259,6 +259,13 @@ impl Store {
         }
     }
 
+    /// The topic; `UnknownTopicOrPartition` when it does not exist.
+    pub(crate) async fn existing_topic(&self, name: &str) -> GatewayResult<Arc<TopicLog>> {
+        self.topic(name)
+            .await?
+            .ok_or_else(|| GatewayError::UnknownTopicOrPartition(name.to_string()))
+    }
+
     pub async fn partition(&self, topic: &str, index: i32) -> GatewayResult<Arc<PartitionLog>> {
         let t = self
             .topic(topic)
@@ -356,10 +363,7 @@ impl Store {
         set: BTreeMap<String, String>,
         validate_only: bool,
     ) -> GatewayResult<()> {
-        let t = self
-            .topic(name)
-            .await?
-            .ok_or_else(|| GatewayError::UnknownTopicOrPartition(name.to_string()))?;
+        let t = self.existing_topic(name).await?;
         let configs = TopicConfigs::parse(set.iter().map(|(k, v)| (k.as_str(), Some(v.as_str()))))?;
         let format = self.format_of(&configs);
         let current = t.partitions.first().map(|p| p.format()).unwrap_or_default();
