@@ -37,6 +37,10 @@ pub mod reasons {
     pub const TOPIC_ALREADY_EXISTS: &str = "TopicAlreadyExists";
     /// SMQ does not report a topic this object created earlier; it is not recreated blindly.
     pub const TOPIC_MISSING: &str = "TopicMissing";
+    /// KafkaTopic with `deletionPolicy: Delete`, being deleted: a gateway is deleting its topic.
+    pub const DELETING: &str = "Deleting";
+    /// The same, and the gateways' last attempt failed (the message says why; retried).
+    pub const DELETION_FAILED: &str = "DeletionFailed";
     pub const PAUSED: &str = "Paused";
     pub const UNMANAGED: &str = "Unmanaged";
     pub const UNSUPPORTED_CONFIG: &str = "UnsupportedConfig";

@@ -104,8 +104,7 @@ pub struct KafkaTopicSpec {
 
     /// Partition count. Absent: the gateway's default on creation, and whatever the topic has
     /// when it already exists. May never decrease below the topic's partition count. An increase
-    /// is refused by the operator (SMQ repartitioning starts a new, empty generation and hides all
-    /// stored records); setting the count back clears that.
+    /// adds partitions as Kafka's CreatePartitions does; every stored record stays readable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 2520))]
     pub partitions: Option<i32>,
@@ -122,8 +121,9 @@ pub struct KafkaTopicSpec {
     #[x_kube(validation = Rule::new("('smq.storage.format' in self ? self['smq.storage.format'] : '') == ('smq.storage.format' in oldSelf ? oldSelf['smq.storage.format'] : '')").message("smq.storage.format cannot change: the topic's records are already stored in its format").reason(Reason::FieldValueInvalid))]
     pub config: BTreeMap<String, String>,
 
-    /// What deleting this object does to the SMQ topic. SMQ has no topic deletion, so the data stays
-    /// in either case; `Delete` says so in a Warning Event, see the operator's README.
+    /// What deleting this object does to the topic: `Delete` deletes it as Kafka's DeleteTopics
+    /// does (a gateway removes its data and committed offsets; the name can be created again),
+    /// `Retain` keeps it. See the operator's README.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
 }
@@ -138,8 +138,8 @@ pub struct GatewayRef {
 
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default, JsonSchema)]
 pub enum DeletionPolicy {
-    /// Remove the object; the SMQ topic and its data stay (SMQ cannot delete topics) and a Warning
-    /// Event says so.
+    /// Delete the topic with the object: a gateway deletes it as DeleteTopics does, and the
+    /// finalizer waits for that (failures show as `Ready=False, DeletionFailed`).
     Delete,
     /// Remove the object and keep the SMQ topic.
     #[default]

@@ -188,13 +188,15 @@ async fn stats(State(s): State<HttpState>) -> Response {
         let partitions: Vec<_> = t
             .partitions
             .iter()
-            .map(|p| {
+            .enumerate()
+            .map(|(index, p)| {
                 // A summary, not a copy of the ledger: /stats is scraped often.
                 let l = p.ledger_summary();
+                let (smq_topic, smq_index) = ctx.store.smq_partition(&t, index as i32);
                 let unavailable =
-                    partition_unavailable(client, &t.smq_topic, p.index(), p.ledger_partition());
+                    partition_unavailable(client, &smq_topic, smq_index, p.ledger_partition());
                 json!({
-                    "partition": p.index(),
+                    "partition": index,
                     "high_water_mark": p.high_water_mark(),
                     "log_start_offset": p.log_start(),
                     "ledger_entries": l.entries,
@@ -233,6 +235,22 @@ async fn stats(State(s): State<HttpState>) -> Response {
         }
         groups.push(json!({"group": group, "state": state.name(), "offsets": partitions}));
     }
+    // Deleted topics whose SMQ files are still being removed (retried until done).
+    let deleting: Vec<_> = ctx
+        .store
+        .deletions()
+        .into_iter()
+        .map(|d| {
+            json!({
+                "topic": d.topic,
+                "smq_topic": d.smq_topic,
+                "deleted_at_ms": d.deleted_at_ms,
+                "files_deleted_at_ms": d.files_deleted_at_ms,
+                "failed_attempts": d.failed_attempts,
+                "last_error": d.last_error,
+            })
+        })
+        .collect();
     let smq_unavailable: Vec<_> = client
         .unavailable_partitions()
         .iter()
@@ -244,6 +262,7 @@ async fn stats(State(s): State<HttpState>) -> Response {
             "ready": true,
             "topics": topics,
             "groups": groups,
+            "deleting_topics": deleting,
             "smq_unavailable_partitions": smq_unavailable,
         }),
     )
@@ -256,10 +275,10 @@ async fn validate(State(s): State<HttpState>) -> Response {
     let mut report = Vec::new();
     let mut total = 0;
     for t in ctx.store.open_topics().await {
-        for p in &t.partitions {
+        for (index, p) in t.partitions.iter().enumerate() {
             let problems = p.ledger_snapshot().validate();
             total += problems.len();
-            report.push(json!({"topic": t.name, "partition": p.index(), "problems": problems}));
+            report.push(json!({"topic": t.name, "partition": index, "problems": problems}));
         }
     }
     json_response(

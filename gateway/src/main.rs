@@ -174,6 +174,11 @@ async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
             );
         })
     });
+    // Deleted topics: their SMQ files are removed, and other gateways' deletions followed.
+    let deleter = {
+        let store = store.clone();
+        tokio::spawn(async move { store.keep_deleting().await })
+    };
     let retention = (config.retention_check_interval_secs > 0).then(|| {
         let store = store.clone();
         let every = Duration::from_secs(config.retention_check_interval_secs);
@@ -204,6 +209,7 @@ async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
         next_producer_id: AtomicI64::new(rand::random_range(0..1i64 << 47)),
     });
     let _ = ready.set(ctx.clone());
+    let deletion_requests = tokio::spawn(server::serve_deletion_requests(ctx.clone()));
     let stats = kafka_gateway::kube_stats::start(
         &config,
         store.clone(),
@@ -220,6 +226,8 @@ async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
     )
     .await;
     ticker.abort();
+    deleter.abort();
+    deletion_requests.abort();
     renewer.abort();
     if let Some(c) = checkpointer {
         c.abort();

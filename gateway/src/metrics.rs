@@ -105,6 +105,7 @@ fn throttle_ms() -> Histogram {
 pub struct Metrics {
     registry: Registry,
     requests: Family<Labels, Counter>,
+    response_errors: Family<Labels, Counter>,
     request_seconds: HistogramFamily,
     produce_errors: Family<Labels, Counter>,
     throttle_time_ms: Family<Labels, Histogram, fn() -> Histogram>,
@@ -129,6 +130,7 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("kafka_gateway");
         let requests = Family::<Labels, Counter>::default();
+        let response_errors = Family::<Labels, Counter>::default();
         let request_seconds =
             Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(latency);
         let produce_errors = Family::<Labels, Counter>::default();
@@ -161,8 +163,13 @@ impl Default for Metrics {
         );
         registry.register(
             "requests",
-            "Kafka requests by API and error code",
+            "Kafka requests by API and error code: the response's own, else the first of its topics, partitions or groups (0: none)",
             requests.clone(),
+        );
+        registry.register(
+            "response_errors",
+            "Kafka error codes inside responses, one per topic, partition, group or member that got one, by API and error code",
+            response_errors.clone(),
         );
         registry.register(
             "request_seconds",
@@ -282,6 +289,7 @@ impl Default for Metrics {
         Self {
             registry,
             requests,
+            response_errors,
             request_seconds,
             produce_errors,
             throttle_time_ms,
@@ -314,6 +322,19 @@ impl Metrics {
         self.request_seconds
             .get_or_create(&vec![("api".into(), api.into())])
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts every error code a response carries (see `protocol::error_codes`). Labels are
+    /// API × error code, both from small fixed sets.
+    pub fn response_errors(&self, api: &str, codes: &[i16]) {
+        for code in codes {
+            self.response_errors
+                .get_or_create(&vec![
+                    ("api".into(), api.into()),
+                    ("error_code".into(), code.to_string()),
+                ])
+                .inc();
+        }
     }
 
     pub fn produce_error(&self, e: &GatewayError) {

@@ -18,6 +18,7 @@ mod partition;
 mod publisher;
 mod reader;
 mod retry;
+mod topic_catalog;
 mod topics;
 
 pub use breaker::{BreakerState, CircuitBreaker};
@@ -32,6 +33,10 @@ pub use partition::{PartitionAssignment, RING_SIZE, TopicLayout, ring_range};
 pub use publisher::{PartitionPublisher, PendingAck, PublishAck};
 pub use reader::{FetchResult, RangeInfo, Subscription};
 pub use retry::{Backoff, RetryPolicy};
+pub use topic_catalog::{
+    CATALOG_SEPARATOR, CatalogEntry, DeletionRequest, RetiredTopic, extension_name,
+    incarnation_name, parse_extension, parse_incarnation,
+};
 pub use topics::{TopicConfig, TopicSpec};
 
 pub use smq_proto::messaging_pb::DataMessage;

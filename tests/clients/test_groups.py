@@ -8,9 +8,8 @@ committed offsets (with metadata) read back, surviving gateway restarts, and res
 Session timeouts are short (6-10 s, heartbeats 1 s) so that member death is detected quickly; the
 broker-side group.initial.rebalance.delay.ms is not relied on either way.
 
-Checked against Apache Kafka 4.1 with KGW_EXTERNAL_BOOTSTRAP; there, the restart tests cannot run
-(no gateway process) and test_commit_past_high_watermark_refused fails by design: Kafka accepts
-commits past the high water mark, the gateway (issue 4) must refuse them.
+Checked against Apache Kafka 4.1 with KGW_EXTERNAL_BOOTSTRAP; there, the tests that restart the
+gateway or read its /metrics cannot run (no gateway process).
 """
 
 import base64
@@ -502,12 +501,22 @@ def test_commits_right_after_a_restart_succeed(gateway):
 
 
 # ---------------------------------------------------------------------------------------------
-# 4. a commit past the high water mark is refused
+# 4. commits as Kafka takes them: any offset, and during a rebalance before the member rejoins
 
-def test_commit_past_high_water_mark_refused(gateway):
+def http_get(gateway, path):
+    with urllib.request.urlopen(gateway.http + path, timeout=10) as r:
+        return r.read().decode()
+
+
+def group_lag_metric(gateway, group):
+    return [line for line in http_get(gateway, "/metrics").splitlines()
+            if line.startswith("kafka_gateway_consumer_group_lag{") and 'group="%s"' % group in line]
+
+
+def test_commit_past_high_water_mark_is_accepted(gateway):
     bootstrap = gateway.bootstrap
     topic, group = kgw.unique_topic("grp-hwm"), unique_group("g-hwm")
-    kgw.create_topic(bootstrap, topic, partitions=1)
+    kgw.create_topic(bootstrap, topic, partitions=2)
     produce_spread(bootstrap, topic, 1, 20)
     lo, hwm = kgw.watermarks(bootstrap, topic, 0)
     assert (lo, hwm) == (0, 20)
@@ -518,31 +527,149 @@ def test_commit_past_high_water_mark_refused(gateway):
         res = c.commit(offsets=[TopicPartition(topic, 0, 5)], asynchronous=False)
         assert res[0].error is None, res
         assert committed_offsets(bootstrap, group, topic, [0]) == {0: 5}
-        # The lag (HWM 20 - committed 5) is in /metrics for alerting.
-        with urllib.request.urlopen(gateway.http + "/metrics", timeout=10) as r:
-            metrics = r.read().decode()
-        lag = [line for line in metrics.splitlines()
-               if line.startswith("kafka_gateway_consumer_group_lag{") and 'group="%s"' % group in line]
+        lag = group_lag_metric(gateway, group)
         assert len(lag) == 1 and lag[0].endswith(" 15"), lag
 
-        refused = None
-        try:
-            res = c.commit(offsets=[TopicPartition(topic, 0, hwm + 100)], asynchronous=False)
-            errs = [tp.error for tp in res if tp.error is not None]
-            if errs:
-                refused = "per-partition error %s" % errs[0]
-        except KafkaException as e:
-            refused = "KafkaException %s" % e.args[0]
-        assert refused, "commit of offset %d (high water mark %d) was accepted" % (hwm + 100, hwm)
-        kgw.log("commit past HWM refused:", refused)
-        assert committed_offsets(bootstrap, group, topic, [0]) == {0: 5}, "refused commit changed the offset"
-
-        # Committing exactly the high water mark (everything consumed) is fine.
-        res = c.commit(offsets=[TopicPartition(topic, 0, hwm)], asynchronous=False)
-        assert res[0].error is None, res
-        assert committed_offsets(bootstrap, group, topic, [0]) == {0: hwm}
+        # Kafka takes any offset: ahead of the high water mark (reset tools, offset sync between
+        # clusters) and on an empty partition. OffsetFetch returns it; lag stays 0, not negative.
+        res = c.commit(offsets=[TopicPartition(topic, 0, hwm + 100), TopicPartition(topic, 1, 7)],
+                       asynchronous=False)
+        assert [tp.error for tp in res] == [None, None], res
+        assert committed_offsets(bootstrap, group, topic, [0, 1]) == {0: hwm + 100, 1: 7}
+        lag = sorted(group_lag_metric(gateway, group))
+        assert len(lag) == 2 and all(line.endswith(" 0") for line in lag), lag
+        stats = json.loads(http_get(gateway, "/stats"))
+        mine = [g for g in stats["groups"] if g["group"] == group][0]["offsets"]
+        assert sorted((o["partition"], o["committed_offset"], o["high_water_mark"], o["lag"]) for o in mine) == [
+            (0, hwm + 100, hwm, 0), (1, 7, 0, 0)], mine
     finally:
         c.close()
+
+    # (A consumer starting there is told OFFSET_OUT_OF_RANGE and resets, as from Kafka.)
+
+
+def metric_value(gateway, line_start):
+    for line in http_get(gateway, "/metrics").splitlines():
+        if line.startswith(line_start + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_error_codes_inside_responses_are_counted_in_metrics(gateway):
+    """An error answered inside a response (a refused commit, an unknown topic in Metadata)
+    shows in /metrics: per request in requests_total, per partition in response_errors_total."""
+    bootstrap = gateway.bootstrap
+    topic, group = kgw.unique_topic("grp-err"), unique_group("g-err")
+    kgw.create_topic(bootstrap, topic, partitions=1)
+    unknown = 'error_code="%d"}' % 3  # UNKNOWN_TOPIC_OR_PARTITION
+    names = {
+        "commit_requests": 'kafka_gateway_requests_total{api="OffsetCommit",' + unknown,
+        "commit_errors": 'kafka_gateway_response_errors_total{api="OffsetCommit",' + unknown,
+        "metadata_errors": 'kafka_gateway_response_errors_total{api="Metadata",' + unknown,
+    }
+    before = {k: metric_value(gateway, v) for k, v in names.items()}
+    c = Consumer(group_conf(bootstrap, group))
+    try:
+        try:
+            res = c.commit(offsets=[TopicPartition(topic, 0, 1), TopicPartition(topic, 7, 1),
+                                    TopicPartition(topic, 8, 1)], asynchronous=False)
+            errors = [tp.error for tp in res if tp.error]
+        except KafkaException as e:
+            errors = [e.args[0]]
+        assert errors, "a commit to partitions the topic does not have was accepted"
+    finally:
+        c.close()
+    md = kgw.admin(bootstrap).list_topics(topic=kgw.unique_topic("grp-missing"), timeout=kgw.OP_TIMEOUT)
+    assert all(t.error is not None for t in md.topics.values()), md.topics
+    after = {k: metric_value(gateway, v) for k, v in names.items()}
+    assert after["commit_requests"] - before["commit_requests"] == 1, (before, after)
+    assert after["commit_errors"] - before["commit_errors"] == 2, (before, after)
+    assert after["metadata_errors"] - before["metadata_errors"] >= 1, (before, after)
+
+
+def test_ck_commit_after_a_rebalance_began_sticks(bootstrap):
+    """A member commits what it consumed in its revoke callback, which librdkafka runs after the
+    coordinator announced a rebalance and before the member rejoins (the group is in
+    PreparingRebalance, the member's generation still current). Kafka takes that commit; the
+    member that gets the partitions next starts after it, reading nothing twice."""
+    topic, group = kgw.unique_topic("grp-rb"), unique_group("g-rb")
+    kgw.create_topic(bootstrap, topic, partitions=2)
+    expected = produce_spread(bootstrap, topic, 2, 30)
+    commits = []
+    a = Consumer(group_conf(bootstrap, group, **{"enable.auto.offset.store": True}))
+    consumed = []
+
+    def on_revoke(c, tps):
+        if not tps:
+            return
+        try:
+            res = c.commit(asynchronous=False)
+            commits.append(sorted((tp.partition, tp.offset, str(tp.error) if tp.error else None) for tp in res))
+        except KafkaException as e:
+            commits.append("refused: %s" % e.args[0])
+
+    a.subscribe([topic], on_revoke=on_revoke)
+    b = None
+    try:
+        deadline = time.monotonic() + JOIN_TIMEOUT
+        while len(consumed) < len(expected):
+            assert time.monotonic() < deadline, "first member consumed %d of %d" % (len(consumed), len(expected))
+            for m in a.consume(num_messages=100, timeout=0.2):
+                if not m.error():
+                    consumed.append((m.partition(), m.offset(), m.value()))
+        assert_exactly_once(consumed, expected, "first member")
+        # A second member joins: the first is told to rejoin and commits in its revoke callback.
+        b = Consumer(group_conf(bootstrap, group, **{"enable.auto.offset.store": True,
+                                                      "enable.partition.eof": True}))
+        b.subscribe([topic])
+        b_records, b_eof = [], set()
+        deadline = time.monotonic() + JOIN_TIMEOUT
+        while not (b.assignment() and b_eof >= {tp.partition for tp in b.assignment()}):
+            assert time.monotonic() < deadline, "second member: assignment %s, eof %s, commits %s" % (
+                b.assignment(), b_eof, commits)
+            for m in a.consume(num_messages=100, timeout=0.05) + b.consume(num_messages=100, timeout=0.05):
+                if m.error():
+                    assert m.error().code() == KafkaError._PARTITION_EOF, str(m.error())
+                    b_eof.add(m.partition())
+                else:
+                    b_records.append((m.partition(), m.offset(), m.value()))
+        assert commits and commits[0] == [(0, 30, None), (1, 30, None)], commits
+        assert not b_records, "the next owner read %d records again: %s" % (len(b_records), b_records[:5])
+        assert committed_offsets(bootstrap, group, topic, [0, 1]) == {0: 30, 1: 30}
+    finally:
+        a.close()
+        if b is not None:
+            b.close()
+
+
+def test_java_commit_before_rejoining_sticks(bootstrap):
+    """The Java consumer with auto commit commits its consumed offsets when it learns of a
+    rebalance, before it rejoins (ConsumerCoordinator.onJoinPrepare). With the commit taken, the
+    member that gets a partition next starts where the first stopped: no record twice."""
+    topic, group = kgw.unique_topic("grp-jrb"), unique_group("g-jrb")
+    kgw.create_topic(bootstrap, topic, partitions=2)
+    expected = produce_spread(bootstrap, topic, 2, 25)
+    props = {"enable.auto.commit": "true", "auto.commit.interval.ms": "600000",
+             "kgw.commit.each.batch": "false"}
+    members = []
+    try:
+        a = JavaMember(bootstrap, topic, group, "a", **props)
+        members.append(a)
+        wait_for(lambda: len(a.records()) >= len(expected), JOIN_TIMEOUT, "first Java member consumes all",
+                 members)
+        b = JavaMember(bootstrap, topic, group, "b", **props)
+        members.append(b)
+        wait_for(lambda: partition_split([a.parts(), b.parts()], 2), JOIN_TIMEOUT,
+                 "two Java members own both partitions", members)
+        time.sleep(3)  # time for the new owner to read anything it would read again
+        assert committed_offsets(bootstrap, group, topic, [0, 1]) == {0: 25, 1: 25}
+        assert not b.records(), "the next owner read %d records again" % len(b.records())
+        a.close()
+        b.close()
+        assert_exactly_once(a.records() + b.records(), expected, "Java members across a rebalance")
+    finally:
+        for m in members:
+            m.cleanup()
 
 
 # ---------------------------------------------------------------------------------------------

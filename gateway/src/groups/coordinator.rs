@@ -167,6 +167,56 @@ impl Group {
             .any(|(id, m)| m.instance_id.as_deref() == Some(iid) && id != member_id)
     }
 
+    /// Kafka's `validateMember`: a static member's instance id must name this member id
+    /// (another one: FENCED_INSTANCE_ID; none: UNKNOWN_MEMBER_ID), and the member must belong to
+    /// the group.
+    fn validate_member(&self, member_id: &str, instance_id: Option<&str>) -> Result<(), E> {
+        if let Some(iid) = instance_id {
+            match self
+                .members
+                .iter()
+                .find(|(_, m)| m.instance_id.as_deref() == Some(iid))
+            {
+                None => return Err(E::UnknownMemberId),
+                Some((id, _)) if id != member_id => return Err(E::FencedInstanceId),
+                Some(_) => {}
+            }
+        }
+        if !self.members.contains_key(member_id) {
+            return Err(E::UnknownMemberId);
+        }
+        Ok(())
+    }
+
+    /// See [`Coordinator::check_commit`].
+    fn validate_commit(
+        &mut self,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+    ) -> i16 {
+        if generation < 0 && self.state == State::Empty {
+            return 0;
+        }
+        if generation >= 0 || !member_id.is_empty() || instance_id.is_some() {
+            if let Err(e) = self.validate_member(member_id, instance_id) {
+                return code(e);
+            }
+            if generation != self.generation {
+                return code(E::IllegalGeneration);
+            }
+        } else if self.state != State::Empty {
+            return code(E::UnknownMemberId);
+        }
+        if self.state == State::CompletingRebalance {
+            return code(E::RebalanceInProgress);
+        }
+        if let Some(m) = self.members.get_mut(member_id) {
+            m.last_seen = Instant::now();
+        }
+        0
+    }
+
     fn remove_member(&mut self, id: &str, initial_delay: Duration) {
         if self.members.shift_remove(id).is_none() {
             return;
@@ -549,8 +599,14 @@ impl Coordinator {
             .collect()
     }
 
-    /// Checks that a commit may be made: by a member of the current generation, or (generation
-    /// -1) by a simple consumer of a group with no members.
+    /// Whether an OffsetCommit may be stored, by Kafka's rules for classic groups
+    /// (`ClassicGroup.validateOffsetCommit`): a commit without a generation (-1) from a simple
+    /// consumer or admin client is taken while the group has no members; a member's commit needs
+    /// its member id and the current generation, and is taken in Stable and also in
+    /// PreparingRebalance (clients commit what they consumed before they rejoin, so refusing it
+    /// would hand those records out again), but not in CompletingRebalance, where the member
+    /// already holds the next generation's id and must wait for its assignment. An accepted
+    /// member commit also counts as a heartbeat, as in Kafka.
     pub fn check_commit(
         &self,
         group_id: &str,
@@ -558,34 +614,14 @@ impl Coordinator {
         member_id: &str,
         instance_id: Option<&str>,
     ) -> i16 {
-        let groups = self.lock();
-        let Some(g) = groups.get(group_id) else {
-            return if generation < 0 {
-                0
-            } else {
-                code(E::IllegalGeneration)
-            };
-        };
-        if g.is_fenced(instance_id, member_id) {
-            return code(E::FencedInstanceId);
+        let mut groups = self.lock();
+        match groups.get_mut(group_id) {
+            Some(g) => g.validate_commit(generation, member_id, instance_id),
+            // Kafka creates a "simple" group for a generation-less commit; the offsets store
+            // is record enough of it.
+            None if generation < 0 => 0,
+            None => code(E::IllegalGeneration),
         }
-        if generation < 0 {
-            return if g.members.is_empty() {
-                0
-            } else {
-                code(E::UnknownMemberId)
-            };
-        }
-        if !g.members.contains_key(member_id) {
-            return code(E::UnknownMemberId);
-        }
-        if generation != g.generation {
-            return code(E::IllegalGeneration);
-        }
-        if g.state == State::PreparingRebalance {
-            return code(E::RebalanceInProgress);
-        }
-        0
     }
 
     pub fn describe(&self, group_id: &str) -> GroupView {
@@ -698,3 +734,7 @@ fn members_of(g: &Group) -> Vec<(String, Option<String>, Bytes)> {
         })
         .collect()
 }
+
+#[cfg(test)]
+#[path = "coordinator_tests.rs"]
+mod tests;

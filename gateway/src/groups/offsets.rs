@@ -23,6 +23,9 @@ pub struct Committed {
     pub commit_time_ms: i64,
 }
 
+/// One commit to store: (topic, partition, offset, metadata).
+pub type Commit = (String, i32, i64, String);
+
 /// (topic, partition) → committed offset, for one group.
 pub type GroupOffsets = BTreeMap<(String, i32), Committed>;
 
@@ -192,11 +195,7 @@ impl OffsetStore {
     }
 
     /// Stores commits durably, then makes them visible. `offset < 0` deletes.
-    pub async fn commit(
-        &self,
-        group: &str,
-        commits: &[(String, i32, i64, String)],
-    ) -> GatewayResult<()> {
+    pub async fn commit(&self, group: &str, commits: &[Commit]) -> GatewayResult<()> {
         let now = now_ms();
         for (topic, partition, offset, metadata) in commits {
             let row = Row {
@@ -222,6 +221,28 @@ impl OffsetStore {
             } else {
                 g.insert((topic.clone(), *partition), row.committed);
             }
+        }
+        Ok(())
+    }
+
+    /// Drops every group's committed offsets of a topic (it is being deleted, as Kafka drops
+    /// them), durably.
+    pub async fn delete_topic(&self, topic: &str) -> GatewayResult<()> {
+        let doomed: Vec<(String, Vec<Commit>)> = self
+            .lock()
+            .iter()
+            .map(|(group, offsets)| {
+                let rows = offsets
+                    .keys()
+                    .filter(|(t, _)| t == topic)
+                    .map(|(t, p)| (t.clone(), *p, -1, String::new()))
+                    .collect::<Vec<_>>();
+                (group.clone(), rows)
+            })
+            .filter(|(_, rows)| !rows.is_empty())
+            .collect();
+        for (group, rows) in doomed {
+            self.commit(&group, &rows).await?;
         }
         Ok(())
     }

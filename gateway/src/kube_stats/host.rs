@@ -25,8 +25,9 @@ impl Host for StoreHost {
         Ok(self.store.topic(topic).await?.map(|t| {
             t.partitions
                 .iter()
-                .map(|p| Figures {
-                    partition: p.index(),
+                .enumerate()
+                .map(|(index, p)| Figures {
+                    partition: index as i32,
                     high_watermark: p.high_water_mark(),
                     log_start_offset: p.log_start(),
                 })

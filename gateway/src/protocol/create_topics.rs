@@ -36,10 +36,18 @@ pub async fn handle(
         let result = CreatableTopicResult::default()
             .with_name(t.name)
             .with_replication_factor(1);
+        // v7+: the new topic's id (a name created again after a deletion gets a new one).
+        let id = match (&r, req.validate_only) {
+            (Ok(_), false) => match ctx.store.topic(&name).await {
+                Ok(Some(t)) => uuid::Uuid::from_bytes(t.topic_id),
+                _ => uuid::Uuid::nil(),
+            },
+            _ => uuid::Uuid::nil(),
+        };
         results.push(match r {
             Ok(partitions) => {
                 tracing::info!(topic = %name, partitions, validate_only = req.validate_only, "topic created");
-                result.with_num_partitions(partitions)
+                result.with_num_partitions(partitions).with_topic_id(id)
             }
             Err(e) => result
                 .with_num_partitions(-1)

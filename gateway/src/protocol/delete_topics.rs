@@ -1,15 +1,15 @@
-use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{
     DeleteTopicsRequest, DeleteTopicsResponse, RequestHeader, TopicName,
 };
 
 use super::{Context, sb};
-use crate::error::GatewayResult;
+use crate::error::{GatewayError, GatewayResult};
 
-/// SMQ has no topic deletion (and a removed topic directory leaves stale broker state behind), so
-/// deletion is reported as disabled, as a Kafka broker with `delete.topic.enable=false` does,
-/// rather than answered with a success that deletes nothing.
+/// Deletes topics as Kafka does: once answered, the topic is gone from Metadata and every other
+/// API, its committed offsets are dropped, and its name can be created again as a new, empty
+/// topic. SMQ's files are removed in the background (`storage/deletion.rs`; /stats shows what
+/// is still being removed).
 pub async fn handle(
     ctx: &Context,
     _header: &RequestHeader,
@@ -22,17 +22,24 @@ pub async fn handle(
         .collect();
     let mut responses = Vec::with_capacity(names.len());
     for name in names {
-        let code = match ctx.store.topic(&name.0).await {
-            Ok(Some(_)) => ResponseError::TopicDeletionDisabled.code(),
-            Ok(None) => ResponseError::UnknownTopicOrPartition.code(),
-            Err(e) => e.code(),
-        };
-        responses.push(
-            DeletableTopicResult::default()
-                .with_name(Some(name))
-                .with_error_code(code)
-                .with_error_message(Some(sb("SeaweedFS MQ cannot delete topics"))),
-        );
+        let result = DeletableTopicResult::default().with_name(Some(name.clone()));
+        responses.push(match delete(ctx, &name.0).await {
+            Ok(()) => result,
+            Err(e) => result
+                .with_error_code(e.code())
+                .with_error_message(Some(sb(e.to_string()))),
+        });
     }
     Ok(DeleteTopicsResponse::default().with_responses(responses))
+}
+
+/// Deletes one topic, as DeleteTopics does (also for the operator's deletion requests).
+pub async fn delete(ctx: &Context, name: &str) -> GatewayResult<()> {
+    if ctx.store.topic(name).await?.is_none() {
+        return Err(GatewayError::UnknownTopicOrPartition(name.to_string()));
+    }
+    // Offsets first: a failure leaves the topic in place, to be deleted again; the other order
+    // could leave a topic created again under the name with the old topic's offsets.
+    ctx.groups.offsets.delete_topic(name).await?;
+    ctx.store.delete_topic(name).await
 }

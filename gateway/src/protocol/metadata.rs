@@ -54,20 +54,25 @@ async fn describe(ctx: &Context, name: &str, allow_create: bool) -> MetadataResp
         return t.with_error_code(e.code());
     }
     match ctx.store.topic_or_create(name, allow_create).await {
-        Ok(Some(topic)) => t.with_partitions(
-            topic
-                .partitions
-                .iter()
-                .map(|p| {
-                    MetadataResponsePartition::default()
-                        .with_partition_index(p.index())
-                        .with_leader_id(BrokerId(NODE_ID))
-                        .with_leader_epoch(0)
-                        .with_replica_nodes(vec![BrokerId(NODE_ID)])
-                        .with_isr_nodes(vec![BrokerId(NODE_ID)])
-                })
-                .collect(),
-        ),
+        Ok(Some(topic)) => t
+            .with_topic_id(uuid::Uuid::from_bytes(topic.topic_id))
+            .with_partitions(
+                topic
+                    .partitions
+                    .iter()
+                    .enumerate()
+                    // The position, not the SMQ partition's index: added partitions live in an
+                    // SMQ topic of their own (storage/growth.rs).
+                    .map(|(index, _)| {
+                        MetadataResponsePartition::default()
+                            .with_partition_index(index as i32)
+                            .with_leader_id(BrokerId(NODE_ID))
+                            .with_leader_epoch(0)
+                            .with_replica_nodes(vec![BrokerId(NODE_ID)])
+                            .with_isr_nodes(vec![BrokerId(NODE_ID)])
+                    })
+                    .collect(),
+            ),
         Ok(None) => {
             t.with_error_code(GatewayError::UnknownTopicOrPartition(name.to_string()).code())
         }

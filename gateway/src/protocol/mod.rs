@@ -11,6 +11,7 @@ mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
+mod error_codes;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
@@ -40,6 +41,8 @@ use crate::metrics::Metrics;
 use crate::storage::Store;
 
 pub use api_versions::response as api_versions_response;
+pub use delete_topics::delete as delete_topic;
+pub use error_codes::error_codes;
 
 /// What every handler can reach.
 #[derive(Debug)]
@@ -101,7 +104,7 @@ handlers! {
     CreateTopics => create_topics, 2, 7;
     DeleteTopics => delete_topics, 1, 5;
     DeleteRecords => delete_records, 0, 2;
-    // Refused for every topic: SMQ cannot add partitions without hiding the stored records.
+    // Grows topics with partitions in an SMQ topic of their own (storage/growth.rs).
     CreatePartitions => create_partitions, 0, 3;
     InitProducerId => init_producer_id, 0, 5;
     DescribeConfigs => describe_configs, 1, 4;

@@ -7,9 +7,14 @@ use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse, Reques
 use super::Context;
 use crate::error::GatewayResult;
 
-/// Stores commits in SMQ before answering. A commit past the partition's high water mark, or
-/// for an unknown partition, is refused; a failed write is a retriable error, never a silent
-/// success.
+/// Kafka's `offset.metadata.max.bytes`.
+const MAX_METADATA_BYTES: usize = 4096;
+
+/// Stores commits in SMQ before answering. As in Kafka, any offset is taken, also one past the
+/// high water mark (tools reset offsets ahead, mirror offsets between clusters, commit on empty
+/// partitions); a negative one reads back as "no committed offset". An unknown partition and
+/// too long metadata are refused per partition; a failed write is a retriable error, never a
+/// silent success.
 pub async fn handle(
     ctx: &Context,
     _header: &RequestHeader,
@@ -32,11 +37,12 @@ pub async fn handle(
             } else {
                 match ctx.store.partition(&t.name.0, p.partition_index).await {
                     Err(e) => e.code(),
-                    Ok(part)
-                        if p.committed_offset < 0
-                            || p.committed_offset > part.high_water_mark() =>
+                    Ok(_)
+                        if p.committed_metadata
+                            .as_ref()
+                            .is_some_and(|m| m.len() > MAX_METADATA_BYTES) =>
                     {
-                        E::OffsetOutOfRange.code()
+                        E::OffsetMetadataTooLarge.code()
                     }
                     Ok(_) => {
                         valid.push((

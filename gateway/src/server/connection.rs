@@ -284,7 +284,13 @@ async fn handle_request(
             return Err(format!("{key:?} failed: {e}"));
         }
     };
-    ctx.metrics.request(key_name(key), 0, started.elapsed());
+    let codes = protocol::error_codes(&response);
+    ctx.metrics.request(
+        key_name(key),
+        codes.first().copied().unwrap_or(0),
+        started.elapsed(),
+    );
+    ctx.metrics.response_errors(key_name(key), &codes);
     let throttle_ms = outcome.throttled.as_millis().min(MAX_THROTTLE_MS) as i32;
     let grant = outcome.grant;
     // throttle_time_ms exists from v1 on.

@@ -1,8 +1,10 @@
 //! The TCP side: accept loop with a connection limit, per-connection tasks, graceful shutdown.
 
 mod connection;
+mod deletions;
 
 pub use connection::{ParsedRequest, encode as encode_response, parse_request};
+pub use deletions::serve_deletion_requests;
 pub use frame::{FrameError, read_frame};
 mod frame;
 

@@ -2,6 +2,9 @@
 //! partition p is the SMQ partition whose ring range is p's (matched by range, not position).
 
 mod backend;
+mod catalog;
+mod deletion;
+mod growth;
 mod lock_tokens;
 mod partition;
 mod registry;
@@ -9,6 +12,7 @@ mod topic_config;
 mod unflushed;
 mod wal;
 
+pub use deletion::Deletion;
 pub use partition::{
     AppendTicket, Appended, PartitionLog, Placement, READ_AHEAD_BYTES, ReadResult, record_size,
     unit_size,
@@ -36,7 +40,6 @@ use tokio::sync::RwLock;
 use crate::error::{GatewayError, GatewayResult};
 use crate::ledger::{LedgerSlot, LedgerStore};
 use crate::records::StorageFormat;
-use backend::SmqBackend;
 use registry::TopicRegistry;
 
 /// Settings that shape how topics are created and served.
@@ -67,6 +70,8 @@ pub struct TopicLog {
     /// Changed by AlterConfigs.
     configs: std::sync::RwLock<TopicConfigs>,
     pub partitions: Vec<Arc<PartitionLog>>,
+    /// Kafka's topic id: new when a deleted name is created again (see `catalog.rs`).
+    pub topic_id: [u8; 16],
 }
 
 impl TopicLog {
@@ -100,6 +105,8 @@ pub struct Store {
     unflushed: Arc<unflushed::UnflushedBudget>,
     wal: Option<wal::WalDir>,
     lock_tokens: Option<Arc<lock_tokens::LockTokens>>,
+    /// Kafka name → SMQ topic; deleted names (see `catalog.rs`, `deletion.rs`).
+    catalog: Arc<catalog::Catalog>,
 }
 
 impl std::fmt::Debug for Store {
@@ -116,6 +123,7 @@ impl Store {
         let ledger_store = Arc::new(LedgerStore::open(client.clone()).await?);
         let recovered = ledger_store.recover(Duration::from_secs(120)).await?;
         let registry = TopicRegistry::open(client.clone()).await?;
+        let catalog = Arc::new(catalog::Catalog::open(client.clone(), &settings.namespace).await?);
         let wal = settings
             .wal_dir
             .as_deref()
@@ -128,6 +136,7 @@ impl Store {
         Ok(Self {
             wal,
             lock_tokens,
+            catalog,
             client,
             settings: settings.clone(),
             ledger_store,
@@ -150,7 +159,7 @@ impl Store {
     }
 
     fn smq_topic(&self, name: &str) -> Topic {
-        smq_client::topic(&self.settings.namespace, name)
+        smq_client::topic(&self.settings.namespace, &self.catalog.smq_name_of(name))
     }
 
     /// The topic, if it exists in SMQ.
@@ -168,9 +177,15 @@ impl Store {
             Err(e) => return Err(e.into()),
         };
         let layout = self.client.lookup(&smq_topic).await?;
+        // Partitions CreatePartitions added live in SMQ topics of their own (growth.rs).
+        let extensions = self.extension_layouts(name).await?;
         let mut topics = self.topics.write().await;
         if let Some(t) = topics.get(name) {
             return Ok(Some(t.clone()));
+        }
+        if self.catalog.smq_name_of(name) != smq_topic.name {
+            // Deleted while it was being looked up.
+            return Ok(None);
         }
         let key = format!("{}/{}", smq_topic.namespace, smq_topic.name);
         let mut configs = self.registry.get(&key).unwrap_or_default();
@@ -206,54 +221,17 @@ impl Store {
             }
         };
         configs.record_format(format);
-        // Every partition's log first: a failure must not take any recovered ledger away.
-        let mut wals = Vec::with_capacity(layout.partitions.len());
-        for a in &layout.partitions {
-            wals.push(match &self.wal {
-                Some(w) => Some(w.partition(
-                    &smq_topic.namespace,
-                    &smq_topic.name,
-                    a.index,
-                    a.partition.unix_time_ns,
-                )?),
-                None => None,
-            });
+        let mut partitions = self.partitions_of(&smq_topic, &layout, format)?;
+        for (ext, ext_layout) in &extensions {
+            partitions.extend(self.partitions_of(ext, ext_layout, format)?);
         }
-        let partitions = {
-            let mut recovered = self.recovered.lock().unwrap_or_else(|e| e.into_inner());
-            let mut partitions = Vec::with_capacity(layout.partitions.len());
-            for (a, wal) in layout.partitions.iter().zip(wals) {
-                let ledger = recovered.take(&(key.clone(), a.index));
-                let home = ledger.home_or(&key);
-                let backend = SmqBackend::new(
-                    self.client.clone(),
-                    smq_topic.clone(),
-                    a.index,
-                    a.partition.unix_time_ns,
-                    self.ledger_store.clone(),
-                    self.owner.clone(),
-                    self.settings.read_flushed_from_filer,
-                    home,
-                )
-                .with_lock_tokens(self.lock_tokens.clone());
-                partitions.push(Arc::new(PartitionLog::new(
-                    backend,
-                    Placement {
-                        smq_topic: smq_topic.clone(),
-                        index: a.index,
-                        generation: a.partition.unix_time_ns,
-                        format,
-                        tail_cache_bytes: self.settings.tail_cache_bytes,
-                        unflushed: self.unflushed.clone(),
-                    },
-                    ledger,
-                    wal,
-                )));
-            }
-            partitions
-        };
         let t = Arc::new(TopicLog {
             name: name.to_string(),
+            topic_id: catalog::topic_id(
+                &smq_topic.namespace,
+                &smq_topic.name,
+                config.created_at_ns,
+            ),
             smq_topic,
             configs: std::sync::RwLock::new(configs),
             partitions,
@@ -288,6 +266,13 @@ impl Store {
         }
     }
 
+    /// The topic; `UnknownTopicOrPartition` when it does not exist.
+    pub(crate) async fn existing_topic(&self, name: &str) -> GatewayResult<Arc<TopicLog>> {
+        self.topic(name)
+            .await?
+            .ok_or_else(|| GatewayError::UnknownTopicOrPartition(name.to_string()))
+    }
+
     pub async fn partition(&self, topic: &str, index: i32) -> GatewayResult<Arc<PartitionLog>> {
         let t = self
             .topic(topic)
@@ -299,9 +284,10 @@ impl Store {
     /// Kafka topic names in this gateway's namespace.
     pub async fn list_topics(&self) -> GatewayResult<Vec<String>> {
         let topics = self.client.list_topics(&self.settings.namespace).await?;
+        // Deleted incarnations stay listed by SMQ: only current ones are Kafka topics.
         Ok(topics
             .into_iter()
-            .map(|t| t.name)
+            .filter_map(|t| self.catalog.kafka_name_of(&t.name))
             .filter(|n| validate_topic_name(n).is_ok())
             .collect())
     }
@@ -384,10 +370,7 @@ impl Store {
         set: BTreeMap<String, String>,
         validate_only: bool,
     ) -> GatewayResult<()> {
-        let t = self
-            .topic(name)
-            .await?
-            .ok_or_else(|| GatewayError::UnknownTopicOrPartition(name.to_string()))?;
+        let t = self.existing_topic(name).await?;
         let configs = TopicConfigs::parse(set.iter().map(|(k, v)| (k.as_str(), Some(v.as_str()))))?;
         let format = self.format_of(&configs);
         let current = t.partitions.first().map(|p| p.format()).unwrap_or_default();
@@ -404,13 +387,27 @@ impl Store {
         }
         let key = format!("{}/{}", t.smq_topic.namespace, t.smq_topic.name);
         self.registry.put(&key, &configs).await?;
-        let spec = TopicSpec {
-            topic: t.smq_topic.clone(),
-            partitions: t.partitions.len() as i32,
-            record_type: Some(format.record_type()),
-            retention_seconds: Some(configs.smq_retention_seconds()),
-        };
-        self.client.configure_topic(&spec).await?;
+        // Each SMQ topic with its own partition count: another count would repartition it.
+        let mut smq_topics = vec![(t.smq_topic.clone(), self.base_partitions(&t))];
+        let extensions = self.catalog.extensions_of(name);
+        for (i, (first, smq_name)) in extensions.iter().enumerate() {
+            let end = extensions
+                .get(i + 1)
+                .map_or(t.partitions.len() as i32, |e| e.0);
+            smq_topics.push((
+                smq_client::topic(&self.settings.namespace, smq_name),
+                end - first,
+            ));
+        }
+        for (topic, partitions) in smq_topics {
+            let spec = TopicSpec {
+                topic,
+                partitions,
+                record_type: Some(format.record_type()),
+                retention_seconds: Some(configs.smq_retention_seconds()),
+            };
+            self.client.configure_topic(&spec).await?;
+        }
         for p in &t.partitions {
             p.set_format(format).await?;
         }
@@ -547,12 +544,18 @@ impl Store {
             return;
         };
         let namespace = &self.settings.namespace;
-        for name in wal.topics_with_files(namespace) {
+        for smq_name in wal.topics_with_files(namespace) {
+            // A deleted incarnation's records are not published again.
+            let Some(name) = self.catalog.owner_of(&smq_name) else {
+                tracing::info!(smq_topic = %smq_name, "removing the write-ahead log of a deleted topic");
+                wal.remove_topic(namespace, &smq_name);
+                continue;
+            };
             match self.topic(&name).await {
                 Ok(Some(_)) => {}
                 Ok(None) => {
                     tracing::info!(topic = %name, "removing the write-ahead log of a topic SMQ no longer has");
-                    wal.remove_topic(namespace, &name);
+                    wal.remove_topic(namespace, &smq_name);
                 }
                 Err(e) => {
                     tracing::warn!(topic = %name, error = %e, "opening a topic with records in the write-ahead log failed; they are published again when it is next used");

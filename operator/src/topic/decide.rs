@@ -223,7 +223,10 @@ pub fn precheck(
 /// What SMQ reports about the topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Observed {
+    /// Every partition of the topic: its base SMQ topic's and those CreatePartitions added.
     pub partitions: i32,
+    /// The base SMQ topic's own count (ConfigureTopic with another would repartition it).
+    pub base_partitions: i32,
     pub retention_seconds: Option<i64>,
 }
 
@@ -243,6 +246,12 @@ pub enum Plan {
     UpdateRetention {
         partitions: i32,
         retention_seconds: Option<i64>,
+    },
+    /// Add partitions `from..to`: as the gateways' CreatePartitions does, in an SMQ topic of
+    /// their own (SMQ cannot grow a topic without hiding its records).
+    Grow {
+        from: i32,
+        to: i32,
     },
     InSync,
     Refuse(Verdict),
@@ -294,19 +303,16 @@ pub fn plan(
             ));
         }
         Some(p) if p > observed.partitions => {
-            return Plan::Refuse(Verdict::stalled(
-                reasons::PARTITION_INCREASE_NOT_SUPPORTED,
-                format!(
-                    "the topic has {} partitions; SMQ cannot grow it to {p} without hiding every stored record (it starts a new, empty generation). Set partitions back to {}",
-                    observed.partitions, observed.partitions
-                ),
-            ));
+            return Plan::Grow {
+                from: observed.partitions,
+                to: p,
+            };
         }
         _ => {}
     }
     if !config.retention.matches(observed.retention_seconds) {
         return Plan::UpdateRetention {
-            partitions: observed.partitions,
+            partitions: observed.base_partitions,
             retention_seconds: config.retention.as_smq(),
         };
     }
@@ -530,6 +536,9 @@ pub enum FinalizerStep {
     Add,
     /// Remove it, first recording this Event (if any).
     Remove(Option<EventSpec>),
+    /// `deletionPolicy: Delete` on a topic this object owns: delete it (see `deletion.rs`),
+    /// then remove the finalizer.
+    DeleteTopic,
 }
 
 pub fn finalizer_step(
@@ -564,20 +573,14 @@ pub fn finalizer_step(
     let (Some(smq_topic), false) = (smq_topic.filter(|_| facts.claimed()), facts.unmanaged) else {
         return FinalizerStep::Remove(None);
     };
-    FinalizerStep::Remove(Some(match policy {
-        DeletionPolicy::Retain => EventSpec {
+    match policy {
+        DeletionPolicy::Retain => FinalizerStep::Remove(Some(EventSpec {
             warning: false,
             reason: "TopicRetained",
             message: format!("deletionPolicy Retain: SMQ topic {smq_topic} and its data are kept"),
-        },
-        DeletionPolicy::Delete => EventSpec {
-            warning: true,
-            reason: "TopicDataRetained",
-            message: format!(
-                "deletionPolicy Delete: SMQ has no topic deletion, so SMQ topic {smq_topic} and its data remain; a new KafkaTopic of this name needs the adopt annotation and continues with the old data"
-            ),
-        },
-    }))
+        })),
+        DeletionPolicy::Delete => FinalizerStep::DeleteTopic,
+    }
 }
 
 /// Collision resolution: among the objects that want the same SMQ topic, the oldest wins (ties by

@@ -52,6 +52,7 @@ fn no_config() -> ConfigAnalysis {
 fn observed(partitions: i32, retention_seconds: Option<i64>) -> Option<Observed> {
     Some(Observed {
         partitions,
+        base_partitions: partitions,
         retention_seconds,
     })
 }
@@ -115,14 +116,35 @@ fn refuses_to_shrink() {
 }
 
 #[test]
-fn refuses_to_grow_because_smq_would_hide_the_data() {
+fn grows_by_the_partitions_asked_for() {
     let f = TopicFacts {
         partitions: Some(4),
         ..claimed()
     };
     let p = plan(&f, &no_config(), &gw(), observed(3, None));
-    assert_eq!(reason_of(&p), reasons::PARTITION_INCREASE_NOT_SUPPORTED);
-    assert!(matches!(p, Plan::Refuse(Verdict::Stalled { .. })));
+    assert_eq!(p, Plan::Grow { from: 3, to: 4 });
+}
+
+#[test]
+fn retention_is_set_on_the_base_topic_with_its_own_count() {
+    let f = TopicFacts {
+        partitions: Some(5),
+        config: cfg(&[("retention.ms", "60000")]),
+        ..claimed()
+    };
+    let config = analyze_config(&f.config).unwrap();
+    let grown = Some(Observed {
+        partitions: 5,
+        base_partitions: 3,
+        retention_seconds: None,
+    });
+    assert_eq!(
+        plan(&f, &config, &gw(), grown),
+        Plan::UpdateRetention {
+            partitions: 3,
+            retention_seconds: Some(60)
+        }
+    );
 }
 
 #[test]
@@ -524,19 +546,17 @@ fn finalizer_added_to_managed_and_removed_from_unmanaged_objects() {
 #[test]
 fn deletion_honours_the_policy_and_says_what_happened_to_the_data() {
     let c = claimed();
-    let FinalizerStep::Remove(Some(e)) = finalizer_step(
-        true,
-        true,
-        &c,
-        false,
-        DeletionPolicy::Delete,
-        Some("kafka/orders"),
-    ) else {
-        panic!("expected removal with an event")
-    };
-    assert!(e.warning);
-    assert_eq!(e.reason, "TopicDataRetained");
-    assert!(e.message.contains("kafka/orders"));
+    assert_eq!(
+        finalizer_step(
+            true,
+            true,
+            &c,
+            false,
+            DeletionPolicy::Delete,
+            Some("kafka/orders"),
+        ),
+        FinalizerStep::DeleteTopic
+    );
     let FinalizerStep::Remove(Some(e)) = finalizer_step(
         true,
         true,

@@ -147,6 +147,13 @@ pub async fn reconcile(obj: Arc<KafkaTopic>, ctx: Arc<Context>) -> Result<Action
             }
             set_finalizer(&api, &obj, false).await?;
         }
+        FinalizerStep::DeleteTopic => {
+            let gateway = ctx
+                .gateways
+                .get(&ObjectRef::new(&obj.spec.gateway_ref.name).within(&ns))
+                .map(|g| (gateway_facts(&g), g.meta().deletion_timestamp.is_none()));
+            return super::deletion::delete(&ctx, &api, &obj, &facts, gateway).await;
+        }
         FinalizerStep::None => {}
     }
     if deleting {
@@ -173,8 +180,20 @@ pub async fn reconcile(obj: Arc<KafkaTopic>, ctx: Arc<Context>) -> Result<Action
     };
     let gateway = gateway.ok_or(Error::MissingObjectKey("gateway"))?;
     let smq = ctx.smq.get(&gateway.master);
-    let topic = smq_client::topic(&gateway.smq_namespace, &facts.desired_name);
-    let smq_name = format!("{}/{}", gateway.smq_namespace, facts.desired_name);
+    // A deleted name lives on under a new SMQ name, and added partitions in SMQ topics of their
+    // own (smq_client's topic catalog).
+    let entry = match smq
+        .catalog_entry(&gateway.smq_namespace, &facts.desired_name)
+        .await
+    {
+        Ok(e) => e,
+        Err(e) => {
+            return backend_failed(&ctx, &api, &obj, &facts, &config.unsupported, None, e).await;
+        }
+    };
+    let current = smq_client::incarnation_name(&facts.desired_name, entry.incarnation);
+    let topic = smq_client::topic(&gateway.smq_namespace, &current);
+    let smq_name = format!("{}/{}", gateway.smq_namespace, current);
     let recorded = |partitions: Option<i32>, retention_seconds: Option<i64>| Recorded {
         topic_name: facts.desired_name.clone(),
         smq_topic: smq_name.clone(),
@@ -187,12 +206,8 @@ pub async fn reconcile(obj: Arc<KafkaTopic>, ctx: Arc<Context>) -> Result<Action
         message,
     };
 
-    let observed = match smq.topic_configuration(&topic).await {
-        Ok(c) => Some(Observed {
-            partitions: c.partition_count,
-            retention_seconds: c.retention_seconds,
-        }),
-        Err(SmqError::TopicNotFound(_)) => None,
+    let observed = match observe(&smq, &topic, &facts.desired_name, &entry).await {
+        Ok(o) => o,
         Err(e) => {
             return backend_failed(&ctx, &api, &obj, &facts, &config.unsupported, None, e).await;
         }
@@ -267,6 +282,41 @@ pub async fn reconcile(obj: Arc<KafkaTopic>, ctx: Arc<Context>) -> Result<Action
                 )),
             }
         }
+        Plan::Grow { from, to } => {
+            let ext = smq_client::topic(
+                &gateway.smq_namespace,
+                &smq_client::extension_name(&facts.desired_name, entry.incarnation, from),
+            );
+            let spec = TopicSpec {
+                topic: ext.clone(),
+                partitions: to - from,
+                record_type: config.format.map(|f| f.record_type()),
+                retention_seconds: None,
+            };
+            let grown = async {
+                smq.ensure_topic(&spec).await?;
+                smq.add_topic_extension(&gateway.smq_namespace, &facts.desired_name, from)
+                    .await
+            };
+            if let Err(e) = grown.await {
+                return backend_failed(&ctx, &api, &obj, &facts, &config.unsupported, None, e)
+                    .await;
+            }
+            let o = observed.ok_or(Error::MissingObjectKey("observed topic"))?;
+            Outcome {
+                verdict: Verdict::Ready,
+                recorded: Some(recorded(Some(to), o.retention_seconds)),
+                action: Some(event(
+                    "PartitionsAdded",
+                    format!(
+                        "partitions {from}..{} added in SMQ topic {}/{} (SMQ cannot grow {smq_name} without hiding its records)",
+                        to - 1,
+                        ext.namespace,
+                        ext.name
+                    ),
+                )),
+            }
+        }
         Plan::InSync => {
             let o = observed.ok_or(Error::MissingObjectKey("observed topic"))?;
             let action = (!facts.claimed()).then(|| {
@@ -295,6 +345,34 @@ pub async fn reconcile(obj: Arc<KafkaTopic>, ctx: Arc<Context>) -> Result<Action
         },
     };
     finish(&ctx, &api, &obj, &facts, outcome, &config.unsupported).await
+}
+
+/// What SMQ holds of the topic: its base SMQ topic and the extensions CreatePartitions added
+/// (None: no base topic).
+async fn observe(
+    smq: &smq_client::SmqClient,
+    base: &smq_client::Topic,
+    name: &str,
+    entry: &smq_client::CatalogEntry,
+) -> std::result::Result<Option<Observed>, SmqError> {
+    let c = match smq.topic_configuration(base).await {
+        Ok(c) => c,
+        Err(SmqError::TopicNotFound(_)) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut partitions = c.partition_count;
+    for first in &entry.extensions {
+        let ext = smq_client::topic(
+            &base.namespace,
+            &smq_client::extension_name(name, entry.incarnation, *first),
+        );
+        partitions += smq.topic_configuration(&ext).await?.partition_count;
+    }
+    Ok(Some(Observed {
+        partitions,
+        base_partitions: c.partition_count,
+        retention_seconds: c.retention_seconds,
+    }))
 }
 
 /// How a reconcile ended: the verdict, what SMQ was seen to hold (None: nothing new) and the
@@ -422,6 +500,26 @@ async fn patch_status(
     )
     .await
     .map_err(Into::into)
+}
+
+/// The status of an object whose topic is being deleted.
+pub(super) async fn deleting_status(
+    ctx: &Context,
+    api: &Api<KafkaTopic>,
+    obj: &KafkaTopic,
+    facts: &TopicFacts,
+    verdict: Verdict,
+) -> Result<()> {
+    let outcome = Outcome {
+        verdict,
+        recorded: None,
+        action: None,
+    };
+    write_status(ctx, api, obj, facts, &outcome, &[]).await
+}
+
+pub(super) async fn remove_finalizer(api: &Api<KafkaTopic>, obj: &KafkaTopic) -> Result<()> {
+    set_finalizer(api, obj, false).await
 }
 
 /// Adds or removes the finalizer with a merge patch that carries the resourceVersion, so a

@@ -56,6 +56,8 @@ import org.apache.kafka.common.serialization.ByteArraySerializer;
  * partition numbers, possibly empty), "ASSIGNMENT parts" (the consumer's whole assignment whenever it
  * changed after a poll), "RECORD " + the record line below for every record, then after each polled
  * batch a synchronous commit of the offsets after it: "COMMITTED p:o,..." or "COMMIT_FAILED exception".
+ * With kgw.commit.each.batch=false it makes no commits of its own (pair it with enable.auto.commit=true
+ * to see the consumer's own commits, e.g. the one it makes before rejoining a rebalance).
  * A line "close" on stdin (or EOF on stdin, or MAX_MS elapsed) closes the consumer: "CLOSED", exit 0.
  *
  * admin OPs (output lines, tab separated; errors as "ERROR exceptionClass message", exit 0):
@@ -64,7 +66,9 @@ import org.apache.kafka.common.serialization.ByteArraySerializer;
  * "MEMBER memberId instanceId|- clientId host topic:p,...";
  * list-offsets GROUP -> "OFFSET topic partition offset metadata" (listConsumerGroupOffsets);
  * delete-groups GROUP -> "DELETED" (deleteConsumerGroups);
- * delete-offsets GROUP TOPIC PARTS -> "DELETED" (deleteConsumerGroupOffsets, OffsetDelete).
+ * delete-offsets GROUP TOPIC PARTS -> "DELETED" (deleteConsumerGroupOffsets, OffsetDelete);
+ * describe-topic TOPIC -> "TOPIC name topicId partitions"; create-partitions TOPIC N -> "CREATED";
+ * delete-topic TOPIC -> "DELETED".
  *
  * One record per line, tab separated: partition, offset, timestamp, timestampType, key, value, headers.
  * key/value: "-" for null, otherwise "b" followed by base64 (so "b" alone is the empty array).
@@ -224,6 +228,7 @@ public final class JavaClient {
         p.put(ConsumerConfig.REQUEST_TIMEOUT_MS_CONFIG, "30000");
         p.put(ConsumerConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, "60000");
         extraProps(p, args, 5);
+        boolean commitEachBatch = !"false".equals(p.remove("kgw.commit.each.batch"));
         String topic = args[2];
         long deadline = System.currentTimeMillis() + Long.parseLong(args[4]);
 
@@ -280,6 +285,7 @@ public final class JavaClient {
                             r.key(), r.value(), r.headers()));
                     offs.put(new TopicPartition(r.topic(), r.partition()), new OffsetAndMetadata(r.offset() + 1));
                 }
+                if (!commitEachBatch) continue;
                 try {
                     consumer.commitSync(offs, Duration.ofSeconds(30));
                     StringBuilder sb = new StringBuilder();
@@ -352,6 +358,21 @@ public final class JavaClient {
                         Set<TopicPartition> tps = new java.util.HashSet<>();
                         for (String s : args[5].split(",")) tps.add(new TopicPartition(args[4], Integer.parseInt(s)));
                         admin.deleteConsumerGroupOffsets(args[3], tps).all().get(60, TimeUnit.SECONDS);
+                        out.println("DELETED");
+                    }
+                    case "describe-topic" -> {
+                        org.apache.kafka.clients.admin.TopicDescription d = admin.describeTopics(List.of(args[3]))
+                                .allTopicNames().get(60, TimeUnit.SECONDS).get(args[3]);
+                        out.println("TOPIC\t" + d.name() + "\t" + d.topicId() + "\t" + d.partitions().size());
+                    }
+                    case "create-partitions" -> {
+                        admin.createPartitions(Map.of(args[3],
+                                org.apache.kafka.clients.admin.NewPartitions.increaseTo(Integer.parseInt(args[4]))))
+                                .all().get(60, TimeUnit.SECONDS);
+                        out.println("CREATED");
+                    }
+                    case "delete-topic" -> {
+                        admin.deleteTopics(List.of(args[3])).all().get(60, TimeUnit.SECONDS);
                         out.println("DELETED");
                     }
                     default -> throw new IllegalArgumentException("unknown admin op " + op);
