@@ -39,6 +39,19 @@ pub struct CheckpointPolicy {
     pub max_age: Duration,
 }
 
+impl CheckpointPolicy {
+    /// Whether a checkpoint is due, with `replayed` state records and `markers` read markers
+    /// after the newest one (of age `age`; `None`: there is none). Markers count towards
+    /// `min_records` only: every read appends one, so a partition nothing else is written to
+    /// still gets a checkpoint now and then, and its start never reads more than about
+    /// `min_records` markers, however long the cluster has run.
+    pub fn due(&self, replayed: usize, markers: usize, age: Option<Duration>, force: bool) -> bool {
+        let state = replayed > 0
+            && (force || replayed >= self.min_records || age.is_none_or(|a| a >= self.max_age));
+        state || replayed + markers >= self.min_records
+    }
+}
+
 impl Default for CheckpointPolicy {
     fn default() -> Self {
         Self {
@@ -66,6 +79,8 @@ pub struct Loaded<S> {
     pub position: i64,
     /// Records applied after the checkpoint.
     pub replayed: usize,
+    /// Read markers after the checkpoint (not state, but read by every load).
+    pub markers: usize,
     /// The position of the checkpoint the read started from.
     pub checkpoint: Option<i64>,
 }
@@ -179,6 +194,7 @@ impl SystemTopic {
                 state,
                 position: tail.end_ts,
                 replayed: tail.messages.len(),
+                markers: tail.markers,
                 checkpoint,
             });
         }
@@ -207,11 +223,7 @@ impl SystemTopic {
                 .unwrap_or(0);
             Duration::from_nanos(now.saturating_sub(p).max(0) as u64)
         });
-        let due = loaded.replayed > 0
-            && (force
-                || loaded.replayed >= policy.min_records
-                || age.is_none_or(|a| a >= policy.max_age));
-        if !due {
+        if !policy.due(loaded.replayed, loaded.markers, age, force) {
             return Ok(None);
         }
         let payload = loaded.state.encode();
@@ -295,6 +307,28 @@ impl SystemTopic {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn markers_alone_make_a_checkpoint_due_only_in_numbers() {
+        let p = CheckpointPolicy {
+            min_records: 100,
+            max_age: Duration::from_secs(60),
+            ..Default::default()
+        };
+        let old = Some(Duration::from_secs(3600));
+        // Nothing at all: never.
+        assert!(!p.due(0, 0, None, true));
+        // Markers only: not by age or force (that would rewrite idle partitions every minute),
+        // but once there are min_records of them.
+        assert!(!p.due(0, 99, old, true));
+        assert!(p.due(0, 100, old, false));
+        // State records: as before, by count, by age, by force, or with no checkpoint yet.
+        assert!(p.due(1, 0, None, false));
+        assert!(!p.due(1, 0, Some(Duration::from_secs(1)), false));
+        assert!(p.due(1, 0, Some(Duration::from_secs(1)), true));
+        assert!(p.due(1, 0, old, false));
+        assert!(p.due(60, 40, Some(Duration::from_secs(1)), false));
+    }
 
     #[test]
     fn frames_round_trip_and_damage_is_refused() {

@@ -28,6 +28,9 @@ pub struct Tail {
     /// The broker timestamp of the read's marker: every record stored before the read has a
     /// smaller one, every record stored after it a larger one.
     pub end_ts: i64,
+    /// Other reads' markers passed on the way (each read appends one, also where nothing
+    /// else is written: they too must be checkpointed away).
+    pub markers: usize,
 }
 
 pub struct SystemTopic {
@@ -167,6 +170,7 @@ impl SystemTopic {
             }
         };
         let mut out = Vec::new();
+        let mut markers = 0;
         // One deadline for the whole read: a trickle of records must not keep it alive forever.
         let deadline = tokio::time::Instant::now() + read_timeout;
         loop {
@@ -188,10 +192,15 @@ impl SystemTopic {
                 return Ok(Tail {
                     messages: out,
                     end_ts: msg.ts_ns,
+                    markers,
                 });
             }
-            if !msg.key.starts_with(MARKER_PREFIX) && after.is_none_or(|ts| msg.ts_ns > ts) {
-                out.push(msg);
+            if after.is_none_or(|ts| msg.ts_ns > ts) {
+                if msg.key.starts_with(MARKER_PREFIX) {
+                    markers += 1;
+                } else {
+                    out.push(msg);
+                }
             }
         }
     }
