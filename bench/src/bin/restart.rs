@@ -163,43 +163,12 @@ async fn state_bytes(client: &SmqClient) -> anyhow::Result<(u64, u64)> {
 struct Started {
     child: Child,
     ready: Duration,
-    first_produce: Duration,
+    first_produce: Option<Duration>,
     rss_mb: f64,
 }
 
-fn start_gateway(bin: &std::path::Path, smq: &SmqCluster, port: u16, http: u16) -> Started {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(smq.dir().join("gateway.log"))
-        .expect("gateway log");
-    let started = Instant::now();
-    let child = Command::new(bin)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--http", &format!("127.0.0.1:{http}")])
-        .args(["--smq-master", &smq.master, "--no-wal"])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::from(log.try_clone().expect("log")))
-        .stderr(Stdio::from(log))
-        .spawn()
-        .expect("start the gateway");
-    let deadline = started + Duration::from_secs(600);
-    let ready = loop {
-        let ok = std::net::TcpStream::connect(("127.0.0.1", http))
-            .and_then(|mut s| {
-                use std::io::{Read, Write};
-                s.write_all(b"GET /readyz HTTP/1.0\r\n\r\n")?;
-                let mut b = String::new();
-                s.read_to_string(&mut b)?;
-                Ok(b.starts_with("HTTP/1.1 200") || b.starts_with("HTTP/1.0 200"))
-            })
-            .unwrap_or(false);
-        if ok {
-            break started.elapsed();
-        }
-        assert!(Instant::now() < deadline, "gateway not ready in 600 s");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+/// One record to partition 0 of `hist` with acks=all; whether it was acknowledged.
+fn produce_one(port: u16) -> bool {
     let out = Command::new("kcat")
         .args([
             "-b",
@@ -222,8 +191,64 @@ fn start_gateway(bin: &std::path::Path, smq: &SmqCluster, port: u16, http: u16) 
             c.wait_with_output()
         })
         .expect("kcat");
-    assert!(out.status.success(), "kcat produce failed");
-    let first_produce = started.elapsed();
+    out.status.success()
+}
+
+fn start_gateway(
+    bin: &std::path::Path,
+    smq: &SmqCluster,
+    port: u16,
+    http: u16,
+    extra: &[&str],
+) -> Started {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(smq.dir().join("gateway.log"))
+        .expect("gateway log");
+    let started = Instant::now();
+    let mut child = Command::new(bin)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--http", &format!("127.0.0.1:{http}")])
+        .args(["--smq-master", &smq.master])
+        // The default setup: a data directory (write-ahead log, lock tokens), the same one at
+        // every start, as a pod's volume.
+        .arg("--data-dir")
+        .arg(smq.dir().join("gateway-data"))
+        .args(extra)
+        .env("NO_COLOR", "1")
+        .env(
+            "RUST_LOG",
+            std::env::var("RESTART_RUST_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .stdout(Stdio::from(log.try_clone().expect("log")))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("start the gateway");
+    let deadline = started + Duration::from_secs(600);
+    let ready = loop {
+        let ok = std::net::TcpStream::connect(("127.0.0.1", http))
+            .and_then(|mut s| {
+                use std::io::{Read, Write};
+                s.write_all(b"GET /readyz HTTP/1.0\r\n\r\n")?;
+                let mut b = String::new();
+                s.read_to_string(&mut b)?;
+                Ok(b.starts_with("HTTP/1.1 200") || b.starts_with("HTTP/1.0 200"))
+            })
+            .unwrap_or(false);
+        if ok {
+            break started.elapsed();
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            panic!("gateway not ready in 600 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let produced = produce_one(port);
+    // A failed produce is a result too (the row says so), not a reason to leave the gateway
+    // running.
+    let first_produce = produced.then(|| started.elapsed());
     let rss_mb = rss_mb(child.id());
     Started {
         child,
@@ -249,6 +274,7 @@ async fn main() -> anyhow::Result<()> {
         "| produce requests in history | written in | state log MB | checkpoint MB | start | ready s | first produce s | RSS MB |"
     );
     println!("|---|---|---|---|---|---|---|---|");
+    let mut reclaimed = Vec::new();
     for &n in &args.entries {
         let smq = SmqCluster::start();
         let client = smq.client().await;
@@ -267,18 +293,113 @@ async fn main() -> anyhow::Result<()> {
             .iter()
             .enumerate()
         {
-            let s = start_gateway(&bin, &smq, port, http);
+            let s = start_gateway(&bin, &smq, port, http, &[]);
             println!(
-                "| {n} | {:.1} s | {:.1} | {:.2} | {how} | {:.2} | {:.2} | {:.0} |",
+                "| {n} | {:.1} s | {:.1} | {:.2} | {how} | {:.2} | {} | {:.0} |",
                 written.as_secs_f64(),
                 log as f64 / 1e6,
                 ckpt as f64 / 1e6,
                 s.ready.as_secs_f64(),
-                s.first_produce.as_secs_f64(),
+                s.first_produce
+                    .map_or("failed (kcat timed out)".to_string(), |d| format!(
+                        "{:.2}",
+                        d.as_secs_f64()
+                    )),
                 s.rss_mb
             );
             stop(s, i == 1);
         }
+        if !args.no_checkpoint {
+            reclaimed.push(reclaim(&bin, &smq, &client, port, http, n, log + ckpt).await?);
+        }
+    }
+    if !reclaimed.is_empty() {
+        println!();
+        println!(
+            "| produce requests in history | state MB before | state MB after a run with checkpoints | mapping log files left | first log files removed after |"
+        );
+        println!("|---|---|---|---|---|");
+        for row in reclaimed {
+            println!("{row}");
+        }
     }
     Ok(())
+}
+
+/// A gateway run that checkpoints as soon as anything follows the newest checkpoint: two
+/// checkpoints later, the log files before the older one are deleted. Returns a table row.
+async fn reclaim(
+    bin: &std::path::Path,
+    smq: &SmqCluster,
+    client: &SmqClient,
+    port: u16,
+    http: u16,
+    n: usize,
+    before: u64,
+) -> anyhow::Result<String> {
+    let s = start_gateway(
+        bin,
+        smq,
+        port,
+        http,
+        &[
+            "--checkpoint-interval-secs",
+            "1",
+            "--checkpoint-min-records",
+            "1",
+        ],
+    );
+    // A produce every 6 s (SMQ writes its buffers every 5 s), until a checkpoint of the mapping
+    // topic has removed log files: the two newest checkpoints are kept, so the history's files
+    // go once two checkpoints follow it. A pass looks at every state partition in turn.
+    let log_path = smq.dir().join("gateway.log");
+    let log_start = std::fs::metadata(&log_path).map_or(0, |m| m.len() as usize);
+    let started = Instant::now();
+    let mut reclaimed_after = None;
+    while started.elapsed() < Duration::from_secs(300) {
+        std::thread::sleep(Duration::from_secs(6));
+        produce_one(port);
+        let log = std::fs::read(&log_path).unwrap_or_default();
+        let log = String::from_utf8_lossy(log.get(log_start..).unwrap_or_default());
+        if log.lines().any(|l| {
+            l.contains("checkpoint written")
+                && l.contains("topic=offset-mappings")
+                && !l.contains("log_files_removed=0")
+        }) {
+            reclaimed_after = Some(started.elapsed());
+            break;
+        }
+    }
+    stop(s, false);
+    let (log, ckpt) = state_bytes(client).await?;
+    let files = log_files(client).await?;
+    let kept = std::env::temp_dir().join(format!("restart-gateway-{n}.log"));
+    if std::fs::copy(smq.dir().join("gateway.log"), &kept).is_ok() {
+        eprintln!("[restart] the gateway's log: {}", kept.display());
+    }
+    Ok(format!(
+        "| {n} | {:.1} | {:.2} | {files} | {} |",
+        before as f64 / 1e6,
+        (log + ckpt) as f64 / 1e6,
+        reclaimed_after.map_or("not in 300 s".to_string(), |d| format!(
+            "{:.0} s",
+            d.as_secs_f64()
+        ))
+    ))
+}
+
+/// Log files of the mapping topic, over all its partitions.
+async fn log_files(client: &SmqClient) -> anyhow::Result<usize> {
+    let mut count = 0;
+    let mut stack = vec!["/topics/kafka-system/offset-mappings".to_string()];
+    while let Some(d) = stack.pop() {
+        for e in client.list_dir(&d).await? {
+            if e.is_directory {
+                stack.push(format!("{d}/{}", e.name));
+            } else if smq_client::log_file_start_ns(&e.name).is_some() {
+                count += 1;
+            }
+        }
+    }
+    Ok(count)
 }
