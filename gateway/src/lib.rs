@@ -5,6 +5,7 @@
 //! (Kafka's batch format and how a record is stored in SMQ).
 
 pub mod budget;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod groups;

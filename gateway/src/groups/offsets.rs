@@ -3,12 +3,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use prost::Message;
 use smq_client::SmqClient;
 use smq_proto::schema_pb::{RecordType, RecordValue, ScalarType};
 
+use crate::clock::now_ms;
 use crate::error::GatewayResult;
 use crate::record_value::{get_int, get_string, int64, scalar_field, stable_slot, string};
 use crate::state::{Replay, SystemTopic};
@@ -44,13 +45,6 @@ impl std::fmt::Debug for OffsetStore {
 
 fn slot(group: &str) -> i32 {
     stable_slot(group.as_bytes(), PARTITIONS)
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 struct Row {

@@ -1,5 +1,3 @@
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, RequestHeader};
 
@@ -125,10 +123,7 @@ async fn begin_partition(
             "produce request without records".to_string(),
         )));
     }
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
+    let now = crate::clock::now_ms();
     let bytes: usize = batches.iter().map(|b| b.raw.len()).sum();
     let records: usize = batches.iter().map(|b| b.records.len()).sum();
     let ticket = partition

@@ -216,13 +216,9 @@ impl SystemTopic {
         force: bool,
     ) -> GatewayResult<Option<Written>> {
         let loaded = self.load::<S>(partition, read_timeout).await?;
-        let age = loaded.checkpoint.map(|p| {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as i64)
-                .unwrap_or(0);
-            Duration::from_nanos(now.saturating_sub(p).max(0) as u64)
-        });
+        let age = loaded
+            .checkpoint
+            .map(|p| Duration::from_nanos(crate::clock::now_ns().saturating_sub(p).max(0) as u64));
         if !policy.due(loaded.replayed, loaded.markers, age, force) {
             return Ok(None);
         }

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Store, TopicConfigs, TopicLog};
+use crate::clock::now_ms;
 use crate::error::GatewayResult;
 
 /// Time SMQ gets after the streams closed (or after a file deletion) before the next step: it
@@ -39,13 +40,6 @@ pub struct Deletion {
     pub files_deleted_at_ms: Option<i64>,
     pub failed_attempts: u32,
     pub last_error: Option<String>,
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 impl Store {

@@ -470,10 +470,7 @@ impl Store {
     /// One retention pass over every topic of the namespace; returns how many partitions it
     /// looked at.
     pub async fn retention_pass(&self) -> GatewayResult<usize> {
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
+        let now_ms = crate::clock::now_ms();
         let mut looked_at = 0;
         for name in self.list_topics().await? {
             let t = match self.topic(&name).await {
