@@ -48,6 +48,11 @@ pub struct GatewayConfig {
     /// HOST:PORT clients are told to connect to (Metadata); defaults to the listen address.
     #[arg(long, env = "KAFKA_GATEWAY_ADVERTISED_LISTENER")]
     pub advertised_listener: Option<String>,
+    /// This gateway's broker id in a cluster of gateways sharing one SMQ namespace (see
+    /// docs/cluster.md). Default in Kubernetes: the StatefulSet ordinal at the end of the host
+    /// name (`<name>-<i>`). Without either the gateway runs standalone as node 1.
+    #[arg(long, env = "KAFKA_GATEWAY_NODE_ID")]
+    pub node_id: Option<i32>,
     /// SMQ master gRPC address (HOST:PORT), used to discover the brokers.
     #[arg(
         long,
@@ -256,6 +261,16 @@ impl GatewayConfig {
         (self.listen.ip().to_string(), i32::from(self.listen.port()))
     }
 
+    /// The node id given, or in Kubernetes the pod's StatefulSet ordinal; None: standalone.
+    pub fn node_id(&self) -> Option<i32> {
+        if self.node_id.is_some() {
+            return self.node_id;
+        }
+        std::env::var_os("KUBERNETES_SERVICE_HOST")?;
+        let host = std::env::var("HOSTNAME").ok()?;
+        ordinal_of(&host)
+    }
+
     pub fn cluster_id(&self) -> String {
         format!("seaweedfs-smq-{}", self.namespace)
     }
@@ -271,6 +286,11 @@ impl GatewayConfig {
                 Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok() => {}
                 _ => return Err(format!("--advertised-listener {a:?} is not HOST:PORT")),
             }
+        }
+        if let Some(id) = self.node_id
+            && id < 0
+        {
+            return Err(format!("--node-id {id} must be 0 or more"));
         }
         if !(1..=smq_client::RING_SIZE).contains(&self.default_partitions) {
             return Err(format!(
@@ -372,5 +392,29 @@ mod tests {
         assert!(parse(&["--stats-interval-seconds", "0"]).is_err());
         assert!(parse(&["--stats-max-writes-per-second", "0"]).is_err());
         assert!(parse(&["--stats-mode", "verbose"]).is_err());
+    }
+}
+
+/// The StatefulSet ordinal ending a pod's host name (`kgw-2` → 2).
+fn ordinal_of(host: &str) -> Option<i32> {
+    let (name, ordinal) = host.rsplit_once('-')?;
+    if name.is_empty() || ordinal.is_empty() || !ordinal.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    ordinal.parse().ok()
+}
+
+#[cfg(test)]
+mod node_id_tests {
+    use super::ordinal_of;
+
+    #[test]
+    fn ordinals_come_from_statefulset_host_names_only() {
+        assert_eq!(ordinal_of("kgw-0"), Some(0));
+        assert_eq!(ordinal_of("my-gateway-12"), Some(12));
+        assert_eq!(ordinal_of("gateway"), None);
+        assert_eq!(ordinal_of("kgw-"), None);
+        assert_eq!(ordinal_of("-3"), None);
+        assert_eq!(ordinal_of("kgw-7b9f"), None);
     }
 }

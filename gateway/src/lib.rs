@@ -6,6 +6,7 @@
 
 pub mod budget;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod groups;

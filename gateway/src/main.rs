@@ -4,6 +4,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use clap::Parser;
+use kafka_gateway::cluster::{Cluster, Member, MemberFiles};
 use kafka_gateway::config::{Cli, Command, GatewayConfig, LedgerCommand};
 use kafka_gateway::groups::{Coordinator, OffsetStore};
 use kafka_gateway::http::{self, HttpState};
@@ -144,13 +145,41 @@ async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
     )
     .await?;
     let store = Arc::new(store);
+    let cluster = Arc::new({
+        let (host, port) = config.advertised();
+        match config.node_id() {
+            None => Cluster::standalone(host, port),
+            Some(node_id) => {
+                let me = Member {
+                    node_id,
+                    host,
+                    port,
+                };
+                let files = MemberFiles::new(store.client().clone(), &config.namespace);
+                let cluster = until_ready("joining the cluster", &shutdown_rx, || async {
+                    match Cluster::join(files.clone(), me.clone()).await {
+                        // Another gateway with this id is a configuration error: stop.
+                        Err(e @ kafka_gateway::error::GatewayError::InvalidConfig(_)) => Ok(Err(e)),
+                        r => Ok(Ok(r?)),
+                    }
+                })
+                .await??;
+                tracing::info!(node_id, members = ?cluster.brokers().iter().map(|m| m.node_id).collect::<Vec<_>>(), "joined the cluster");
+                cluster
+            }
+        }
+    });
+    let membership = {
+        let cluster = cluster.clone();
+        tokio::spawn(async move { cluster.keep_membership().await })
+    };
     let groups = Arc::new(Coordinator::new(
         offsets,
         Duration::from_millis(config.group_initial_rebalance_delay_ms),
     ));
     let renewer = {
-        let store = store.clone();
-        tokio::spawn(async move { store.renew_locks().await })
+        let (store, cluster) = (store.clone(), cluster.clone());
+        tokio::spawn(async move { store.renew_locks(|t, p| cluster.leads(t, p)).await })
     };
     let durable = {
         let store = store.clone();
@@ -205,6 +234,7 @@ async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
         config: Arc::new(config.clone()),
         metrics,
         groups: groups.clone(),
+        cluster: cluster.clone(),
         budgets,
         next_producer_id: AtomicI64::new(rand::random_range(0..1i64 << 47)),
     });
@@ -218,13 +248,35 @@ async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
     );
     let (host, port) = config.advertised();
     tracing::info!(listen = %config.listen, advertised = %format!("{host}:{port}"), namespace = %config.namespace, "serving Kafka clients");
+    // In a cluster, SIGTERM first hands this gateway's partitions and groups to the others while
+    // it still answers (NOT_LEADER_OR_FOLLOWER, NOT_COORDINATOR: clients move), then stops.
+    let (serve_stop_tx, serve_stop_rx) = watch::channel(false);
+    let handover = {
+        let (cluster, store, mut shutdown_rx) =
+            (cluster.clone(), store.clone(), shutdown_rx.clone());
+        let wait = Duration::from_secs(config.smq_flush_interval + 5);
+        tokio::spawn(async move {
+            let _ = shutdown_rx.wait_for(|s| *s).await;
+            if cluster.is_clustered() {
+                cluster.leave().await;
+                let started = tokio::time::Instant::now();
+                while store.writes_any_partition().await && started.elapsed() < wait {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                tracing::info!(took = ?started.elapsed(), "partitions handed over");
+            }
+            let _ = serve_stop_tx.send(true);
+        })
+    };
     server::run(
         ctx,
         listener,
-        shutdown_rx,
+        serve_stop_rx,
         Duration::from_secs(config.shutdown_timeout_secs),
     )
     .await;
+    handover.abort();
+    membership.abort();
     ticker.abort();
     deleter.abort();
     deletion_requests.abort();
@@ -262,6 +314,7 @@ async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
     durable.abort();
     store.close().await;
     groups.offsets.close().await;
+    cluster.remove().await;
     let _ = http_task.await;
     tracing::info!("stopped");
     Ok(())

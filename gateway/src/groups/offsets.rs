@@ -33,6 +33,9 @@ pub type GroupOffsets = BTreeMap<(String, i32), Committed>;
 pub struct OffsetStore {
     log: std::sync::Arc<SystemTopic>,
     groups: Mutex<HashMap<String, GroupOffsets>>,
+    /// Per partition of the offsets topic, the cluster membership version its groups were last
+    /// read at (absent: at start, version 0).
+    read_at: Mutex<HashMap<i32, u64>>,
 }
 
 impl std::fmt::Debug for OffsetStore {
@@ -172,6 +175,7 @@ impl OffsetStore {
         Ok(Self {
             log,
             groups: Mutex::new(groups),
+            read_at: Mutex::new(HashMap::new()),
         })
     }
 
@@ -182,6 +186,44 @@ impl OffsetStore {
             .clone()
             .keep_checkpointed::<OffsetsSlot>(owner, policy)
             .await
+    }
+
+    /// Reads the committed offsets of `group`'s partition of the offsets topic again unless they
+    /// were read at membership `version`: a gateway that newly coordinates a group finds what
+    /// the previous coordinator committed.
+    pub async fn refresh(&self, group: &str, version: u64) -> GatewayResult<()> {
+        let slot = slot(group);
+        let read_at = |s: &Self| {
+            s.read_at
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&slot)
+                .copied()
+                .unwrap_or(0)
+        };
+        if read_at(self) == version {
+            return Ok(());
+        }
+        let loaded = self
+            .log
+            .load::<OffsetsSlot>(slot, Duration::from_secs(30))
+            .await?;
+        {
+            let mut groups = self.lock();
+            groups.retain(|g, _| self::slot(g) != slot);
+            groups.extend(loaded.state.groups);
+        }
+        self.read_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(slot, version);
+        tracing::debug!(
+            slot,
+            version,
+            rows = loaded.replayed,
+            "committed offsets read again"
+        );
+        Ok(())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, GroupOffsets>> {

@@ -11,7 +11,7 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse, RequestHeader};
 
-use super::{Context, NODE_ID, sb};
+use super::{Context, sb};
 use crate::error::GatewayResult;
 
 pub async fn handle(
@@ -104,7 +104,7 @@ async fn check(
         if let Some(b) = a
             .iter()
             .flat_map(|a| &a.broker_ids)
-            .find(|b| b.0 != NODE_ID)
+            .find(|b| !ctx.cluster.brokers().iter().any(|m| m.node_id == b.0))
         {
             return Some((
                 ResponseError::InvalidReplicaAssignment,

@@ -2,7 +2,7 @@ use kafka_protocol::messages::create_topics_request::CreatableReplicaAssignment;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse, RequestHeader};
 
-use super::{Context, NODE_ID, sb};
+use super::{Context, sb};
 use crate::error::{GatewayError, GatewayResult};
 use crate::storage::TopicConfigs;
 
@@ -16,7 +16,16 @@ pub async fn handle(
         let name = t.name.0.to_string();
         let r = async {
             let partitions = if !t.assignments.is_empty() {
-                manual_partitions(t.num_partitions, t.replication_factor, &t.assignments)?
+                manual_partitions(
+                    t.num_partitions,
+                    t.replication_factor,
+                    &t.assignments,
+                    &ctx.cluster
+                        .brokers()
+                        .iter()
+                        .map(|b| b.node_id)
+                        .collect::<Vec<_>>(),
+                )?
             } else if t.num_partitions == -1 {
                 ctx.store.settings().default_partitions
             } else {
@@ -60,11 +69,13 @@ pub async fn handle(
 }
 
 /// The partition count of a manual replica assignment, checked as Kafka checks it. This gateway is
-/// the only broker (id [`NODE_ID`]), so each partition's replicas must be exactly it.
+/// `live` brokers: each broker named must be one of them (SMQ keeps the copies, and the
+/// partition's leader follows from the live gateways, not from the assignment).
 fn manual_partitions(
     num_partitions: i32,
     replication_factor: i16,
     assignments: &[CreatableReplicaAssignment],
+    live: &[i32],
 ) -> GatewayResult<i32> {
     if num_partitions != -1 {
         return Err(GatewayError::InvalidRequest(
@@ -103,7 +114,7 @@ fn manual_partitions(
                 w[0]
             )));
         }
-        if let Some(b) = brokers.iter().find(|b| **b != NODE_ID) {
+        if let Some(b) = brokers.iter().find(|b| !live.contains(b)) {
             return Err(GatewayError::InvalidReplicaAssignment(format!(
                 "The manual partition assignment includes broker {b}, but no broker with that ID was found."
             )));
@@ -118,6 +129,8 @@ mod tests {
 
     use super::*;
 
+    const NODE_ID: i32 = 1;
+
     fn assignment(partition: i32, brokers: &[i32]) -> CreatableReplicaAssignment {
         CreatableReplicaAssignment::default()
             .with_partition_index(partition)
@@ -127,10 +140,10 @@ mod tests {
     #[test]
     fn one_partition_per_assignment_on_this_broker() {
         let a: Vec<_> = (0..22).map(|p| assignment(p, &[NODE_ID])).collect();
-        assert_eq!(manual_partitions(-1, -1, &a).unwrap(), 22);
+        assert_eq!(manual_partitions(-1, -1, &a, &[NODE_ID]).unwrap(), 22);
         // Order does not matter, only that the indexes are 0..n.
         let a = vec![assignment(1, &[NODE_ID]), assignment(0, &[NODE_ID])];
-        assert_eq!(manual_partitions(-1, -1, &a).unwrap(), 2);
+        assert_eq!(manual_partitions(-1, -1, &a, &[NODE_ID]).unwrap(), 2);
     }
 
     #[test]
@@ -138,25 +151,31 @@ mod tests {
         let ok = vec![assignment(0, &[NODE_ID])];
         let code = |r: GatewayResult<i32>| r.unwrap_err().kafka_code();
         use kafka_protocol::error::ResponseError as E;
-        assert_eq!(code(manual_partitions(1, -1, &ok)), E::InvalidRequest);
-        assert_eq!(code(manual_partitions(-1, 1, &ok)), E::InvalidRequest);
+        assert_eq!(
+            code(manual_partitions(1, -1, &ok, &[NODE_ID])),
+            E::InvalidRequest
+        );
+        assert_eq!(
+            code(manual_partitions(-1, 1, &ok, &[NODE_ID])),
+            E::InvalidRequest
+        );
         let gap = vec![assignment(0, &[NODE_ID]), assignment(2, &[NODE_ID])];
         assert_eq!(
-            code(manual_partitions(-1, -1, &gap)),
+            code(manual_partitions(-1, -1, &gap, &[NODE_ID])),
             E::InvalidReplicaAssignment
         );
         let empty = vec![assignment(0, &[])];
         assert_eq!(
-            code(manual_partitions(-1, -1, &empty)),
+            code(manual_partitions(-1, -1, &empty, &[NODE_ID])),
             E::InvalidReplicaAssignment
         );
         let twice = vec![assignment(0, &[NODE_ID, NODE_ID])];
         assert_eq!(
-            code(manual_partitions(-1, -1, &twice)),
+            code(manual_partitions(-1, -1, &twice, &[NODE_ID])),
             E::InvalidReplicaAssignment
         );
         let other = vec![assignment(0, &[NODE_ID + 1])];
-        let e = manual_partitions(-1, -1, &other).unwrap_err();
+        let e = manual_partitions(-1, -1, &other, &[NODE_ID]).unwrap_err();
         assert_eq!(e.kafka_code(), E::InvalidReplicaAssignment);
         assert!(e.to_string().contains("broker 2"), "{e}");
     }

@@ -13,7 +13,9 @@ pub async fn handle(
 ) -> GatewayResult<DeleteGroupsResponse> {
     let mut results = Vec::with_capacity(req.groups_names.len());
     for id in req.groups_names {
-        let code = if ctx.groups.is_active(&id.0) {
+        let code = if let Err(code) = ctx.coordinate(&id.0).await {
+            code
+        } else if ctx.groups.is_active(&id.0) {
             E::NonEmptyGroup.code()
         } else {
             let committed = ctx.groups.offsets.get(&id.0);

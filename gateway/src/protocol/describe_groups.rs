@@ -11,10 +11,20 @@ pub async fn handle(
     req: DescribeGroupsRequest,
 ) -> GatewayResult<DescribeGroupsResponse> {
     let v4 = header.request_api_version >= 4;
+    let mut denials = Vec::with_capacity(req.groups.len());
+    for id in &req.groups {
+        denials.push(ctx.coordinate(&id.0).await.err());
+    }
     let groups = req
         .groups
         .into_iter()
-        .map(|id| {
+        .zip(denials)
+        .map(|(id, denied)| {
+            if let Some(code) = denied {
+                return DescribedGroup::default()
+                    .with_group_id(id)
+                    .with_error_code(code);
+            }
             let view = ctx.groups.describe(&id.0);
             let known = view.state != State::Empty || !ctx.groups.offsets.get(&id.0).is_empty();
             DescribedGroup::default()

@@ -57,6 +57,9 @@ pub async fn handle(
 async fn has_data(ctx: &Context, req: &FetchRequest) -> bool {
     for t in &req.topics {
         for p in &t.partitions {
+            if !ctx.cluster.leads(&t.topic.0, p.partition) {
+                return true;
+            }
             match ctx.store.partition(&t.topic.0, p.partition).await {
                 Ok(part) if part.high_water_mark() == p.fetch_offset => {}
                 _ => return true,
@@ -94,7 +97,7 @@ async fn fetch_once(
                 .min(share)
                 .saturating_sub(BATCH_HEADER)
                 .max(1);
-            let found = match ctx.store.partition(&name, p.partition).await {
+            let found = match ctx.led_partition(&name, p.partition).await {
                 Ok(part) => {
                     // Watching from before the read: a mark that moves during it wakes the wait.
                     let watch = part.subscribe_hwm();

@@ -8,6 +8,9 @@ pub async fn handle(
     _header: &RequestHeader,
     req: HeartbeatRequest,
 ) -> GatewayResult<HeartbeatResponse> {
+    if let Err(code) = ctx.coordinate(&req.group_id.0).await {
+        return Ok(HeartbeatResponse::default().with_error_code(code));
+    }
     let error = ctx.groups.heartbeat(
         &req.group_id.0,
         req.generation_id,

@@ -13,6 +13,12 @@ pub async fn handle(
     req: JoinGroupRequest,
 ) -> GatewayResult<JoinGroupResponse> {
     let v = header.request_api_version;
+    if let Err(code) = ctx.coordinate(&req.group_id.0).await {
+        return Ok(JoinGroupResponse::default()
+            .with_error_code(code)
+            .with_generation_id(-1)
+            .with_member_id(req.member_id));
+    }
     let session = Duration::from_millis(req.session_timeout_ms.max(0) as u64);
     // v0 has no rebalance timeout: Kafka uses the session timeout.
     let rebalance = if v >= 1 {

@@ -9,6 +9,9 @@ pub async fn handle(
     header: &RequestHeader,
     req: LeaveGroupRequest,
 ) -> GatewayResult<LeaveGroupResponse> {
+    if let Err(code) = ctx.coordinate(&req.group_id.0).await {
+        return Ok(LeaveGroupResponse::default().with_error_code(code));
+    }
     if header.request_api_version < 3 {
         let codes = ctx
             .groups

@@ -14,6 +14,8 @@ pub async fn handle(
         .groups
         .list()
         .into_iter()
+        // Each gateway lists the groups it coordinates, as each Kafka broker does.
+        .filter(|(id, _, _)| ctx.cluster.coordinates(id))
         .filter(|(_, state, _)| {
             req.states_filter.is_empty()
                 || req

@@ -23,7 +23,7 @@ pub async fn handle(
             let resp =
                 ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
             let r = async {
-                let part = ctx.store.partition(&name, p.partition_index).await?;
+                let part = ctx.led_partition(&name, p.partition_index).await?;
                 Ok::<_, crate::error::GatewayError>(match p.timestamp {
                     LATEST => (part.high_water_mark(), -1),
                     EARLIEST => (part.log_start(), -1),

@@ -5,7 +5,7 @@ use kafka_protocol::messages::{
     BrokerId, MetadataRequest, MetadataResponse, RequestHeader, TopicName,
 };
 
-use super::{Context, NODE_ID, sb};
+use super::{Context, sb};
 use crate::error::{GatewayError, GatewayResult};
 use crate::storage::validate_topic_name;
 
@@ -35,16 +35,23 @@ pub async fn handle(
     for name in names {
         topics.push(describe(ctx, &name, allow_create).await);
     }
-    let (host, port) = ctx.config.advertised();
+    let brokers = ctx.cluster.brokers();
+    // Any gateway can create topics; the lowest node id is named as the controller.
+    let controller = brokers.first().map_or(-1, |b| b.node_id);
     Ok(MetadataResponse::default()
-        .with_brokers(vec![
-            MetadataResponseBroker::default()
-                .with_node_id(BrokerId(NODE_ID))
-                .with_host(sb(host))
-                .with_port(port),
-        ])
+        .with_brokers(
+            brokers
+                .into_iter()
+                .map(|b| {
+                    MetadataResponseBroker::default()
+                        .with_node_id(BrokerId(b.node_id))
+                        .with_host(sb(b.host))
+                        .with_port(b.port)
+                })
+                .collect(),
+        )
         .with_cluster_id(Some(sb(ctx.config.cluster_id())))
-        .with_controller_id(BrokerId(NODE_ID))
+        .with_controller_id(BrokerId(controller))
         .with_topics(topics))
 }
 
@@ -64,12 +71,21 @@ async fn describe(ctx: &Context, name: &str, allow_create: bool) -> MetadataResp
                     // The position, not the SMQ partition's index: added partitions live in an
                     // SMQ topic of their own (storage/growth.rs).
                     .map(|(index, _)| {
-                        MetadataResponsePartition::default()
+                        let p = MetadataResponsePartition::default()
                             .with_partition_index(index as i32)
-                            .with_leader_id(BrokerId(NODE_ID))
-                            .with_leader_epoch(0)
-                            .with_replica_nodes(vec![BrokerId(NODE_ID)])
-                            .with_isr_nodes(vec![BrokerId(NODE_ID)])
+                            .with_leader_epoch(0);
+                        // SMQ keeps the copies; Kafka's replicas are just the leader.
+                        match ctx.cluster.leader(name, index as i32) {
+                            Some(leader) => p
+                                .with_leader_id(BrokerId(leader))
+                                .with_replica_nodes(vec![BrokerId(leader)])
+                                .with_isr_nodes(vec![BrokerId(leader)]),
+                            None => p
+                                .with_error_code(
+                                    kafka_protocol::error::ResponseError::LeaderNotAvailable.code(),
+                                )
+                                .with_leader_id(BrokerId(-1)),
+                        }
                     })
                     .collect(),
             ),

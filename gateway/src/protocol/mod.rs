@@ -34,6 +34,7 @@ use std::sync::atomic::AtomicI64;
 
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
 
+use crate::cluster::Cluster;
 use crate::config::GatewayConfig;
 use crate::error::{GatewayError, GatewayResult};
 use crate::groups::Coordinator;
@@ -51,6 +52,8 @@ pub struct Context {
     pub config: Arc<GatewayConfig>,
     pub metrics: Arc<Metrics>,
     pub groups: Arc<Coordinator>,
+    /// The other gateways of the cluster, and who leads what.
+    pub cluster: Arc<Cluster>,
     /// Byte budgets of requests in flight and of responses not yet written.
     pub budgets: crate::budget::Budgets,
     /// Source of producer ids for InitProducerId; seeded randomly so ids do not repeat across
@@ -58,8 +61,45 @@ pub struct Context {
     pub next_producer_id: AtomicI64,
 }
 
-/// This gateway's broker id in Metadata: it leads every partition.
-pub const NODE_ID: i32 = 1;
+impl Context {
+    /// A partition for Produce, Fetch and ListOffsets: NOT_LEADER_OR_FOLLOWER unless this gateway
+    /// leads it. In a cluster the leader also holds the partition's lock before it answers from
+    /// its ledger, since another gateway may have written the partition since it last did.
+    pub async fn led_partition(
+        &self,
+        topic: &str,
+        index: i32,
+    ) -> GatewayResult<Arc<crate::storage::PartitionLog>> {
+        let part = self.store.partition(topic, index).await?;
+        if !self.cluster.leads(topic, index) {
+            return Err(GatewayError::NotLeader);
+        }
+        if self.cluster.is_clustered() {
+            part.claim().await?;
+        }
+        Ok(part)
+    }
+
+    /// Whether this gateway coordinates `group`; NOT_COORDINATOR's code otherwise. Coordinating a
+    /// group newly (the members changed) reads its committed offsets again first: the previous
+    /// coordinator may have committed since this gateway last read them.
+    pub async fn coordinate(&self, group: &str) -> Result<(), i16> {
+        if !self.cluster.coordinates(group) {
+            return Err(kafka_protocol::error::ResponseError::NotCoordinator.code());
+        }
+        if self.cluster.is_clustered()
+            && let Err(e) = self
+                .groups
+                .offsets
+                .refresh(group, self.cluster.view().version)
+                .await
+        {
+            tracing::warn!(group, error = %e, "reading a group's committed offsets failed");
+            return Err(kafka_protocol::error::ResponseError::CoordinatorLoadInProgress.code());
+        }
+        Ok(())
+    }
+}
 
 macro_rules! handlers {
     ($( $key:ident => $module:ident, $min:expr, $max:expr; )*) => {

@@ -21,12 +21,15 @@ pub async fn handle(
     req: OffsetCommitRequest,
 ) -> GatewayResult<OffsetCommitResponse> {
     let group = req.group_id.0.to_string();
-    let membership = ctx.groups.check_commit(
-        &group,
-        req.generation_id_or_member_epoch,
-        &req.member_id,
-        req.group_instance_id.as_deref(),
-    );
+    let membership = match ctx.coordinate(&group).await {
+        Err(code) => code,
+        Ok(()) => ctx.groups.check_commit(
+            &group,
+            req.generation_id_or_member_epoch,
+            &req.member_id,
+            req.group_instance_id.as_deref(),
+        ),
+    };
     let mut codes: Vec<Vec<i16>> = Vec::with_capacity(req.topics.len());
     let mut valid = Vec::new();
     for t in &req.topics {

@@ -15,6 +15,9 @@ pub async fn handle(
     req: OffsetDeleteRequest,
 ) -> GatewayResult<OffsetDeleteResponse> {
     let group = req.group_id.0.to_string();
+    if let Err(code) = ctx.coordinate(&group).await {
+        return Ok(OffsetDeleteResponse::default().with_error_code(code));
+    }
     if ctx.groups.offsets.get(&group).is_empty() && !ctx.groups.is_active(&group) {
         return Ok(OffsetDeleteResponse::default().with_error_code(E::GroupIdNotFound.code()));
     }

@@ -14,8 +14,13 @@ fn lookup(
     ctx: &Context,
     group: &str,
     wanted: Option<Vec<(String, Vec<i32>)>>,
+    denied: Option<i16>,
 ) -> BTreeMap<String, Vec<(i32, i64, String)>> {
-    let committed = ctx.groups.offsets.get(group);
+    // Another gateway's group: what this one has may be stale, so nothing is read.
+    let committed = match denied {
+        None => ctx.groups.offsets.get(group),
+        Some(_) => Default::default(),
+    };
     let mut out: BTreeMap<String, Vec<(i32, i64, String)>> = BTreeMap::new();
     match wanted {
         None => {
@@ -44,16 +49,21 @@ pub async fn handle(
     req: OffsetFetchRequest,
 ) -> GatewayResult<OffsetFetchResponse> {
     if header.request_api_version >= 8 {
+        let mut denials = Vec::with_capacity(req.groups.len());
+        for g in &req.groups {
+            denials.push(ctx.coordinate(&g.group_id.0).await.err());
+        }
         let groups = req
             .groups
             .into_iter()
-            .map(|g| {
+            .zip(denials)
+            .map(|(g, denied)| {
                 let wanted = g.topics.map(|ts| {
                     ts.into_iter()
                         .map(|t| (t.name.0.to_string(), t.partition_indexes))
                         .collect()
                 });
-                let topics = lookup(ctx, &g.group_id.0, wanted)
+                let topics = lookup(ctx, &g.group_id.0, wanted, denied)
                     .into_iter()
                     .map(|(t, parts)| {
                         OffsetFetchResponseTopics::default()
@@ -64,6 +74,7 @@ pub async fn handle(
                                     .map(|(p, o, m)| {
                                         OffsetFetchResponsePartitions::default()
                                             .with_partition_index(p)
+                                            .with_error_code(denied.unwrap_or(0))
                                             .with_committed_offset(o)
                                             .with_metadata(Some(sb(m)))
                                     })
@@ -72,6 +83,7 @@ pub async fn handle(
                     })
                     .collect();
                 OffsetFetchResponseGroup::default()
+                    .with_error_code(denied.unwrap_or(0))
                     .with_group_id(g.group_id)
                     .with_topics(topics)
             })
@@ -83,7 +95,8 @@ pub async fn handle(
             .map(|t| (t.name.0.to_string(), t.partition_indexes))
             .collect()
     });
-    let topics = lookup(ctx, &req.group_id.0, wanted)
+    let denied = ctx.coordinate(&req.group_id.0).await.err();
+    let topics = lookup(ctx, &req.group_id.0, wanted, denied)
         .into_iter()
         .map(|(t, parts)| {
             OffsetFetchResponseTopic::default()
@@ -94,6 +107,7 @@ pub async fn handle(
                         .map(|(p, o, m)| {
                             OffsetFetchResponsePartition::default()
                                 .with_partition_index(p)
+                                .with_error_code(denied.unwrap_or(0))
                                 .with_committed_offset(o)
                                 .with_metadata(Some(sb(m)))
                         })
@@ -101,5 +115,13 @@ pub async fn handle(
                 )
         })
         .collect();
-    Ok(OffsetFetchResponse::default().with_topics(topics))
+    // v1 has no top-level error code: its partitions carry it.
+    let top = if header.request_api_version >= 2 {
+        denied.unwrap_or(0)
+    } else {
+        0
+    };
+    Ok(OffsetFetchResponse::default()
+        .with_error_code(top)
+        .with_topics(topics))
 }

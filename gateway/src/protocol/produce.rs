@@ -95,6 +95,9 @@ async fn begin_partition(
         .await?
         .ok_or_else(|| GatewayError::UnknownTopicOrPartition(topic.to_string()))?;
     let partition = t.partition(index)?.clone();
+    if !ctx.cluster.leads(topic, index) {
+        return Err(GatewayError::NotLeader);
+    }
     let data = records.unwrap_or_default();
     let configs = t.configs();
     let limit = configs

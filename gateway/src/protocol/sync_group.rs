@@ -8,6 +8,9 @@ pub async fn handle(
     header: &RequestHeader,
     req: SyncGroupRequest,
 ) -> GatewayResult<SyncGroupResponse> {
+    if let Err(code) = ctx.coordinate(&req.group_id.0).await {
+        return Ok(SyncGroupResponse::default().with_error_code(code));
+    }
     let assignments = req
         .assignments
         .into_iter()

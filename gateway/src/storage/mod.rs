@@ -426,14 +426,21 @@ impl Store {
         }
     }
 
-    /// Keeps this gateway's partition locks alive; runs until the task is dropped.
-    pub async fn renew_locks(&self) {
+    /// Keeps the locks of the partitions this gateway leads alive, and hands over the ones whose
+    /// leadership moved elsewhere (`leads(topic, partition)` says which it leads); runs until the
+    /// task is dropped.
+    pub async fn renew_locks(&self, leads: impl Fn(&str, i32) -> bool) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tick.tick().await;
             for t in self.open_topics().await {
-                for p in &t.partitions {
-                    p.renew_lock_if_due().await;
+                // The position, not the SMQ partition's index (storage/growth.rs).
+                for (index, p) in t.partitions.iter().enumerate() {
+                    if p.is_writer() && !leads(&t.name, index as i32) {
+                        p.hand_over().await;
+                    } else {
+                        p.renew_lock_if_due().await;
+                    }
                 }
             }
         }

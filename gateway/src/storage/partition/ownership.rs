@@ -130,6 +130,47 @@ impl<B: PartitionBackend> PartitionLog<B> {
         Ok(())
     }
 
+    /// Makes sure this gateway holds the partition before it answers a read from its ledger:
+    /// in a cluster another gateway may have written it since this one last did.
+    pub async fn claim(&self) -> GatewayResult<()> {
+        if self.is_writer() {
+            return Ok(());
+        }
+        let mut writer = self.appending.writer.lock().await;
+        self.ensure_owner(&mut writer).await
+    }
+
+    /// Gives the partition up because its leadership moved to another gateway: releases the lock
+    /// once no append is in flight and every acknowledged record is written (so the next leader's
+    /// takeover finds all of them), and answers whether it did. Called again until it does.
+    pub async fn hand_over(&self) -> bool {
+        let Ok(writer) = self.appending.writer.try_lock() else {
+            return false;
+        };
+        let in_flight = writer
+            .next
+            .is_some_and(|next| next != super::lock_read(&self.ledger).next_offset());
+        if in_flight || self.holding.is_recovering() {
+            return false;
+        }
+        if !self.holding.held.try_lock().is_ok_and(|h| h.is_empty()) {
+            return false;
+        }
+        let mut slot = self.ownership.lease.lock().await;
+        if let Some((lease, _)) = slot.take() {
+            match self.backend.unlock(&lease).await {
+                Ok(()) => {
+                    tracing::info!(topic = %self.smq_name, partition = self.index, "handed the partition over")
+                }
+                Err(e) => {
+                    tracing::debug!(topic = %self.smq_name, partition = self.index, error = %e, "releasing a handed-over partition's lock failed; it expires")
+                }
+            }
+        }
+        drop(writer);
+        true
+    }
+
     /// Renews this partition's lock when due, so a live gateway keeps its partitions even while
     /// they are idle or their appends wait for SMQ.
     pub async fn renew_lock_if_due(&self) {
