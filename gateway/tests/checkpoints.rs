@@ -137,6 +137,7 @@ fn message(part: usize, entry: LedgerEntry, producers: Vec<ProducerBatch>) -> Le
         generation: 1,
         entry,
         producers,
+        leader_epoch: 1,
     }
 }
 

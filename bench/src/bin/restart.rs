@@ -111,6 +111,7 @@ async fn write_history(client: &SmqClient, args: &Args, n: usize) -> anyhow::Res
                             nonce: 7,
                         },
                         producers: Vec::new(),
+                        leader_epoch: 0,
                     }
                 })
                 .collect();

@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use super::producers::{PRODUCER_EXPIRY_MS, ProducerBatch, ProducerStates};
 use super::{PartitionLedger, RecoveredLedgers, RecoveredProducers};
 
-const VERSION: u8 = 3;
+/// 4 added each partition's leader epoch; 3 (without it) is still read.
+const VERSION: u8 = 4;
 
 struct Reader<'a> {
     b: &'a [u8],
@@ -112,6 +113,7 @@ pub fn encode_ledgers(
     ledgers: &RecoveredLedgers,
     producers: &RecoveredProducers,
     log_starts: &HashMap<(String, i32), i64>,
+    epochs: &HashMap<(String, i32), i64>,
 ) -> Vec<u8> {
     let mut keys: Vec<_> = ledgers.keys().collect();
     keys.sort();
@@ -125,27 +127,30 @@ pub fn encode_ledgers(
         ledger_bytes(&ledgers[key], &mut out);
         producers_bytes(producers.get(key), &mut out);
         out.extend_from_slice(&log_starts.get(key).copied().unwrap_or(-1).to_be_bytes());
+        out.extend_from_slice(&epochs.get(key).copied().unwrap_or(0).to_be_bytes());
     }
     out
 }
 
-/// Ledgers, producers and log starts (see [`encode_ledgers`]).
+/// Ledgers, producers, log starts and leader epochs (see [`encode_ledgers`]).
 pub type DecodedSlot = (
     RecoveredLedgers,
     RecoveredProducers,
+    HashMap<(String, i32), i64>,
     HashMap<(String, i32), i64>,
 );
 
 pub fn decode_ledgers(bytes: &[u8]) -> Result<DecodedSlot, String> {
     let mut r = Reader { b: bytes };
     let v = r.u8()?;
-    if v != VERSION {
+    if v != VERSION && v != 3 {
         return Err(format!("ledger checkpoint version {v} unknown"));
     }
     let n = r.u32()? as usize;
     let mut out = RecoveredLedgers::new();
     let mut producers = RecoveredProducers::new();
     let mut log_starts = HashMap::new();
+    let mut epochs = HashMap::new();
     for _ in 0..n {
         let len = r.u32()? as usize;
         let topic = std::str::from_utf8(r.take(len)?)
@@ -161,12 +166,16 @@ pub fn decode_ledgers(bytes: &[u8]) -> Result<DecodedSlot, String> {
         if start >= 0 {
             log_starts.insert((topic.clone(), partition), start);
         }
+        let epoch = if v >= 4 { r.i64()? } else { 0 };
+        if epoch != 0 {
+            epochs.insert((topic.clone(), partition), epoch);
+        }
         out.insert((topic, partition), ledger);
     }
     if !r.b.is_empty() {
         return Err(format!("{} bytes after the last ledger", r.b.len()));
     }
-    Ok((out, producers, log_starts))
+    Ok((out, producers, log_starts, epochs))
 }
 
 #[cfg(test)]
@@ -203,9 +212,11 @@ mod tests {
         });
         producers.insert(("kafka/a".to_string(), 3), p);
         let starts = HashMap::from([(("kafka/a".to_string(), 3), 5)]);
-        let bytes = encode_ledgers(&ledgers, &producers, &starts);
-        let (back, back_producers, back_starts) = decode_ledgers(&bytes).unwrap();
+        let epochs = HashMap::from([(("kafka/b".to_string(), 0), 12)]);
+        let bytes = encode_ledgers(&ledgers, &producers, &starts, &epochs);
+        let (back, back_producers, back_starts, back_epochs) = decode_ledgers(&bytes).unwrap();
         assert_eq!(back_starts, starts);
+        assert_eq!(back_epochs, epochs);
         assert_eq!(
             back_producers[&("kafka/a".to_string(), 3)].batches(),
             producers[&("kafka/a".to_string(), 3)].batches()

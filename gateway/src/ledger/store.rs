@@ -25,6 +25,8 @@ const MAPPING_PARTITIONS: i32 = 16;
 const ENTRIES: &str = "entries";
 /// The field of a record moving a partition's log start.
 const LOG_START: &str = "log_start";
+/// The field of an entry holding its writer's leader epoch.
+const LEADER_EPOCH: &str = "leader_epoch";
 
 /// One persisted ledger entry, naming its data partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +39,10 @@ pub struct LedgerRecord {
     pub entry: LedgerEntry,
     /// The idempotent batches stored in the entry's offsets.
     pub producers: Vec<ProducerBatch>,
+    /// The leader epoch of the gateway that wrote it (0: written before epochs). Replay ignores
+    /// an entry of an older epoch found after a newer epoch's first: a gateway that lost the
+    /// partition while its write was on the way cannot replace its successor's entries.
+    pub leader_epoch: i64,
 }
 
 /// What one persisted ledger record says: an entry, or a new log start (retention or
@@ -60,6 +66,8 @@ pub struct PartitionState {
     pub producers: ProducerStates,
     pub log_start: i64,
     pub home: Option<i32>,
+    /// The highest leader epoch among the partition's entries.
+    pub leader_epoch: i64,
 }
 
 impl PartitionState {
@@ -130,6 +138,7 @@ fn entry_fields() -> Vec<smq_proto::schema_pb::Field> {
         scalar_field("nonce", 9, ScalarType::Int64),
         scalar_field("producers", 10, ScalarType::String),
         scalar_field(LOG_START, 12, ScalarType::Int64),
+        scalar_field(LEADER_EPOCH, 13, ScalarType::Int64),
     ]
 }
 
@@ -192,6 +201,9 @@ fn fields_of(rec: &LedgerRecord) -> RecordValue {
         ("nonce".to_string(), int64(e.nonce as i64)),
     ]);
     let mut fields = fields;
+    if rec.leader_epoch != 0 {
+        fields.insert(LEADER_EPOCH.to_string(), int64(rec.leader_epoch));
+    }
     if !rec.producers.is_empty() {
         fields.insert(
             "producers".to_string(),
@@ -291,6 +303,7 @@ fn record_of(f: &HashMap<String, Value>) -> Option<LedgerRecord> {
             Some(text) => decode_producers(&text)?,
             None => Vec::new(),
         },
+        leader_epoch: get_i(LEADER_EPOCH).unwrap_or(0),
     })
 }
 
@@ -481,6 +494,10 @@ pub struct LedgerSlot {
     pub log_starts: HashMap<(String, i32), i64>,
     /// The mapping partition each partition's entries were found in (after [`LedgerSlot::merge`]).
     pub homes: HashMap<(String, i32), i32>,
+    /// The highest leader epoch replayed per partition.
+    pub epochs: HashMap<(String, i32), i64>,
+    /// Entries ignored because a newer leader epoch had begun before them.
+    pub fenced: usize,
     /// Entries refused during replay (logged).
     pub problems: usize,
 }
@@ -494,6 +511,8 @@ impl LedgerSlot {
             log_starts,
             problems,
             homes: _,
+            epochs,
+            fenced,
         } = other;
         for key in ledgers.keys() {
             if let Some(other_slot) = self.homes.insert(key.clone(), slot) {
@@ -503,7 +522,9 @@ impl LedgerSlot {
         self.ledgers.extend(ledgers);
         self.producers.extend(producers);
         self.log_starts.extend(log_starts);
+        self.epochs.extend(epochs);
         self.problems += problems;
+        self.fenced += fenced;
     }
 
     /// Replays one update.
@@ -538,6 +559,7 @@ impl LedgerSlot {
             producers: self.producers.remove(key).unwrap_or_default(),
             log_start,
             home: self.homes.remove(key),
+            leader_epoch: self.epochs.remove(key).unwrap_or(0),
         }
     }
 
@@ -546,6 +568,13 @@ impl LedgerSlot {
     /// the entries it superseded).
     pub fn replay(&mut self, rec: LedgerRecord) {
         let key = (rec.topic.clone(), rec.partition);
+        let newest = self.epochs.entry(key.clone()).or_insert(0);
+        if rec.leader_epoch < *newest {
+            self.fenced += 1;
+            tracing::warn!(topic = %rec.topic, partition = rec.partition, offset = rec.entry.kafka_offset, epoch = rec.leader_epoch, newer = *newest, "ignoring a ledger entry of a former leader written after its successor began");
+            return;
+        }
+        *newest = rec.leader_epoch;
         let end = self
             .ledgers
             .get(&key)
@@ -575,17 +604,24 @@ impl Replay for LedgerSlot {
     }
 
     fn encode(&self) -> Vec<u8> {
-        super::checkpoint::encode_ledgers(&self.ledgers, &self.producers, &self.log_starts)
+        super::checkpoint::encode_ledgers(
+            &self.ledgers,
+            &self.producers,
+            &self.log_starts,
+            &self.epochs,
+        )
     }
 
     fn decode(bytes: &[u8]) -> Result<Self, String> {
-        let (ledgers, producers, log_starts) = super::checkpoint::decode_ledgers(bytes)?;
+        let (ledgers, producers, log_starts, epochs) = super::checkpoint::decode_ledgers(bytes)?;
         Ok(Self {
             ledgers,
             producers,
             log_starts,
             homes: HashMap::new(),
             problems: 0,
+            epochs,
+            fenced: 0,
         })
     }
 }
@@ -631,6 +667,7 @@ mod tests {
                 base_offset: 10,
                 time_ms: 123,
             }],
+            leader_epoch: 7,
         };
         assert_eq!(decode(&encode(&rec)), Some(rec.clone()));
         let entry = |r: &LedgerRecord| LedgerUpdate::Entry(r.clone());
@@ -701,6 +738,7 @@ mod log_start_tests {
                 nonce: 1,
             },
             producers: Vec::new(),
+            leader_epoch: 0,
         };
         let mut slot = LedgerSlot::default();
         slot.apply(&msg(encode(&rec(0, 20))));
@@ -711,5 +749,59 @@ mod log_start_tests {
         let state = again.take(&("kafka/t".to_string(), 0));
         assert_eq!(state.log_start, 23);
         assert_eq!(state.ledger.next_offset(), 25);
+    }
+}
+
+#[cfg(test)]
+mod epoch_tests {
+    use super::*;
+    use crate::state::Replay;
+
+    fn rec(k: i64, n: u32, epoch: i64) -> LedgerRecord {
+        LedgerRecord {
+            topic: "kafka/t".to_string(),
+            partition: 0,
+            generation: 1,
+            entry: LedgerEntry {
+                kafka_offset: k,
+                count: n,
+                smq_offset: k + epoch * 1000,
+                smq_count: n,
+                max_timestamp: k,
+                nonce: epoch as u64,
+            },
+            producers: Vec::new(),
+            leader_epoch: epoch,
+        }
+    }
+
+    #[test]
+    fn a_former_leaders_late_entry_does_not_replace_its_successors() {
+        let key = ("kafka/t".to_string(), 0);
+        let history = [
+            rec(0, 10, 3),
+            // Leader 5 took over at 10 and wrote; leader 3's entry for 10 arrives late.
+            rec(10, 5, 5),
+            rec(10, 4, 3),
+            rec(15, 5, 5),
+        ];
+        let mut slot = LedgerSlot::default();
+        history.iter().for_each(|r| slot.replay(r.clone()));
+        assert_eq!(slot.fenced, 1);
+        let ledger = slot.ledgers.get(&key).unwrap().clone();
+        assert_eq!(ledger.next_offset(), 20);
+        assert_eq!(ledger.locate(12).map(|l| l.smq_offset), Some(5012));
+        // A checkpoint keeps the newest epoch, so the fence holds across it.
+        let mut again = LedgerSlot::decode(&slot.encode()).unwrap();
+        again.replay(rec(20, 1, 3));
+        assert_eq!(again.fenced, 1);
+        let state = again.take(&key);
+        assert_eq!(state.leader_epoch, 5);
+        assert_eq!(state.ledger.next_offset(), 20);
+        // Entries from before epochs (0) replay as ever.
+        let mut old = LedgerSlot::default();
+        old.replay(rec(0, 1, 0));
+        old.replay(rec(0, 2, 0));
+        assert_eq!((old.fenced, old.take(&key).ledger.next_offset()), (0, 2));
     }
 }

@@ -321,6 +321,7 @@ proptest! {
         count in 1u32..=i32::MAX as u32,
         smq_offset in 0i64..i64::from(i32::MAX),
         max_timestamp in any::<i64>(),
+        leader_epoch in any::<i64>(),
     ) {
         let rec = LedgerRecord {
             topic,
@@ -328,6 +329,7 @@ proptest! {
             generation,
             entry: LedgerEntry { kafka_offset, count, smq_offset, smq_count: count, max_timestamp, nonce: 0 },
             producers: Vec::new(),
+            leader_epoch,
         };
         prop_assert_eq!(decode_record(&encode_record(&rec)), Some(rec.clone()));
         let mut ledgers = RecoveredLedgers::new();

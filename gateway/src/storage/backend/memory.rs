@@ -344,7 +344,11 @@ impl PartitionBackend for MemoryBackend {
         *self.stream() = None;
     }
 
-    async fn persist(&self, entries: &[EntryToPersist<'_>]) -> GatewayResult<Vec<LedgerToken>> {
+    async fn persist(
+        &self,
+        leader_epoch: i64,
+        entries: &[EntryToPersist<'_>],
+    ) -> GatewayResult<Vec<LedgerToken>> {
         let mut s = self.cluster.state();
         if s.failing_ledger_writes > 0 {
             s.failing_ledger_writes -= 1;
@@ -359,6 +363,7 @@ impl PartitionBackend for MemoryBackend {
                 generation: 1,
                 entry: *entry,
                 producers: producers.to_vec(),
+                leader_epoch,
             }));
         }
         Ok(tokens)
@@ -412,6 +417,10 @@ impl PartitionBackend for MemoryBackend {
         };
         s.lock = Some((lease.clone(), now + ttl));
         Ok(Lock::Acquired(lease))
+    }
+
+    fn lease_generation(lease: &MemoryLease) -> i64 {
+        lease.token as i64
     }
 
     async fn unlock(&self, lease: &MemoryLease) -> SmqResult<()> {

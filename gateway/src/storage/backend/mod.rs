@@ -90,6 +90,7 @@ pub trait PartitionBackend: Send + Sync + 'static {
     /// they are also written.
     fn persist(
         &self,
+        leader_epoch: i64,
         entries: &[EntryToPersist<'_>],
     ) -> impl Future<Output = GatewayResult<Vec<LedgerToken>>> + Send;
     fn ledger_durable(&self, token: LedgerToken) -> bool;
@@ -109,6 +110,8 @@ pub trait PartitionBackend: Send + Sync + 'static {
         held: Option<&Self::Lease>,
     ) -> impl Future<Output = SmqResult<Lock<Self::Lease>>> + Send;
     fn unlock(&self, lease: &Self::Lease) -> impl Future<Output = SmqResult<()>> + Send;
+    /// Grows every time the lock changes hands (while the lock service runs).
+    fn lease_generation(lease: &Self::Lease) -> i64;
 
     // Reads by SMQ offset.
 

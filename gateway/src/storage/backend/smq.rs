@@ -168,7 +168,11 @@ impl PartitionBackend for SmqBackend {
         self.publisher.close().await;
     }
 
-    async fn persist(&self, entries: &[EntryToPersist<'_>]) -> GatewayResult<Vec<LedgerToken>> {
+    async fn persist(
+        &self,
+        leader_epoch: i64,
+        entries: &[EntryToPersist<'_>],
+    ) -> GatewayResult<Vec<LedgerToken>> {
         let records = entries
             .iter()
             .map(|(entry, producers)| LedgerRecord {
@@ -177,6 +181,7 @@ impl PartitionBackend for SmqBackend {
                 generation: self.generation,
                 entry: *entry,
                 producers: producers.to_vec(),
+                leader_epoch,
             })
             .collect();
         self.ledger_store.append(self.ledger_home(), records).await
@@ -233,6 +238,10 @@ impl PartitionBackend for SmqBackend {
             }
             LockOutcome::HeldBy(other) => Lock::HeldBy(other),
         })
+    }
+
+    fn lease_generation(lease: &LockLease) -> i64 {
+        lease.generation
     }
 
     async fn unlock(&self, lease: &LockLease) -> SmqResult<()> {

@@ -407,7 +407,7 @@ impl<B: PartitionBackend> PartitionLog<B> {
         &self,
         entries: &[EntryToPersist<'_>],
     ) -> GatewayResult<Vec<LedgerToken>> {
-        let tokens = self.backend.persist(entries).await?;
+        let tokens = self.persist_fenced(entries).await?;
         self.apply_entries(entries.iter().map(|(e, _)| *e))?;
         Ok(tokens)
     }

@@ -251,7 +251,7 @@ impl<B: PartitionBackend> PartitionLog<B> {
             .iter()
             .map(|h| (h.entry, &h.producers[..]))
             .collect();
-        let tokens = self.backend.persist(&persist).await?;
+        let tokens = self.persist_fenced(&persist).await?;
         for (h, t) in replacement.iter_mut().zip(tokens) {
             h.ledger = Some(t);
         }

@@ -62,6 +62,9 @@ pub struct PartitionLog<B: PartitionBackend = SmqBackend> {
     hwm: watch::Sender<i64>,
     appending: append::Appending,
     ownership: ownership::Ownership<B::Lease>,
+    /// The epoch written into this gateway's ledger entries while it holds the partition: higher
+    /// than every earlier holder's (see `ownership.rs`).
+    leader_epoch: AtomicI64,
     holding: durability::Holding,
     reading: read::Reading<B::Subscription>,
 }
@@ -118,6 +121,7 @@ impl<B: PartitionBackend> PartitionLog<B> {
             producers,
             log_start,
             home: _,
+            leader_epoch,
         } = state;
         let Placement {
             smq_topic,
@@ -141,6 +145,7 @@ impl<B: PartitionBackend> PartitionLog<B> {
             hwm,
             appending: append::Appending::new(producers),
             ownership: ownership::Ownership::default(),
+            leader_epoch: AtomicI64::new(leader_epoch),
             holding,
             reading: read::Reading::new(tail_cache_bytes),
         }

@@ -1,7 +1,17 @@
 //! Ownership: one gateway writes a partition at a time, holding its lock in the filer. Taking
 //! the lock (first write, or after it lapsed) reloads the ledger, since another gateway may have
 //! written in between.
+//!
+//! Fencing: a holder writes ledger entries only while its lease, counted from when it *asked*
+//! for it, is younger than [`LOCK_TTL`] less [`CLOCK_MARGIN`], and answers an append only if
+//! that still holds once the entry is persisted. A stalled holder (SIGSTOP, a long pause) can
+//! still have an entry on its way when its successor begins; the leader epoch settles that:
+//! each holder writes its epoch into its entries, every new holder's epoch is higher (the
+//! highest epoch in the ledger it loaded plus the lock's generation, which grows whenever the
+//! lock changes hands), and replay ignores an entry of an older epoch after a newer one's first.
 
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Mutex;
@@ -17,18 +27,46 @@ use crate::storage::backend::{Lock, PartitionBackend};
 /// writes after a third of it; after two thirds the ledger is reloaded before writing, as if
 /// taking the partition over.
 pub(super) const LOCK_TTL: Duration = Duration::from_secs(10);
+/// How much sooner than the filer this gateway counts its lease as over: the filer's clock may
+/// run faster than ours by this much over one TTL, plus the time a lock request takes to reach it.
+pub(super) const CLOCK_MARGIN: Duration = Duration::from_secs(2);
 
 /// The partition's write lock, when held, and when it was last renewed. Apart from the writer
 /// lock so that renewals go on while appends wait for SMQ.
 pub(super) struct Ownership<L> {
     lease: Mutex<Option<(L, Instant)>>,
+    /// When the held lease was asked for, in ms since [`BASE`] (`NONE`: no lease); readable
+    /// while a renewal holds `lease`.
+    asked_ms: AtomicI64,
 }
+
+const NONE: i64 = i64::MIN;
+static BASE: LazyLock<Instant> = LazyLock::new(Instant::now);
 
 impl<L> Default for Ownership<L> {
     fn default() -> Self {
         Self {
             lease: Mutex::new(None),
+            asked_ms: AtomicI64::new(NONE),
         }
+    }
+}
+
+impl<L> Ownership<L> {
+    fn note(&self, asked: Option<Instant>) {
+        let ms = asked.map_or(NONE, |a| {
+            a.saturating_duration_since(*BASE).as_millis() as i64
+        });
+        self.asked_ms.store(ms, Ordering::Release);
+    }
+
+    /// How long ago the held lease was asked for; None without one.
+    fn lease_age(&self) -> Option<Duration> {
+        let ms = self.asked_ms.load(Ordering::Acquire);
+        (ms != NONE).then(|| {
+            let now = Instant::now().saturating_duration_since(*BASE).as_millis() as i64;
+            Duration::from_millis(now.saturating_sub(ms).max(0) as u64)
+        })
     }
 }
 
@@ -53,23 +91,28 @@ impl<B: PartitionBackend> PartitionLog<B> {
                 return Ok(());
             }
             if age < LOCK_TTL * 2 / 3 {
+                let asked = Instant::now();
                 match self.backend.lock(LOCK_TTL, Some(lease)).await? {
                     Lock::Acquired(l) => {
-                        *slot = Some((l, Instant::now()));
+                        *slot = Some((l, asked));
+                        self.ownership.note(Some(asked));
                         return Ok(());
                     }
                     Lock::HeldBy(other) => {
                         *slot = None;
+                        self.ownership.note(None);
                         tracing::warn!(topic = %self.smq_name, partition = self.index, %other, "lost the partition lock");
                         return Err(GatewayError::NotLeader);
                     }
                 }
             }
             *slot = None;
+            self.ownership.note(None);
         }
+        let asked = Instant::now();
         match self.backend.lock(LOCK_TTL, None).await? {
             Lock::Acquired(lease) => {
-                if let Err(e) = self.take_over(writer).await {
+                if let Err(e) = self.take_over(writer, B::lease_generation(&lease)).await {
                     // Not kept without its lease: SMQ would answer "already owned" to this very
                     // gateway until the lock expired.
                     if let Err(u) = self.backend.unlock(&lease).await {
@@ -77,7 +120,8 @@ impl<B: PartitionBackend> PartitionLog<B> {
                     }
                     return Err(e);
                 }
-                *slot = Some((lease, Instant::now()));
+                *slot = Some((lease, asked));
+                self.ownership.note(Some(asked));
                 Ok(())
             }
             Lock::HeldBy(other) => {
@@ -91,13 +135,19 @@ impl<B: PartitionBackend> PartitionLog<B> {
     /// gateway wrote, nobody wrote in between (another writer would have added entries of its
     /// own) and the rest of ours is still held for publishing again: ours is kept. Otherwise the
     /// persisted ledger replaces ours, and every append begun under the lapsed lock fails.
-    async fn take_over(&self, writer: &mut Writer) -> GatewayResult<()> {
+    async fn take_over(&self, writer: &mut Writer, generation: i64) -> GatewayResult<()> {
         let crate::ledger::PartitionState {
             ledger: fresh,
             producers,
             log_start,
             home: _,
+            leader_epoch,
         } = self.backend.load_ledger().await?;
+        let before = self.leader_epoch.load(std::sync::atomic::Ordering::Acquire);
+        let epoch = leader_epoch.max(before) + generation.max(1);
+        self.leader_epoch
+            .store(epoch, std::sync::atomic::Ordering::Release);
+        tracing::debug!(topic = %self.smq_name, partition = self.index, epoch, "leader epoch");
         let kept = {
             let mut ledger = lock_write(&self.ledger);
             let prefix = !ledger.is_empty() && fresh.is_prefix_of(&ledger);
@@ -130,6 +180,33 @@ impl<B: PartitionBackend> PartitionLog<B> {
         Ok(())
     }
 
+    /// Persists ledger entries with this holder's leader epoch, only while its lease is certainly
+    /// valid, and fails (NOT_LEADER_OR_FOLLOWER, the append is not answered as written) when
+    /// the lease may have run out meanwhile: a successor may then have begun, and replay
+    /// ignores this entry if it did.
+    pub(super) async fn persist_fenced(
+        &self,
+        entries: &[crate::storage::backend::EntryToPersist<'_>],
+    ) -> GatewayResult<Vec<crate::ledger::LedgerToken>> {
+        self.check_lease("before writing its ledger entry")?;
+        let epoch = self.leader_epoch.load(std::sync::atomic::Ordering::Acquire);
+        let tokens = self.backend.persist(epoch, entries).await?;
+        self.check_lease("while its ledger entry was written")?;
+        Ok(tokens)
+    }
+
+    /// NOT_LEADER_OR_FOLLOWER unless the lease is younger than the TTL less the margin.
+    fn check_lease(&self, when: &str) -> GatewayResult<()> {
+        match self.ownership.lease_age() {
+            Some(age) if age < LOCK_TTL - CLOCK_MARGIN => Ok(()),
+            Some(age) => {
+                tracing::warn!(topic = %self.smq_name, partition = self.index, ?age, "the partition's lease may have run out {when}; not answering the append as written");
+                Err(GatewayError::NotLeader)
+            }
+            None => Err(GatewayError::NotLeader),
+        }
+    }
+
     /// Makes sure this gateway holds the partition before it answers a read from its ledger:
     /// in a cluster another gateway may have written it since this one last did.
     pub async fn claim(&self) -> GatewayResult<()> {
@@ -157,6 +234,7 @@ impl<B: PartitionBackend> PartitionLog<B> {
             return false;
         }
         let mut slot = self.ownership.lease.lock().await;
+        self.ownership.note(None);
         if let Some((lease, _)) = slot.take() {
             match self.backend.unlock(&lease).await {
                 Ok(()) => {
@@ -183,11 +261,16 @@ impl<B: PartitionBackend> PartitionLog<B> {
         if at.elapsed() < LOCK_TTL / 3 || at.elapsed() >= LOCK_TTL * 2 / 3 {
             return;
         }
+        let asked = Instant::now();
         match self.backend.lock(LOCK_TTL, Some(&lease)).await {
-            Ok(Lock::Acquired(l)) => *slot = Some((l, Instant::now())),
+            Ok(Lock::Acquired(l)) => {
+                *slot = Some((l, asked));
+                self.ownership.note(Some(asked));
+            }
             Ok(Lock::HeldBy(other)) => {
                 tracing::warn!(topic = %self.smq_name, partition = self.index, %other, "lost the partition lock");
                 *slot = None;
+                self.ownership.note(None);
             }
             Err(e) => {
                 tracing::debug!(topic = %self.smq_name, partition = self.index, error = %e, "renewing the partition lock failed")
@@ -200,7 +283,10 @@ impl<B: PartitionBackend> PartitionLog<B> {
     pub(super) async fn release_lock(&self) {
         let slot = tokio::time::timeout(Duration::from_secs(5), self.ownership.lease.lock()).await;
         if let Ok(mut slot) = slot
-            && let Some((lease, _)) = slot.take()
+            && let Some((lease, _)) = {
+                self.ownership.note(None);
+                slot.take()
+            }
             && let Err(e) = self.backend.unlock(&lease).await
         {
             tracing::debug!(error = %e, "releasing a partition lock failed; it will expire");
