@@ -9,7 +9,12 @@ use std::path::{Path, PathBuf};
 const FORBIDDEN: &[(&str, &[&str])] = &[
     (
         "storage",
-        &["server", "protocol", "http", "groups", "config"],
+        &["server", "protocol", "http", "groups", "config", "cluster"],
+    ),
+    // Who leads what is a function of the members alone; storage learns it through a closure.
+    (
+        "cluster",
+        &["server", "protocol", "http", "storage", "groups", "ledger", "state"],
     ),
     (
         "ledger",
