@@ -33,6 +33,7 @@ pub async fn serve(
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/stats", get(stats))
+        .route("/led-partitions/{topic}", get(led_partitions))
         .route("/ledger/validate", get(validate))
         .route("/ledger/info/{topic}/{partition}/{offset}", get(info))
         .route("/ledger/discard-wal/{topic}/{partition}", post(discard_wal))
@@ -306,6 +307,38 @@ async fn discard_wal(
             )
         }
         Err(e) => json_response(StatusCode::NOT_FOUND, json!({"error": e.to_string()})),
+    }
+}
+
+/// The offsets of a topic's partitions this gateway leads, for the gateway that reports
+/// KafkaTopic statistics (`cluster/peer.rs`).
+async fn led_partitions(State(s): State<HttpState>, Path(topic): Path<String>) -> Response {
+    let Some(ctx) = s.ready.get() else {
+        return json_response(StatusCode::SERVICE_UNAVAILABLE, json!({"ready": false}));
+    };
+    match ctx.store.topic(&topic).await {
+        Ok(Some(t)) => {
+            let led: Vec<_> = t
+                .partitions
+                .iter()
+                .enumerate()
+                .filter(|(index, _)| ctx.cluster.leads(&topic, *index as i32))
+                .map(|(index, p)| crate::cluster::peer::LedOffsets {
+                    partition: index as i32,
+                    high_water_mark: p.high_water_mark(),
+                    log_start_offset: p.log_start(),
+                })
+                .collect();
+            json_response(StatusCode::OK, json!(led))
+        }
+        Ok(None) => json_response(
+            StatusCode::NOT_FOUND,
+            json!({"error": format!("no topic {topic}")}),
+        ),
+        Err(e) => json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"error": e.to_string()}),
+        ),
     }
 }
 

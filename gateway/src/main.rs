@@ -154,6 +154,7 @@ async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
                     node_id,
                     host,
                     port,
+                    http_port: config.http.port(),
                 };
                 let files = MemberFiles::new(store.client().clone(), &config.namespace);
                 let cluster = until_ready("joining the cluster", &shutdown_rx, || async {
@@ -244,6 +245,7 @@ async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
         &config,
         store.clone(),
         ctx.metrics.clone(),
+        cluster.clone(),
         shutdown_rx.clone(),
     );
     let (host, port) = config.advertised();

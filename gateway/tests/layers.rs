@@ -14,7 +14,9 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
     // Who leads what is a function of the members alone; storage learns it through a closure.
     (
         "cluster",
-        &["server", "protocol", "http", "storage", "groups", "ledger", "state"],
+        &[
+            "server", "protocol", "http", "storage", "groups", "ledger", "state",
+        ],
     ),
     (
         "ledger",

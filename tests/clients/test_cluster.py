@@ -100,6 +100,14 @@ def test_a_client_that_knows_one_gateway_reaches_every_partition(cluster):
     for q in range(PARTS):
         kgw.assert_dense(got[q])
         assert [m.value() for m in got[q]] == [b"v-%d" % i for i in range(q, 12 * PARTS, PARTS)]
+    # Each gateway reports the offsets of the partitions it leads (what the KafkaTopic statistics
+    # are made of): together every partition once, at its high water mark.
+    led = {}
+    for g in cluster.gateways:
+        for f in g.get_json("/led-partitions/" + topic):
+            assert f["partition"] not in led, "partition %d reported twice" % f["partition"]
+            led[f["partition"]] = (f["high_water_mark"], f["log_start_offset"])
+    assert led == {q: (12, 0) for q in range(PARTS)}, led
 
 
 class Producer(threading.Thread):

@@ -36,6 +36,10 @@ pub struct Member {
     pub node_id: i32,
     pub host: String,
     pub port: i32,
+    /// The member's HTTP port (at `host`), where peers read the offsets of the partitions it
+    /// leads (`/led-partitions`); 0: not known.
+    #[serde(default)]
+    pub http_port: u16,
 }
 
 /// What a member's file holds.
@@ -132,6 +136,7 @@ mod tests {
                 node_id: 1,
                 host: "h".to_string(),
                 port: 9092,
+                http_port: 9095,
             },
             instance: "i".to_string(),
             heartbeat_ms,

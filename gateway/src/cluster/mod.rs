@@ -7,6 +7,7 @@
 //! standalone gateway from writing what the first one holds).
 
 pub mod members;
+pub mod peer;
 pub mod spread;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -53,6 +54,7 @@ impl Cluster {
             node_id: STANDALONE_NODE_ID,
             host,
             port,
+            http_port: 0,
         };
         Self::with(me, None)
     }
@@ -121,6 +123,19 @@ impl Cluster {
 
     pub fn leads(&self, topic: &str, index: i32) -> bool {
         self.leader(topic, index) == Some(self.me.node_id)
+    }
+
+    /// The member leading a partition, when it is another gateway.
+    pub fn peer_leader(&self, topic: &str, index: i32) -> Option<Member> {
+        let id = self.leader(topic, index)?;
+        if id == self.me.node_id {
+            return None;
+        }
+        self.view()
+            .members
+            .iter()
+            .find(|m| m.node_id == id)
+            .cloned()
     }
 
     /// The member coordinating a group (or a transaction id); None while no member is live.
@@ -246,6 +261,7 @@ mod tests {
             node_id: id,
             host: "h".to_string(),
             port: 9000 + id,
+            http_port: 0,
         };
         c.set_members(vec![m(0), m(1)]);
         let v1 = c.view().version;

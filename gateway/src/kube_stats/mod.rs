@@ -32,6 +32,7 @@ pub fn start(
     config: &GatewayConfig,
     _store: Arc<Store>,
     _metrics: Arc<Metrics>,
+    _cluster: Arc<crate::cluster::Cluster>,
     _shutdown: watch::Receiver<bool>,
 ) -> Option<tokio::task::JoinHandle<()>> {
     if enabled(config) {
@@ -49,6 +50,7 @@ pub fn start(
     config: &GatewayConfig,
     store: Arc<Store>,
     metrics: Arc<Metrics>,
+    cluster: Arc<crate::cluster::Cluster>,
     shutdown: watch::Receiver<bool>,
 ) -> Option<tokio::task::JoinHandle<()>> {
     use kafka_kube_stats::{Mode, ReporterConfig};
@@ -71,7 +73,11 @@ pub fn start(
     };
     Some(kafka_kube_stats::start(
         cfg,
-        Arc::new(host::StoreHost { store, metrics }),
+        Arc::new(host::StoreHost {
+            store,
+            metrics,
+            cluster,
+        }),
         shutdown,
     ))
 }

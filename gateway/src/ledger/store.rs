@@ -570,8 +570,21 @@ impl LedgerSlot {
         let key = (rec.topic.clone(), rec.partition);
         let newest = self.epochs.entry(key.clone()).or_insert(0);
         if rec.leader_epoch < *newest {
-            self.fenced += 1;
-            tracing::warn!(topic = %rec.topic, partition = rec.partition, offset = rec.entry.kafka_offset, epoch = rec.leader_epoch, newer = *newest, "ignoring a ledger entry of a former leader written after its successor began");
+            // State records can be read twice (sent again after a broken stream): a repeat of
+            // what the ledger holds is no news.
+            let repeat = self
+                .ledgers
+                .get(&key)
+                .and_then(|l| l.locate(rec.entry.kafka_offset))
+                .is_some_and(|l| {
+                    l.nonce == rec.entry.nonce && l.read_from <= rec.entry.kafka_offset
+                });
+            if repeat {
+                tracing::debug!(topic = %rec.topic, partition = rec.partition, offset = rec.entry.kafka_offset, epoch = rec.leader_epoch, newer = *newest, "a former leader's ledger entry read again");
+            } else {
+                self.fenced += 1;
+                tracing::warn!(topic = %rec.topic, partition = rec.partition, offset = rec.entry.kafka_offset, epoch = rec.leader_epoch, newer = *newest, "ignoring a ledger entry of a former leader written after its successor began");
+            }
             return;
         }
         *newest = rec.leader_epoch;
@@ -787,6 +800,9 @@ mod epoch_tests {
         ];
         let mut slot = LedgerSlot::default();
         history.iter().for_each(|r| slot.replay(r.clone()));
+        assert_eq!(slot.fenced, 1);
+        // The first leader's entry read again (a state record sent twice) is a repeat.
+        slot.replay(rec(0, 10, 3));
         assert_eq!(slot.fenced, 1);
         let ledger = slot.ledgers.get(&key).unwrap().clone();
         assert_eq!(ledger.next_offset(), 20);
