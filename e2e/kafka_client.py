@@ -5,6 +5,11 @@
   python kafka_client.py watermarks BOOTSTRAP TOPIC      print `partitions=N hwm_sum=M`
   python kafka_client.py consume BOOTSTRAP TOPIC COUNT   read from the start until COUNT records
                                                          arrived, print how many distinct keys
+  python kafka_client.py produce-paced BOOTSTRAP TOPIC COUNT SECONDS
+                                                         the same as produce, the records spread
+                                                         over SECONDS (to disrupt a broker meanwhile)
+  python kafka_client.py brokers BOOTSTRAP               print `brokers=N` and each broker's
+                                                         `id host:port`, from Metadata
 """
 
 import sys
@@ -15,7 +20,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 TIMEOUT = 120.0
 
 
-def produce(bootstrap, topic, count):
+def produce(bootstrap, topic, count, seconds=0.0):
     acked = 0
     errors = []
 
@@ -28,7 +33,12 @@ def produce(bootstrap, topic, count):
 
     p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 20,
                   "enable.idempotence": True, "message.timeout.ms": int(TIMEOUT * 1000)})
+    start = time.monotonic()
     for i in range(count):
+        if seconds > 0:
+            # Pace: record i goes out no earlier than i/count of the way through.
+            while time.monotonic() - start < seconds * i / count:
+                p.poll(0.01)
         while True:
             try:
                 p.produce(topic, key=b"key-%d" % i, value=b"value-%d" % i, on_delivery=done)
@@ -41,6 +51,16 @@ def produce(bootstrap, topic, count):
         print("delivery errors (first 3):", errors[:3], file=sys.stderr)
     print(f"acked={acked} unflushed={left}")
     return 0 if acked == count else 1
+
+
+def brokers(bootstrap):
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "e2e-brokers"})
+    md = c.list_topics(timeout=30)
+    c.close()
+    print(f"brokers={len(md.brokers)}")
+    for b in sorted(md.brokers.values(), key=lambda b: b.id):
+        print(f"{b.id} {b.host}:{b.port}")
+    return 0
 
 
 def partitions(c, topic):
@@ -86,6 +106,10 @@ if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "produce":
         sys.exit(produce(args[0], args[1], int(args[2])))
+    if cmd == "produce-paced":
+        sys.exit(produce(args[0], args[1], int(args[2]), float(args[3])))
+    if cmd == "brokers":
+        sys.exit(brokers(args[0]))
     if cmd == "watermarks":
         sys.exit(watermarks(args[0], args[1]))
     if cmd == "consume":

@@ -15,7 +15,9 @@ pub mod types {
     pub const UNMANAGED: &str = "Unmanaged";
     /// KafkaTopic: True when `spec.config` holds keys SMQ cannot honour (the topic stays Ready).
     pub const UNSUPPORTED_CONFIG: &str = "UnsupportedConfig";
-    /// KafkaGateway: True when more than one replica runs although only one serves traffic.
+    /// KafkaGateway, no longer set: was True when more than one replica ran while only pod 0
+    /// served traffic (before gateways formed a cluster). The operator removes it from statuses
+    /// it wrote earlier; kept here because released strings never change meaning.
     pub const SINGLE_SERVING_REPLICA: &str = "SingleServingReplica";
     /// KafkaGateway: whether enough pods are ready.
     pub const AVAILABLE: &str = "Available";
@@ -48,6 +50,7 @@ pub mod reasons {
     pub const ROLLING_OUT: &str = "RollingOut";
     pub const REPLICAS_READY: &str = "ReplicasReady";
     pub const REPLICAS_NOT_READY: &str = "ReplicasNotReady";
+    /// Reason of `SingleServingReplica`, no longer set.
     pub const EXTRA_REPLICAS_IDLE: &str = "ExtraReplicasIdle";
     pub const SINGLE_REPLICA: &str = "SingleReplica";
 }

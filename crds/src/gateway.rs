@@ -66,8 +66,10 @@ use serde::{Deserialize, Serialize};
 )]
 #[serde(rename_all = "camelCase")]
 pub struct KafkaGatewaySpec {
-    /// Number of gateway pods. Until gateways can share partitions only pod 0 serves traffic; the
-    /// `SingleServingReplica` condition says so when this is above 1.
+    /// Number of gateway pods. They form one Kafka cluster: each pod is a broker (node id: its
+    /// StatefulSet ordinal) advertising its own DNS name, partition leaders and group
+    /// coordinators are spread over the pods, and the bootstrap Service reaches every ready
+    /// pod. Above 1 a PodDisruptionBudget is created too. `kubectl scale` sets it.
     #[serde(default = "default_replicas")]
     #[schemars(range(min = 0, max = 64))]
     pub replicas: i32,
@@ -110,7 +112,8 @@ pub struct KafkaGatewaySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<PodTemplateOverrides>,
 
-    /// Most pods unavailable at once during voluntary disruptions.
+    /// Most pods unavailable at once during voluntary disruptions (node drains, evictions): the
+    /// `maxUnavailable` of the PodDisruptionBudget the operator creates while `replicas > 1`.
     #[serde(default = "default_max_unavailable")]
     #[schemars(range(min = 0))]
     pub pod_disruption_budget_max_unavailable: i32,
@@ -285,4 +288,32 @@ pub struct KafkaGatewayStatus {
     /// `host:port` Kafka clients bootstrap from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bootstrap_servers: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::CustomResourceExt;
+
+    /// `kubectl scale kgw NAME --replicas N` needs the scale subresource, and HPAs its selector.
+    #[test]
+    fn the_crd_has_the_scale_subresource_on_replicas() {
+        let crd = KafkaGateway::crd();
+        let version = &crd.spec.versions[0];
+        let sub = version.subresources.as_ref().unwrap();
+        assert!(sub.status.is_some());
+        let scale = sub.scale.as_ref().unwrap();
+        assert_eq!(scale.spec_replicas_path, ".spec.replicas");
+        assert_eq!(scale.status_replicas_path, ".status.replicas");
+        assert_eq!(
+            scale.label_selector_path.as_deref(),
+            Some(".status.labelSelector")
+        );
+        // The status fields the paths name exist in the schema.
+        let schema = serde_json::to_value(version.schema.as_ref().unwrap()).unwrap();
+        let status = &schema["openAPIV3Schema"]["properties"]["status"]["properties"];
+        assert_eq!(status["replicas"]["type"], "integer");
+        assert_eq!(status["labelSelector"]["type"], "string");
+        assert_eq!(crd.spec.names.short_names, Some(vec!["kgw".to_string()]));
+    }
 }

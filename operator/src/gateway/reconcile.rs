@@ -4,10 +4,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kafka_crds::KafkaGateway;
 use kafka_crds::annotations;
 use kafka_crds::conditions::types;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
@@ -47,6 +48,30 @@ where
         .await?)
 }
 
+/// Deletes the gateway's PodDisruptionBudget if there is one (scaled down to one pod). Only a
+/// budget this KafkaGateway controls is deleted, never a user's object of the same name.
+async fn delete_pdb(ctx: &Context, ns: &str, name: &str, owner_uid: &str) -> Result<()> {
+    let api: Api<PodDisruptionBudget> = Api::namespaced(ctx.client.clone(), ns);
+    let Some(pdb) = api.get_opt(name).await? else {
+        return Ok(());
+    };
+    if !resources::controlled_by(pdb.meta(), owner_uid) {
+        return Ok(());
+    }
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: pdb.uid(),
+            resource_version: None,
+        }),
+        ..Default::default()
+    };
+    match api.delete(name, &params).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 pub async fn reconcile(gw: Arc<KafkaGateway>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.start(KIND);
     let ns = gw.namespace().ok_or(Error::MissingObjectKey("namespace"))?;
@@ -67,7 +92,15 @@ pub async fn reconcile(gw: Arc<KafkaGateway>, ctx: Arc<Context>) -> Result<Actio
         apply(&ctx, &ns, &owned.config_map).await?;
         apply(&ctx, &ns, &owned.headless).await?;
         apply(&ctx, &ns, &owned.bootstrap).await?;
-        apply(&ctx, &ns, &owned.pdb).await?;
+        match &owned.pdb {
+            Some(pdb) => {
+                apply(&ctx, &ns, pdb).await?;
+            }
+            None => {
+                let uid = gw.uid().ok_or(Error::MissingObjectKey("uid"))?;
+                delete_pdb(&ctx, &ns, &resources::pdb_name(&gw), &uid).await?;
+            }
+        }
         Some(apply(&ctx, &ns, &owned.stateful_set).await?)
     };
     let new = status::status(

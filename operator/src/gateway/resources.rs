@@ -49,7 +49,22 @@ pub struct Owned {
     pub headless: Service,
     pub bootstrap: Service,
     pub stateful_set: StatefulSet,
-    pub pdb: PodDisruptionBudget,
+    /// Only with `replicas > 1`: one pod gives nothing to keep while another is disrupted, and
+    /// a budget on it would only stall node drains. The reconcile deletes it otherwise.
+    pub pdb: Option<PodDisruptionBudget>,
+}
+
+/// Whether the object's controlling owner is the object with `owner_uid`.
+pub fn controlled_by(meta: &ObjectMeta, owner_uid: &str) -> bool {
+    meta.owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.uid == owner_uid && o.controller == Some(true))
+}
+
+/// Name of the PodDisruptionBudget (and of the StatefulSet and bootstrap Service).
+pub fn pdb_name(gw: &KafkaGateway) -> String {
+    gw.name_any()
 }
 
 pub fn selector_labels(gw: &KafkaGateway) -> BTreeMap<String, String> {
@@ -286,27 +301,28 @@ pub fn build(gw: &KafkaGateway, defaults: &GatewayDefaults) -> Result<Owned> {
         target_port: Some(IntOrString::String("kafka".into())),
         ..Default::default()
     };
+    // The StatefulSet's governing Service: it gives every pod the DNS name it advertises
+    // (`<pod>.<name>-brokers.<ns>.svc`). Not-ready pods are published too: a gateway joins the
+    // cluster, and so appears in other gateways' Metadata, before its readiness probe passes, and
+    // clients must resolve whatever Metadata names.
     let headless = Service {
         metadata: meta(gw, headless_name(gw), &owner),
         spec: Some(ServiceSpec {
             cluster_ip: Some("None".into()),
             selector: Some(selector_labels(gw)),
             ports: Some(vec![kafka_port.clone()]),
+            publish_not_ready_addresses: Some(true),
             ..Default::default()
         }),
         ..Default::default()
     };
-    // Until gateways share partitions, only pod 0 serves: the bootstrap Service selects it alone,
-    // so clients never reach a pod whose view of the topics is not authoritative.
-    let mut serving = selector_labels(gw);
-    serving.insert(
-        "statefulset.kubernetes.io/pod-name".into(),
-        format!("{name}-0"),
-    );
+    // The gateways of one KafkaGateway form one Kafka cluster (docs/cluster.md): any ready pod
+    // answers a bootstrap Metadata request, which names each partition's leader by its own
+    // advertised address.
     let bootstrap = Service {
         metadata: meta(gw, name.clone(), &owner),
         spec: Some(ServiceSpec {
-            selector: Some(serving),
+            selector: Some(selector_labels(gw)),
             ports: Some(vec![kafka_port]),
             ..Default::default()
         }),
@@ -325,6 +341,9 @@ pub fn build(gw: &KafkaGateway, defaults: &GatewayDefaults) -> Result<Owned> {
     let mut container_env = vec![
         field_env("POD_NAME", "metadata.name"),
         field_env("POD_NAMESPACE", "metadata.namespace"),
+        // Expanded by the kubelet per pod (`$(POD_NAME)` is defined above). The node id is not
+        // set: in Kubernetes the gateway takes the StatefulSet ordinal ending its host name
+        // (`<name>-2` → 2), which needs no downward-API feature of any Kubernetes version.
         env("KAFKA_GATEWAY_ADVERTISED_LISTENER", advertised),
         // Acknowledged records SMQ has not yet written live here, not in the heap, and a gateway
         // restarted in the same pod publishes them again (README: what an acknowledgement
@@ -383,7 +402,7 @@ pub fn build(gw: &KafkaGateway, defaults: &GatewayDefaults) -> Result<Owned> {
         settings_hash(&settings),
     );
     let stateful_set = StatefulSet {
-        metadata: meta(gw, name.clone(), &owner),
+        metadata: meta(gw, name, &owner),
         spec: Some(StatefulSetSpec {
             replicas: Some(s.replicas),
             service_name: Some(headless_name(gw)),
@@ -429,8 +448,8 @@ pub fn build(gw: &KafkaGateway, defaults: &GatewayDefaults) -> Result<Owned> {
         }),
         ..Default::default()
     };
-    let pdb = PodDisruptionBudget {
-        metadata: meta(gw, name, &owner),
+    let pdb = (s.replicas > 1).then(|| PodDisruptionBudget {
+        metadata: meta(gw, pdb_name(gw), &owner),
         spec: Some(PodDisruptionBudgetSpec {
             max_unavailable: Some(IntOrString::Int(s.pod_disruption_budget_max_unavailable)),
             selector: Some(LabelSelector {
@@ -440,7 +459,7 @@ pub fn build(gw: &KafkaGateway, defaults: &GatewayDefaults) -> Result<Owned> {
             ..Default::default()
         }),
         ..Default::default()
-    };
+    });
     Ok(Owned {
         service_account,
         role,
@@ -565,7 +584,7 @@ mod tests {
 
     #[test]
     fn every_object_is_owned_by_the_gateway() {
-        let o = build(&gateway(1), &defaults()).unwrap();
+        let o = build(&gateway(3), &defaults()).unwrap();
         for meta in [
             &o.service_account.metadata,
             &o.role.metadata,
@@ -574,7 +593,7 @@ mod tests {
             &o.headless.metadata,
             &o.bootstrap.metadata,
             &o.stateful_set.metadata,
-            &o.pdb.metadata,
+            &o.pdb.as_ref().unwrap().metadata,
         ] {
             let owners = meta.owner_references.as_ref().unwrap();
             assert_eq!(owners[0].uid, "uid-1");
@@ -584,29 +603,115 @@ mod tests {
     }
 
     #[test]
-    fn pods_advertise_their_own_dns_name_and_only_pod_0_is_behind_bootstrap() {
+    fn each_pod_advertises_its_own_dns_name_through_the_headless_service() {
         let o = build(&gateway(3), &defaults()).unwrap();
+        let sts = o.stateful_set.spec.as_ref().unwrap();
+        assert_eq!(sts.replicas, Some(3));
+        // The governing Service is the headless one, so `<pod>.gw-brokers.apps.svc` resolves.
+        assert_eq!(sts.service_name.as_deref(), Some("gw-brokers"));
+        assert_eq!(o.headless.metadata.name.as_deref(), Some("gw-brokers"));
+        let hl = o.headless.spec.as_ref().unwrap();
+        assert_eq!(hl.cluster_ip.as_deref(), Some("None"));
+        assert_eq!(hl.publish_not_ready_addresses, Some(true));
+        assert_eq!(hl.selector.as_ref(), Some(&selector_labels(&gateway(3))));
         assert_eq!(
             env_value(&o.stateful_set, "KAFKA_GATEWAY_ADVERTISED_LISTENER").as_deref(),
             Some("$(POD_NAME).gw-brokers.apps.svc:9092")
         );
-        let sel = o
-            .bootstrap
-            .spec
-            .as_ref()
-            .unwrap()
-            .selector
-            .as_ref()
-            .unwrap();
+        // `$(POD_NAME)` is expanded only from variables defined earlier in the list.
+        let env = pod_spec(&o).containers[0].env.clone().unwrap();
+        let pos = |n: &str| env.iter().position(|e| e.name == n).unwrap();
+        assert!(pos("POD_NAME") < pos("KAFKA_GATEWAY_ADVERTISED_LISTENER"));
         assert_eq!(
-            sel.get("statefulset.kubernetes.io/pod-name")
-                .map(String::as_str),
-            Some("gw-0")
+            env[pos("POD_NAME")]
+                .value_from
+                .as_ref()
+                .and_then(|v| v.field_ref.as_ref())
+                .map(|f| f.field_path.as_str()),
+            Some("metadata.name")
         );
-        assert_eq!(o.stateful_set.spec.as_ref().unwrap().replicas, Some(3));
         let data = o.config_map.data.unwrap();
         assert_eq!(data["KAFKA_GATEWAY_SMQ_MASTER"], "seaweedfs-master:9333");
         assert_eq!(data["KAFKA_GATEWAY_AUTO_CREATE_TOPICS"], "false");
+    }
+
+    #[test]
+    fn node_ids_come_from_the_pod_host_name_not_from_the_operator() {
+        // The gateway derives its node id from the StatefulSet ordinal ending HOSTNAME (pod
+        // `gw-2` → 2) when KUBERNETES_SERVICE_HOST is set; one id for all pods would make every
+        // pod but the first refuse to start.
+        let o = build(&gateway(3), &defaults()).unwrap();
+        assert_eq!(env_value(&o.stateful_set, "KAFKA_GATEWAY_NODE_ID"), None);
+        assert!(
+            !o.config_map
+                .data
+                .as_ref()
+                .unwrap()
+                .contains_key("KAFKA_GATEWAY_NODE_ID")
+        );
+        assert!(
+            pod_spec(&o).hostname.is_none() && pod_spec(&o).set_hostname_as_fqdn.is_none(),
+            "the pod's host name must stay its name"
+        );
+    }
+
+    #[test]
+    fn bootstrap_service_selects_every_pod_of_the_gateway() {
+        let o = build(&gateway(3), &defaults()).unwrap();
+        let spec = o.bootstrap.spec.as_ref().unwrap();
+        let sel = spec.selector.as_ref().unwrap();
+        assert_eq!(sel, &selector_labels(&gateway(3)));
+        assert!(!sel.contains_key("statefulset.kubernetes.io/pod-name"));
+        // A ClusterIP Service: endpoints are the ready pods only.
+        assert_eq!(spec.cluster_ip, None);
+        assert_ne!(spec.publish_not_ready_addresses, Some(true));
+        // The selector matches the pods the StatefulSet makes.
+        let labels = o
+            .stateful_set
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .labels
+            .clone()
+            .unwrap();
+        assert!(sel.iter().all(|(k, v)| labels.get(k) == Some(v)));
+    }
+
+    #[test]
+    fn a_pdb_only_with_more_than_one_replica() {
+        assert!(build(&gateway(1), &defaults()).unwrap().pdb.is_none());
+        assert!(build(&gateway(0), &defaults()).unwrap().pdb.is_none());
+        let o = build(&gateway(3), &defaults()).unwrap();
+        let pdb = o.pdb.unwrap();
+        assert_eq!(pdb.metadata.name.as_deref(), Some("gw"));
+        assert_eq!(pdb_name(&gateway(3)), "gw");
+        let spec = pdb.spec.unwrap();
+        assert_eq!(spec.max_unavailable, Some(IntOrString::Int(1)));
+        assert_eq!(spec.min_available, None);
+        assert_eq!(
+            spec.selector.unwrap().match_labels,
+            Some(selector_labels(&gateway(3)))
+        );
+        let mut g = gateway(5);
+        g.spec.pod_disruption_budget_max_unavailable = 2;
+        let spec = build(&g, &defaults()).unwrap().pdb.unwrap().spec.unwrap();
+        assert_eq!(spec.max_unavailable, Some(IntOrString::Int(2)));
+    }
+
+    #[test]
+    fn only_a_pdb_this_gateway_controls_counts_as_its_own() {
+        let o = build(&gateway(3), &defaults()).unwrap();
+        let meta = o.pdb.unwrap().metadata;
+        assert!(controlled_by(&meta, "uid-1"));
+        assert!(!controlled_by(&meta, "uid-2"));
+        assert!(!controlled_by(&ObjectMeta::default(), "uid-1"));
+        let mut not_controller = meta.clone();
+        not_controller.owner_references.as_mut().unwrap()[0].controller = None;
+        assert!(!controlled_by(&not_controller, "uid-1"));
     }
 
     #[test]

@@ -67,28 +67,20 @@ pub fn conditions(desired_replicas: i32, w: WorkloadState, paused: bool) -> Vec<
         out.push(Cond::no(types::READY, reasons::ROLLING_OUT, msg.clone()));
         out.push(Cond::yes(types::RECONCILING, reasons::ROLLING_OUT, msg));
     }
-    // Pod 0 alone serves (see resources::build), so availability is about it.
+    // Every ready pod serves (the gateways form one Kafka cluster, docs/cluster.md): clients
+    // bootstrap through any of them, and partitions led by a pod that is gone move to the
+    // remaining members. So one ready pod keeps the gateway available.
     if w.ready >= 1 {
         out.push(Cond::yes(
             types::AVAILABLE,
             reasons::REPLICAS_READY,
-            "a serving pod is ready",
+            format!("{} of {desired_replicas} pods ready", w.ready),
         ));
     } else {
         out.push(Cond::no(
             types::AVAILABLE,
             reasons::REPLICAS_NOT_READY,
             "no pod is ready",
-        ));
-    }
-    if desired_replicas > 1 {
-        out.push(Cond::yes(
-            types::SINGLE_SERVING_REPLICA,
-            reasons::EXTRA_REPLICAS_IDLE,
-            format!(
-                "only pod 0 serves Kafka traffic; the other {} pods are idle standbys until gateways can share partitions",
-                desired_replicas - 1
-            ),
         ));
     }
     out
@@ -120,6 +112,7 @@ pub fn status(gw: &KafkaGateway, w: WorkloadState, paused: bool, now: &Time) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
     fn w(replicas: i32, ready: i32, updated: i32) -> WorkloadState {
         WorkloadState {
@@ -156,18 +149,56 @@ mod tests {
     }
 
     #[test]
-    fn extra_replicas_are_reported_as_idle() {
-        assert!(
-            find(
-                &conditions(1, w(1, 1, 1), false),
-                types::SINGLE_SERVING_REPLICA
-            )
-            .is_none()
-        );
+    fn several_replicas_are_no_warning() {
+        // Before clustering a condition said pods other than 0 were idle standbys; now every pod
+        // serves, and a fully rolled-out gateway of 3 has exactly Ready and Available.
         let c = conditions(3, w(3, 3, 3), false);
-        let idle = find(&c, types::SINGLE_SERVING_REPLICA).unwrap();
-        assert_eq!(idle.reason, reasons::EXTRA_REPLICAS_IDLE);
-        assert!(idle.message.contains("other 2 pods are idle"));
+        let types_: Vec<_> = c.iter().map(|c| c.type_).collect();
+        assert_eq!(types_, [types::READY, types::AVAILABLE]);
+        assert!(c.iter().all(|c| c.status == "True"));
+        assert_eq!(
+            find(&c, types::AVAILABLE).unwrap().message,
+            "3 of 3 pods ready"
+        );
+        assert!(!c.iter().any(|c| c.message.contains("idle")));
+        // One pod of three ready still serves.
+        let c = conditions(3, w(3, 1, 3), false);
+        assert_eq!(find(&c, types::AVAILABLE).unwrap().status, "True");
+        assert_eq!(find(&c, types::READY).unwrap().status, "False");
+    }
+
+    #[test]
+    fn a_status_written_before_clustering_loses_its_idle_warning() {
+        let mut gw = KafkaGateway::new(
+            "gw",
+            serde_json::from_value(serde_json::json!({"replicas": 3, "smq": {"master": "m:9333"}}))
+                .unwrap(),
+        );
+        gw.metadata.namespace = Some("apps".into());
+        let now = crate::conditions::now();
+        let old = Condition {
+            type_: "SingleServingReplica".into(),
+            status: "True".into(),
+            reason: "ExtraReplicasIdle".into(),
+            message: "only pod 0 serves Kafka traffic".into(),
+            observed_generation: None,
+            last_transition_time: now.clone(),
+        };
+        gw.status = Some(KafkaGatewayStatus {
+            conditions: vec![old],
+            ..Default::default()
+        });
+        let st = status(&gw, w(3, 3, 3), false, &now);
+        assert!(
+            st.conditions
+                .iter()
+                .all(|c| c.type_ != "SingleServingReplica")
+        );
+        assert_eq!(st.replicas, 3);
+        assert_eq!(
+            st.label_selector.as_deref(),
+            Some("app.kubernetes.io/instance=gw,app.kubernetes.io/name=kafka-gateway")
+        );
     }
 
     #[test]

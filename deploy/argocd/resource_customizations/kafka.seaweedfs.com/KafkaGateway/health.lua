@@ -90,11 +90,6 @@ end
 if is_true(ready) then
   hs.status = "Healthy"
   hs.message = describe(ready, "Ready")
-  -- With replicas > 1 only pod 0 serves; say so rather than let the count suggest more capacity.
-  local single = condition(status, "SingleServingReplica")
-  if is_true(single) then
-    hs.message = hs.message .. "; " .. (single.message or "")
-  end
   return hs
 end
 
