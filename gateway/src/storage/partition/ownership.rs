@@ -210,8 +210,16 @@ impl<B: PartitionBackend> PartitionLog<B> {
     /// Makes sure this gateway holds the partition before it answers a read from its ledger:
     /// in a cluster another gateway may have written it since this one last did.
     pub async fn claim(&self) -> GatewayResult<()> {
-        if self.is_writer() {
-            return Ok(());
+        // Not `is_writer`, which says yes while a takeover holds the lease: the ledger is
+        // being replaced then, and a read must wait for the new one.
+        {
+            let slot = self.ownership.lease.lock().await;
+            if slot
+                .as_ref()
+                .is_some_and(|(_, asked)| asked.elapsed() < LOCK_TTL / 3)
+            {
+                return Ok(());
+            }
         }
         let mut writer = self.appending.writer.lock().await;
         self.ensure_owner(&mut writer).await
