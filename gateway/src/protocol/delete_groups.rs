@@ -13,11 +13,14 @@ pub async fn handle(
 ) -> GatewayResult<DeleteGroupsResponse> {
     let mut results = Vec::with_capacity(req.groups_names.len());
     for id in req.groups_names {
-        let code = if ctx.groups.is_active(&id.0) {
+        let code = if ctx.groups.is_active(&id.0) || ctx.consumer_groups.is_active(&id.0) {
             E::NonEmptyGroup.code()
         } else {
             let committed = ctx.groups.offsets.get(&id.0);
-            if committed.is_empty() && ctx.groups.describe(&id.0).protocol_type.is_empty() {
+            if committed.is_empty()
+                && ctx.groups.describe(&id.0).protocol_type.is_empty()
+                && !ctx.consumer_groups.exists(&id.0)
+            {
                 E::GroupIdNotFound.code()
             } else {
                 let deletes: Vec<_> = committed
@@ -27,6 +30,7 @@ pub async fn handle(
                 match ctx.groups.offsets.commit(&id.0, &deletes).await {
                     Ok(()) => {
                         ctx.groups.forget(&id.0);
+                        ctx.consumer_groups.forget(&id.0);
                         0
                     }
                     Err(e) => {

@@ -17,16 +17,33 @@ const MAX_METADATA_BYTES: usize = 4096;
 /// silent success.
 pub async fn handle(
     ctx: &Context,
-    _header: &RequestHeader,
+    header: &RequestHeader,
     req: OffsetCommitRequest,
 ) -> GatewayResult<OffsetCommitResponse> {
     let group = req.group_id.0.to_string();
-    let membership = ctx.groups.check_commit(
-        &group,
-        req.generation_id_or_member_epoch,
-        &req.member_id,
-        req.group_instance_id.as_deref(),
-    );
+    let version = header.request_api_version;
+    let epoch = req.generation_id_or_member_epoch;
+    // A KIP-848 group checks the member epoch; a classic one the generation.
+    let membership = match ctx
+        .consumer_groups
+        .check_commit(&group, &req.member_id, epoch, version)
+    {
+        Some(code) => code,
+        // v9+: a member's commit to a group that does not exist is GROUP_ID_NOT_FOUND (for
+        // both protocols), as in Kafka.
+        None if version >= 9
+            && epoch >= 0
+            && ctx.groups.describe(&group).protocol_type.is_empty() =>
+        {
+            E::GroupIdNotFound.code()
+        }
+        None => ctx.groups.check_commit(
+            &group,
+            epoch,
+            &req.member_id,
+            req.group_instance_id.as_deref(),
+        ),
+    };
     let mut codes: Vec<Vec<i16>> = Vec::with_capacity(req.topics.len());
     let mut valid = Vec::new();
     for t in &req.topics {

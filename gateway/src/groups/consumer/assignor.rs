@@ -76,7 +76,11 @@ pub fn uniform(
                     break;
                 }
                 if free.remove(&(*t, *p)) {
-                    out.get_mut(id).expect("member").entry(*t).or_default().insert(*p);
+                    out.get_mut(id)
+                        .expect("member")
+                        .entry(*t)
+                        .or_default()
+                        .insert(*p);
                     *counts.get_mut(id).expect("member") += 1;
                 }
             }
@@ -90,7 +94,11 @@ pub fn uniform(
             .min_by_key(|(id, _)| (counts[*id], (*id).clone()))
             .map(|(id, _)| id.clone());
         if let Some(id) = best {
-            out.get_mut(&id).expect("member").entry(t).or_default().insert(p);
+            out.get_mut(&id)
+                .expect("member")
+                .entry(t)
+                .or_default()
+                .insert(p);
             *counts.get_mut(&id).expect("member") += 1;
         }
     }
@@ -117,7 +125,11 @@ pub fn uniform(
                     if set.is_empty() {
                         from.remove(&t);
                     }
-                    out.get_mut(lo).expect("member").entry(t).or_default().insert(p);
+                    out.get_mut(lo)
+                        .expect("member")
+                        .entry(t)
+                        .or_default()
+                        .insert(p);
                     *counts.get_mut(hi).expect("member") -= 1;
                     *counts.get_mut(lo).expect("member") += 1;
                     moved = true;

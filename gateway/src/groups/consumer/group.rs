@@ -228,7 +228,9 @@ impl Group {
         let joining = b.member_epoch == 0;
         let mut member_id = b.member_id.clone();
         if member_id.is_empty() {
-            member_id = uuid::Builder::from_random_bytes(rand::random()).into_uuid().to_string();
+            member_id = uuid::Builder::from_random_bytes(rand::random())
+                .into_uuid()
+                .to_string();
         }
         let mut bump = false;
         let old = match &b.instance_id {

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use kafka_protocol::error::ResponseError as E;
 
 pub use assignor::{ASSIGNORS, Assignment};
-pub use group::{Beat, LEAVE_EPOCH, LEAVE_STATIC_EPOCH, Reply, TopicMeta};
 use group::Group;
+pub use group::{Beat, LEAVE_EPOCH, LEAVE_STATIC_EPOCH, Reply, TopicMeta};
 
 /// A heartbeat's outcome: the reply, or an error code with a message.
 pub type Outcome = Result<Reply, (i16, String)>;

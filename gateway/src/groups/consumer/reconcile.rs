@@ -217,13 +217,25 @@ mod tests {
     #[test]
     fn new_member_gets_free_partitions_at_target_epoch() {
         let m = reconcile(&Progress::joining(), 1, &a(&[0, 1]), Some(&a(&[])), nobody);
-        assert_eq!(m, Progress { previous_epoch: 0, ..stable(1, &[0, 1]) });
+        assert_eq!(
+            m,
+            Progress {
+                previous_epoch: 0,
+                ..stable(1, &[0, 1])
+            }
+        );
     }
 
     #[test]
     fn partitions_still_owned_elsewhere_wait() {
         let owned_by_other = |_: Uuid, p: i32| (p == 1).then_some(3);
-        let m = reconcile(&Progress::joining(), 4, &a(&[0, 1]), Some(&a(&[])), owned_by_other);
+        let m = reconcile(
+            &Progress::joining(),
+            4,
+            &a(&[0, 1]),
+            Some(&a(&[])),
+            owned_by_other,
+        );
         assert_eq!(m.state, MemberState::UnreleasedPartitions);
         assert_eq!(m.epoch, 4);
         assert_eq!(m.assigned, a(&[0]));
@@ -245,7 +257,10 @@ mod tests {
         assert_eq!(m.pending_revocation, a(&[2, 3]));
         // A heartbeat that does not list its partitions, or still lists a revoked one: no change.
         assert_eq!(reconcile(&m, 2, &a(&[0, 1]), None, nobody), m);
-        assert_eq!(reconcile(&m, 2, &a(&[0, 1]), Some(&a(&[0, 1, 3])), nobody), m);
+        assert_eq!(
+            reconcile(&m, 2, &a(&[0, 1]), Some(&a(&[0, 1, 3])), nobody),
+            m
+        );
         // Acknowledged: epoch 2, stable.
         let m = reconcile(&m, 2, &a(&[0, 1]), Some(&a(&[0, 1])), nobody);
         assert_eq!(m.state, MemberState::Stable);
