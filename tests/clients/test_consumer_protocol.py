@@ -92,6 +92,41 @@ def test_java_consumer_protocol_members_join_leave_restart(bootstrap, assignor):
             m.cleanup()
 
 
+def test_java_consumer_protocol_static_member_restart(bootstrap):
+    """A static member (group.instance.id) leaves with epoch -2 on close; restarted under a new
+    member id it takes its partitions back, and the other member sees no change."""
+    topic, group = kgw.unique_topic("kip848-static"), unique_group("g-kip848-static")
+    kgw.create_topic(bootstrap, topic, partitions=4)
+    members = []
+    try:
+        a = JavaMember(bootstrap, topic, group, "a", **CONSUMER, **{"group.instance.id": "kip848-a"})
+        b = JavaMember(bootstrap, topic, group, "b", **CONSUMER, **{"group.instance.id": "kip848-b"})
+        members += [a, b]
+        wait_for(lambda: partition_split([a.parts(), b.parts()], 4), JOIN_TIMEOUT,
+                 "two static members own all 4 partitions", members)
+        time.sleep(2)
+        a_parts, b_parts = a.parts(), b.parts()
+        a_events = len(a.events({"ASSIGNED", "REVOKED", "LOST", "ASSIGNMENT"}))
+        b.close()
+        b2 = JavaMember(bootstrap, topic, group, "b2", **CONSUMER, **{"group.instance.id": "kip848-b"})
+        members.append(b2)
+        wait_for(lambda: b2.parts(), JOIN_TIMEOUT, "restarted static member gets an assignment", [a, b2])
+        assert b2.parts() == b_parts, (b2.parts(), b_parts)
+        time.sleep(2)
+        assert a.parts() == a_parts
+        new_a = a.events({"ASSIGNED", "REVOKED", "LOST", "ASSIGNMENT"})[a_events:]
+        assert not new_a, "the other member's assignment changed: %s" % new_a
+        expected = produce_spread(bootstrap, topic, 4, 20)
+        wait_for(consumed_all([a, b2], expected), kgw.OP_TIMEOUT, "static members consume", [a, b2])
+        time.sleep(1)
+        a.close()
+        b2.close()
+        assert_exactly_once(a.records() + b2.records(), expected, "static members")
+    finally:
+        for m in members:
+            m.cleanup()
+
+
 def test_confluent_consumer_protocol_two_members(bootstrap):
     """librdkafka's KIP-848 consumer: two members split the partitions and consume exactly once."""
     topic, group = kgw.unique_topic("kip848-ck"), unique_group("g-kip848-ck")

@@ -29,14 +29,9 @@ pub async fn handle(
         .check_commit(&group, &req.member_id, epoch, version)
     {
         Some(code) => code,
-        // v9+: a member's commit to a group that does not exist is GROUP_ID_NOT_FOUND (for
-        // both protocols), as in Kafka.
-        None if version >= 9
-            && epoch >= 0
-            && ctx.groups.describe(&group).protocol_type.is_empty() =>
-        {
-            E::GroupIdNotFound.code()
-        }
+        // Kafka answers GROUP_ID_NOT_FOUND from v9 when the group does not exist; here groups
+        // are not kept across restarts, so a member's commit to an unknown group stays
+        // ILLEGAL_GENERATION, which makes classic members rejoin.
         None => ctx.groups.check_commit(
             &group,
             epoch,
