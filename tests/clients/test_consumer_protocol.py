@@ -248,3 +248,40 @@ def test_consumer_group_listed_with_type(bootstrap):
             assert "CONSUMER" in str(gtype).upper(), gtype
     finally:
         c.close()
+
+
+def test_consumer_protocol_members_rejoin_after_gateway_restart(gateway):
+    """Membership is in memory: after a gateway restart, librdkafka's KIP-848 members get
+    UNKNOWN_MEMBER_ID, rejoin by themselves and read every new record, each partition from its
+    committed offset (at least once: for a heartbeat interval after the restart, two members may
+    own a partition, see docs/storage.md)."""
+    bootstrap = gateway.bootstrap
+    topic, group = kgw.unique_topic("kip848-restart"), unique_group("g-kip848-restart")
+    kgw.create_topic(bootstrap, topic, partitions=4)
+    first = produce_spread(bootstrap, topic, 4, 40)
+    conf = {"group.protocol": "consumer", "session.timeout.ms": None, "heartbeat.interval.ms": None}
+    members = [CkMember(n, bootstrap, group, topic, **conf) for n in ("a", "b")]
+    try:
+        poll_members(members, lambda: partition_split([m.parts() for m in members], 4), JOIN_TIMEOUT,
+                     "two members own the 4 partitions")
+        poll_members(members, lambda: sum(len(m.records) for m in members) >= len(first), kgw.OP_TIMEOUT,
+                     "the members consume the first %d records" % len(first))
+        before = committed_offsets(bootstrap, group, topic, range(4))
+        assert before == {p: 40 for p in range(4)}, before
+
+        assert gateway.terminate(timeout=30) == 0
+        gateway.start()
+        second = produce_spread(bootstrap, topic, 4, 20, start=40, tag=b"after-")
+        new = lambda: [(p, o, v) for m in members for p, o, v in m.records if o >= 40]  # noqa: E731
+        poll_members(members, lambda: {(p, o) for p, o, _ in new()} >= set(second),
+                     kgw.OP_TIMEOUT + 60, "the members rejoin and consume the %d new records" % len(second))
+        poll_members(members, lambda: partition_split([m.parts() for m in members], 4), JOIN_TIMEOUT,
+                     "two members own the 4 partitions again")
+        for p, o, v in new():
+            assert v == second[(p, o)], (p, o, v)
+        for p in range(4):
+            firsts = sorted(o for q, o, _ in new() if q == p)
+            assert firsts[0] == before[p], "partition %d resumed at %s, committed %d" % (p, firsts[:3], before[p])
+    finally:
+        for m in members:
+            m.close()
