@@ -160,6 +160,22 @@ pub struct GatewayConfig {
         default_value_t = 1000
     )]
     pub group_initial_rebalance_delay_ms: u64,
+    /// A KIP-848 consumer group member (`group.protocol=consumer`) that sends no heartbeat for
+    /// this long is fenced (Kafka's group.consumer.session.timeout.ms).
+    #[arg(
+        long,
+        env = "KAFKA_GATEWAY_GROUP_CONSUMER_SESSION_TIMEOUT_MS",
+        default_value_t = 45_000
+    )]
+    pub group_consumer_session_timeout_ms: u64,
+    /// The heartbeat interval KIP-848 consumer group members are told to use (Kafka's
+    /// group.consumer.heartbeat.interval.ms).
+    #[arg(
+        long,
+        env = "KAFKA_GATEWAY_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS",
+        default_value_t = 5_000
+    )]
+    pub group_consumer_heartbeat_interval_ms: u64,
     /// On SIGTERM, wait this long for in-flight requests before closing.
     #[arg(
         long,

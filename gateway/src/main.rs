@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::Parser;
 use kafka_gateway::cluster::{Cluster, Member, MemberFiles};
 use kafka_gateway::config::{Cli, Command, GatewayConfig, LedgerCommand};
-use kafka_gateway::groups::{Coordinator, OffsetStore};
+use kafka_gateway::groups::{ConsumerGroups, Coordinator, OffsetStore};
 use kafka_gateway::http::{self, HttpState};
 use kafka_gateway::ledger::LedgerStore;
 use kafka_gateway::metrics::Metrics;
@@ -178,6 +178,10 @@ async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
         offsets,
         Duration::from_millis(config.group_initial_rebalance_delay_ms),
     ));
+    let consumer_groups = Arc::new(ConsumerGroups::new(
+        Duration::from_millis(config.group_consumer_session_timeout_ms),
+        Duration::from_millis(config.group_consumer_heartbeat_interval_ms),
+    ));
     let renewer = {
         let (store, cluster) = (store.clone(), cluster.clone());
         tokio::spawn(async move { store.renew_locks(|t, p| cluster.leads(t, p)).await })
@@ -215,12 +219,13 @@ async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
         tokio::spawn(async move { store.keep_retention(every).await })
     });
     let ticker = {
-        let groups = groups.clone();
+        let (groups, consumer_groups) = (groups.clone(), consumer_groups.clone());
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(200));
             loop {
                 tick.tick().await;
                 groups.tick();
+                consumer_groups.tick();
             }
         })
     };
@@ -236,6 +241,7 @@ async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
         metrics,
         groups: groups.clone(),
         cluster: cluster.clone(),
+        consumer_groups,
         budgets,
         next_producer_id: AtomicI64::new(rand::random_range(0..1i64 << 47)),
     });

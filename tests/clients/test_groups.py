@@ -58,6 +58,8 @@ def group_conf(bootstrap, group, **conf):
          "session.timeout.ms": SESSION_MS, "heartbeat.interval.ms": HEARTBEAT_MS,
          "socket.timeout.ms": 30000, "fetch.wait.max.ms": 200}
     c.update(conf)
+    # None removes a default (e.g. session.timeout.ms, which group.protocol=consumer does not take).
+    c = {k: v for k, v in c.items() if v is not None}
     return c
 
 
@@ -782,8 +784,10 @@ class JavaMember(LineProcess):
     """`java -jar ... group` (see JavaClient.java): a subscribed member that commits after each batch."""
 
     def __init__(self, bootstrap, topic, group, name, **props):
-        props.setdefault("session.timeout.ms", str(SESSION_MS))
-        props.setdefault("heartbeat.interval.ms", str(HEARTBEAT_MS))
+        # With group.protocol=consumer (KIP-848) the coordinator sets both; the client refuses them.
+        if props.get("group.protocol") != "consumer":
+            props.setdefault("session.timeout.ms", str(SESSION_MS))
+            props.setdefault("heartbeat.interval.ms", str(HEARTBEAT_MS))
         props.setdefault("client.id", "kgw-java-" + name)
         # The group coordination log (join, sync, assignment) at INFO goes to the stderr file.
         super().__init__(["java", "-Dorg.slf4j.simpleLogger.log.org.apache.kafka.clients.consumer.internals=info",

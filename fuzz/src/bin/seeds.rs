@@ -130,6 +130,22 @@ fn request_body(key: ApiKey, batch: &Bytes) -> RequestKind {
                     ]),
             ]))
         }
+        ApiKey::ConsumerGroupHeartbeat => RequestKind::ConsumerGroupHeartbeat(
+            ConsumerGroupHeartbeatRequest::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("g")))
+                .with_member_id(StrBytes::from_static_str("m"))
+                .with_rebalance_timeout_ms(30_000)
+                .with_subscribed_topic_names(Some(vec![name()]))
+                .with_server_assignor(Some(StrBytes::from_static_str("uniform")))
+                .with_topic_partitions(Some(vec![
+                    consumer_group_heartbeat_request::TopicPartitions::default()
+                        .with_partitions(vec![0, 1]),
+                ])),
+        ),
+        ApiKey::ConsumerGroupDescribe => RequestKind::ConsumerGroupDescribe(
+            ConsumerGroupDescribeRequest::default()
+                .with_group_ids(vec![GroupId(StrBytes::from_static_str("g"))]),
+        ),
         other => panic!("no seed for {other:?}: add one when registering a new API"),
     }
 }

@@ -15,11 +15,14 @@ pub async fn handle(
     for id in req.groups_names {
         let code = if let Err(code) = ctx.coordinate(&id.0).await {
             code
-        } else if ctx.groups.is_active(&id.0) {
+        } else if ctx.groups.is_active(&id.0) || ctx.consumer_groups.is_active(&id.0) {
             E::NonEmptyGroup.code()
         } else {
             let committed = ctx.groups.offsets.get(&id.0);
-            if committed.is_empty() && ctx.groups.describe(&id.0).protocol_type.is_empty() {
+            if committed.is_empty()
+                && ctx.groups.describe(&id.0).protocol_type.is_empty()
+                && !ctx.consumer_groups.exists(&id.0)
+            {
                 E::GroupIdNotFound.code()
             } else {
                 let deletes: Vec<_> = committed
@@ -29,6 +32,7 @@ pub async fn handle(
                 match ctx.groups.offsets.commit(&id.0, &deletes).await {
                     Ok(()) => {
                         ctx.groups.forget(&id.0);
+                        ctx.consumer_groups.forget(&id.0);
                         0
                     }
                     Err(e) => {

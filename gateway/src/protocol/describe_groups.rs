@@ -25,6 +25,32 @@ pub async fn handle(
                     .with_group_id(id)
                     .with_error_code(code);
             }
+            // A KIP-848 group: its state, "consumer", its assignor as the protocol and its
+            // members without the classic metadata and assignment bytes (Kafka answers "Dead"
+            // here and describes such groups with ConsumerGroupDescribe only).
+            if let Some(view) = ctx.consumer_groups.describe(&id.0) {
+                return DescribedGroup::default()
+                    .with_group_id(id)
+                    .with_group_state(sb(view.state))
+                    .with_protocol_type(sb("consumer"))
+                    .with_protocol_data(sb(view.assignor))
+                    .with_members(
+                        view.members
+                            .into_iter()
+                            .map(|m| {
+                                DescribedGroupMember::default()
+                                    .with_member_id(sb(m.member_id))
+                                    .with_group_instance_id(if v4 {
+                                        m.instance_id.map(sb)
+                                    } else {
+                                        None
+                                    })
+                                    .with_client_id(sb(m.client_id))
+                                    .with_client_host(sb(m.client_host))
+                            })
+                            .collect(),
+                    );
+            }
             let view = ctx.groups.describe(&id.0);
             let known = view.state != State::Empty || !ctx.groups.offsets.get(&id.0).is_empty();
             DescribedGroup::default()

@@ -93,6 +93,8 @@ pub fn error_codes(response: &ResponseKind) -> Vec<i16> {
                 .flat_map(|t| &t.partitions)
                 .for_each(|p| add(p.error_code));
         }
+        ResponseKind::ConsumerGroupHeartbeat(r) => add(r.error_code),
+        ResponseKind::ConsumerGroupDescribe(r) => r.groups.iter().for_each(|g| add(g.error_code)),
         _ => {}
     }
     codes
@@ -147,6 +149,8 @@ mod tests {
             "ListGroups",
             "DeleteGroups",
             "OffsetDelete",
+            "ConsumerGroupHeartbeat",
+            "ConsumerGroupDescribe",
         ];
         for (key, _, _) in SUPPORTED {
             let name = crate::protocol::api_name(*key);

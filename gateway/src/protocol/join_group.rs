@@ -1,5 +1,6 @@
 use std::time::Duration;
 
+use kafka_protocol::error::ResponseError as E;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse, RequestHeader};
 
@@ -19,6 +20,15 @@ pub async fn handle(
             .with_generation_id(-1)
             .with_member_id(req.member_id));
     }
+    // A KIP-848 consumer group with members takes no classic members (Kafka 4 can mix them;
+    // this gateway does not); an empty one becomes a classic group.
+    if ctx.consumer_groups.is_active(&req.group_id.0) {
+        return Ok(JoinGroupResponse::default()
+            .with_error_code(E::InconsistentGroupProtocol.code())
+            .with_generation_id(-1)
+            .with_member_id(req.member_id));
+    }
+    ctx.consumer_groups.forget(&req.group_id.0);
     let session = Duration::from_millis(req.session_timeout_ms.max(0) as u64);
     // v0 has no rebalance timeout: Kafka uses the session timeout.
     let rebalance = if v >= 1 {

@@ -5,6 +5,8 @@ use kafka_protocol::messages::{
     BrokerId, MetadataRequest, MetadataResponse, RequestHeader, TopicName,
 };
 
+use kafka_protocol::error::ResponseError as E;
+
 use super::{Context, sb};
 use crate::error::{GatewayError, GatewayResult};
 use crate::storage::validate_topic_name;
@@ -16,12 +18,19 @@ pub async fn handle(
 ) -> GatewayResult<MetadataResponse> {
     let version = header.request_api_version;
     // v0: an empty list means every topic; v1+: null means every topic.
+    // v10+ may name topics by id only (librdkafka does for KIP-848 assignments).
+    let mut by_id = Vec::new();
     let wanted: Option<Vec<String>> = match req.topics {
         None => None,
         Some(t) if t.is_empty() && version == 0 => None,
         Some(t) => Some(
             t.into_iter()
-                .filter_map(|t| t.name.map(|n| n.0.to_string()))
+                .filter_map(|t| {
+                    if t.name.is_none() && !t.topic_id.is_nil() {
+                        by_id.push(t.topic_id);
+                    }
+                    t.name.map(|n| n.0.to_string())
+                })
                 .collect(),
         ),
     };
@@ -34,6 +43,14 @@ pub async fn handle(
     let mut topics = Vec::with_capacity(names.len());
     for name in names {
         topics.push(describe(ctx, &name, allow_create).await);
+    }
+    for id in by_id {
+        topics.push(match name_of(ctx, id).await? {
+            Some(name) => describe(ctx, &name, false).await,
+            None => MetadataResponseTopic::default()
+                .with_topic_id(id)
+                .with_error_code(E::UnknownTopicId.code()),
+        });
     }
     let brokers = ctx.cluster.brokers();
     // Any gateway can create topics; the lowest node id is named as the controller.
@@ -53,6 +70,28 @@ pub async fn handle(
         .with_cluster_id(Some(sb(ctx.config.cluster_id())))
         .with_controller_id(BrokerId(controller))
         .with_topics(topics))
+}
+
+/// The name of the topic with this id: the open topics first, then every topic.
+async fn name_of(ctx: &Context, id: uuid::Uuid) -> GatewayResult<Option<String>> {
+    let id = *id.as_bytes();
+    if let Some(t) = ctx
+        .store
+        .open_topics()
+        .await
+        .iter()
+        .find(|t| t.topic_id == id)
+    {
+        return Ok(Some(t.name.clone()));
+    }
+    for name in ctx.store.list_topics().await? {
+        if let Ok(Some(t)) = ctx.store.topic(&name).await
+            && t.topic_id == id
+        {
+            return Ok(Some(name));
+        }
+    }
+    Ok(None)
 }
 
 async fn describe(ctx: &Context, name: &str, allow_create: bool) -> MetadataResponseTopic {

@@ -3,6 +3,8 @@
 
 mod alter_configs;
 mod api_versions;
+mod consumer_group_describe;
+mod consumer_group_heartbeat;
 mod create_partitions;
 mod create_topics;
 mod delete_groups;
@@ -37,7 +39,7 @@ use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind}
 use crate::cluster::Cluster;
 use crate::config::GatewayConfig;
 use crate::error::{GatewayError, GatewayResult};
-use crate::groups::Coordinator;
+use crate::groups::{ConsumerGroups, Coordinator};
 use crate::metrics::Metrics;
 use crate::storage::Store;
 
@@ -54,6 +56,8 @@ pub struct Context {
     pub groups: Arc<Coordinator>,
     /// The other gateways of the cluster, and who leads what.
     pub cluster: Arc<Cluster>,
+    /// KIP-848 consumer groups (ConsumerGroupHeartbeat); a group id is in at most one of the two.
+    pub consumer_groups: Arc<ConsumerGroups>,
     /// Byte budgets of requests in flight and of responses not yet written.
     pub budgets: crate::budget::Budgets,
     /// Source of producer ids for InitProducerId; seeded randomly so ids do not repeat across
@@ -157,13 +161,18 @@ handlers! {
     SyncGroup => sync_group, 0, 5;
     Heartbeat => heartbeat, 0, 4;
     LeaveGroup => leave_group, 0, 5;
-    // v9+ of the offset APIs belong to KIP-848's member epochs.
-    OffsetCommit => offset_commit, 2, 8;
-    OffsetFetch => offset_fetch, 1, 8;
+    // v9: commits and fetches of KIP-848 members carry their member epoch, checked.
+    OffsetCommit => offset_commit, 2, 9;
+    OffsetFetch => offset_fetch, 1, 9;
     DescribeGroups => describe_groups, 0, 5;
-    ListGroups => list_groups, 0, 4;
+    // v5 filters by group type (classic or consumer).
+    ListGroups => list_groups, 0, 5;
     DeleteGroups => delete_groups, 0, 2;
     OffsetDelete => offset_delete, 0, 0;
+    // KIP-848 consumer groups (group.protocol=consumer); v1 adds regex subscriptions, which are
+    // refused with INVALID_REQUEST.
+    ConsumerGroupHeartbeat => consumer_group_heartbeat, 0, 1;
+    ConsumerGroupDescribe => consumer_group_describe, 0, 1;
 }
 
 /// The version range of an implemented API.

@@ -17,18 +17,30 @@ const MAX_METADATA_BYTES: usize = 4096;
 /// silent success.
 pub async fn handle(
     ctx: &Context,
-    _header: &RequestHeader,
+    header: &RequestHeader,
     req: OffsetCommitRequest,
 ) -> GatewayResult<OffsetCommitResponse> {
     let group = req.group_id.0.to_string();
+    let version = header.request_api_version;
+    let epoch = req.generation_id_or_member_epoch;
+    // A KIP-848 group checks the member epoch; a classic one the generation.
     let membership = match ctx.coordinate(&group).await {
         Err(code) => code,
-        Ok(()) => ctx.groups.check_commit(
-            &group,
-            req.generation_id_or_member_epoch,
-            &req.member_id,
-            req.group_instance_id.as_deref(),
-        ),
+        Ok(()) => match ctx
+            .consumer_groups
+            .check_commit(&group, &req.member_id, epoch, version)
+        {
+            Some(code) => code,
+            // Kafka answers GROUP_ID_NOT_FOUND from v9 when the group does not exist; here groups
+            // are not kept across restarts, so a member's commit to an unknown group stays
+            // ILLEGAL_GENERATION, which makes classic members rejoin.
+            None => ctx.groups.check_commit(
+                &group,
+                epoch,
+                &req.member_id,
+                req.group_instance_id.as_deref(),
+            ),
+        },
     };
     let mut codes: Vec<Vec<i16>> = Vec::with_capacity(req.topics.len());
     let mut valid = Vec::new();

@@ -18,10 +18,10 @@ pub async fn handle(
     if let Err(code) = ctx.coordinate(&group).await {
         return Ok(OffsetDeleteResponse::default().with_error_code(code));
     }
-    if ctx.groups.offsets.get(&group).is_empty() && !ctx.groups.is_active(&group) {
+    let active = ctx.groups.is_active(&group) || ctx.consumer_groups.is_active(&group);
+    if ctx.groups.offsets.get(&group).is_empty() && !active {
         return Ok(OffsetDeleteResponse::default().with_error_code(E::GroupIdNotFound.code()));
     }
-    let active = ctx.groups.is_active(&group);
     let deletes: Vec<_> = req
         .topics
         .iter()

@@ -58,6 +58,17 @@ pub async fn handle(
             .into_iter()
             .zip(denials)
             .map(|(g, denied)| {
+                // v9: a KIP-848 member's fetch carries its member epoch, checked as Kafka does.
+                let check = ctx.consumer_groups.check_fetch(
+                    &g.group_id.0,
+                    g.member_id.as_deref(),
+                    g.member_epoch,
+                );
+                if let Some(code) = denied.or(check.filter(|c| *c != 0)) {
+                    return OffsetFetchResponseGroup::default()
+                        .with_group_id(g.group_id)
+                        .with_error_code(code);
+                }
                 let wanted = g.topics.map(|ts| {
                     ts.into_iter()
                         .map(|t| (t.name.0.to_string(), t.partition_indexes))
