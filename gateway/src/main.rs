@@ -322,7 +322,6 @@ async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
     durable.abort();
     store.close().await;
     groups.offsets.close().await;
-    cluster.remove().await;
     let _ = http_task.await;
     tracing::info!("stopped");
     Ok(())

@@ -117,13 +117,6 @@ impl MemberFiles {
         }
         Ok(out)
     }
-
-    pub async fn remove(&self, node_id: i32) -> GatewayResult<()> {
-        self.client
-            .delete_path(&self.dir, &node_id.to_string())
-            .await?;
-        Ok(())
-    }
 }
 
 #[cfg(test)]

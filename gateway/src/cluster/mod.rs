@@ -24,8 +24,11 @@ pub const STANDALONE_NODE_ID: i32 = 1;
 /// The live members as this gateway last saw them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct View {
-    /// Sorted by node id; without this gateway while it is leaving.
+    /// The live members, sorted by node id; without this gateway while it is leaving.
     pub members: Vec<Member>,
+    /// Every node id with a member file, live or not (sorted): each keeps its preferred share
+    /// of the partitions (`spread`).
+    pub known: Vec<i32>,
     /// Grows whenever `members` changes.
     pub version: u64,
 }
@@ -62,6 +65,7 @@ impl Cluster {
     fn with(me: Member, files: Option<MemberFiles>) -> Self {
         let view = View {
             members: vec![me.clone()],
+            known: vec![me.node_id],
             version: 0,
         };
         Self {
@@ -117,8 +121,8 @@ impl Cluster {
 
     /// The node leading a partition; None while no member is live (this one leaving last).
     pub fn leader(&self, topic: &str, index: i32) -> Option<i32> {
-        let ids = self.view().ids();
-        (!ids.is_empty()).then(|| spread::partition_leader(&ids, topic, index))
+        let view = self.view();
+        spread::partition_leader(&view.known, &view.ids(), topic, index)
     }
 
     pub fn leads(&self, topic: &str, index: i32) -> bool {
@@ -141,11 +145,7 @@ impl Cluster {
     /// The member coordinating a group (or a transaction id); None while no member is live.
     pub fn coordinator(&self, key: &str) -> Option<Member> {
         let view = self.view();
-        let ids = view.ids();
-        if ids.is_empty() {
-            return None;
-        }
-        let id = spread::coordinator(&ids, key);
+        let id = spread::coordinator(&view.known, &view.ids(), key)?;
         view.members.iter().find(|m| m.node_id == id).cloned()
     }
 
@@ -171,7 +171,9 @@ impl Cluster {
             .await?;
         let now = now_ms();
         let mut live: Vec<Member> = Vec::new();
+        let mut known = vec![self.me.node_id];
         for r in files.read_all().await? {
+            known.push(r.member.node_id);
             if r.member.node_id == self.me.node_id {
                 if r.instance != self.instance && r.is_live(now) {
                     tracing::error!(node_id = r.member.node_id, other = %format!("{}:{}", r.member.host, r.member.port), "another gateway uses this node id; give every gateway its own --node-id");
@@ -186,13 +188,15 @@ impl Cluster {
             live.push(self.me.clone());
         }
         live.sort_by_key(|m| m.node_id);
-        self.set_members(live);
+        known.sort_unstable();
+        known.dedup();
+        self.set_members(live, known);
         Ok(())
     }
 
-    fn set_members(&self, members: Vec<Member>) {
+    fn set_members(&self, members: Vec<Member>, known: Vec<i32>) {
         let mut view = self.view.write().unwrap_or_else(|e| e.into_inner());
-        if view.members == members {
+        if view.members == members && view.known == known {
             return;
         }
         let version = self.versions.fetch_add(1, Ordering::AcqRel) + 1;
@@ -201,7 +205,11 @@ impl Cluster {
             members = ?members.iter().map(|m| m.node_id).collect::<Vec<_>>(),
             "cluster membership changed"
         );
-        *view = Arc::new(View { members, version });
+        *view = Arc::new(View {
+            members,
+            known,
+            version,
+        });
     }
 
     /// Heartbeats every [`HEARTBEAT`]; runs until the task is dropped.
@@ -229,15 +237,6 @@ impl Cluster {
             tracing::warn!(error = %e, "announcing the departure failed; the others notice when this member's file expires");
         }
     }
-
-    /// Removes this member's file (the last step of a clean stop).
-    pub async fn remove(&self) {
-        if let Some(files) = &self.files
-            && let Err(e) = files.remove(self.me.node_id).await
-        {
-            tracing::debug!(error = %e, "removing the member file failed; it expires");
-        }
-    }
 }
 
 #[cfg(test)]
@@ -263,13 +262,13 @@ mod tests {
             port: 9000 + id,
             http_port: 0,
         };
-        c.set_members(vec![m(0), m(1)]);
+        c.set_members(vec![m(0), m(1)], vec![0, 1]);
         let v1 = c.view().version;
-        c.set_members(vec![m(0), m(1)]);
+        c.set_members(vec![m(0), m(1)], vec![0, 1]);
         assert_eq!(c.view().version, v1);
-        c.set_members(vec![m(0)]);
+        c.set_members(vec![m(0)], vec![0, 1]);
         assert!(c.view().version > v1);
-        c.set_members(Vec::new());
+        c.set_members(Vec::new(), vec![0, 1]);
         assert_eq!(c.leader("t", 0), None);
         assert!(!c.leads("t", 0));
         assert!(c.coordinator("g").is_none());
