@@ -239,6 +239,8 @@ fn write_seeds(root: &Path) {
                 nonce: 0,
             },
             producers: Vec::new(),
+            // Epochs grow with the offsets; the two entries at 3 share one, the later replaces.
+            leader_epoch: k,
         });
         records.push(rec.len() as u8);
         records.extend(rec);
