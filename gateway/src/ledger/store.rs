@@ -500,6 +500,9 @@ pub struct LedgerSlot {
     pub fenced: usize,
     /// Entries refused during replay (logged).
     pub problems: usize,
+    /// Of those, entries that started past their ledger's end: the read missed entries SMQ
+    /// acknowledged before them (see [`crate::state::Replay::gaps`]).
+    pub gaps: usize,
 }
 
 impl LedgerSlot {
@@ -513,6 +516,7 @@ impl LedgerSlot {
             homes: _,
             epochs,
             fenced,
+            gaps,
         } = other;
         for key in ledgers.keys() {
             if let Some(other_slot) = self.homes.insert(key.clone(), slot) {
@@ -525,6 +529,7 @@ impl LedgerSlot {
         self.epochs.extend(epochs);
         self.problems += problems;
         self.fenced += fenced;
+        self.gaps += gaps;
     }
 
     /// Replays one update.
@@ -596,6 +601,9 @@ impl LedgerSlot {
         let batches = rec.producers.clone();
         if replay_into(&mut self.ledgers, vec![rec]) > 0 {
             self.problems += 1;
+            if start > end {
+                self.gaps += 1;
+            }
             return;
         }
         let producers = self.producers.entry(key).or_default();
@@ -635,7 +643,12 @@ impl Replay for LedgerSlot {
             problems: 0,
             epochs,
             fenced: 0,
+            gaps: 0,
         })
+    }
+
+    fn gaps(&self) -> usize {
+        self.gaps
     }
 }
 
@@ -819,5 +832,33 @@ mod epoch_tests {
         old.replay(rec(0, 1, 0));
         old.replay(rec(0, 2, 0));
         assert_eq!((old.fenced, old.take(&key).ledger.next_offset()), (0, 2));
+    }
+
+    #[test]
+    fn an_entry_past_the_ledger_end_is_a_gap_the_next_read_may_fill() {
+        let key = ("kafka/t".to_string(), 0);
+        // A read that missed the entry for 10..15: what follows it is refused and counted.
+        let mut slot = LedgerSlot::default();
+        for r in [rec(0, 10, 3), rec(15, 5, 3), rec(20, 1, 3)] {
+            slot.replay(r);
+        }
+        assert_eq!((slot.gaps, slot.problems, slot.gaps()), (2, 2, 2));
+        assert_eq!(slot.ledgers.get(&key).unwrap().next_offset(), 10);
+        // A checkpoint carries state, not the count: a read after it counts its own gaps.
+        let again = LedgerSlot::decode(&slot.encode()).unwrap();
+        assert_eq!(again.gaps(), 0);
+        // The same read without the miss has none; a fenced entry and a repeat are no gap.
+        let mut whole = LedgerSlot::default();
+        for r in [
+            rec(0, 10, 3),
+            rec(10, 5, 3),
+            rec(15, 5, 4),
+            rec(30, 1, 3),
+            rec(0, 10, 3),
+        ] {
+            whole.replay(r);
+        }
+        assert_eq!((whole.gaps, whole.fenced), (0, 1));
+        assert_eq!(whole.take(&key).ledger.next_offset(), 20);
     }
 }

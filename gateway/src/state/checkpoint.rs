@@ -27,6 +27,15 @@ const VERSION: u8 = 1;
 const LOCK_TTL: Duration = Duration::from_secs(120);
 /// Reads that found their checkpoint removed under them start over this many times.
 const LOAD_ATTEMPTS: usize = 3;
+/// Reads that found a gap ([`Replay::gaps`]) start over after 0.5, 1, 2 and 4 s: in all a bit
+/// more than SMQ's default flush interval (5 s), after which what a broker held in memory is
+/// also in its log files.
+const GAP_RETRIES: u32 = 4;
+const GAP_RETRY_DELAY: Duration = Duration::from_millis(500);
+/// A checkpoint is not written from a read with gaps (it would make them permanent: later
+/// reads start after it) until this many times `min_records` follow the newest one; then the
+/// gap is taken as lasting, so that reads stay bounded.
+const GAP_TAIL_FACTOR: usize = 4;
 
 /// When checkpoints are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +78,13 @@ pub trait Replay: Default + Send + Sync + 'static {
     /// The state as checkpoint bytes; `decode(encode(s))` must replay on exactly as `s`.
     fn encode(&self) -> Vec<u8>;
     fn decode(bytes: &[u8]) -> Result<Self, String>;
+    /// Records applied since `decode` (or `default`) that do not continue what came before
+    /// them, such as a ledger entry past its ledger's end. Records of one partition are read in
+    /// the order SMQ stored them, so a gap means the read missed records SMQ holds: it was seen
+    /// once under churn, the missing records being readable later. A load with gaps reads again.
+    fn gaps(&self) -> usize {
+        0
+    }
 }
 
 /// A partition's state as read.
@@ -83,6 +99,8 @@ pub struct Loaded<S> {
     pub markers: usize,
     /// The position of the checkpoint the read started from.
     pub checkpoint: Option<i64>,
+    /// See [`Replay::gaps`]; nonzero only when every read again found gaps too.
+    pub gaps: usize,
 }
 
 /// What writing a checkpoint did.
@@ -175,7 +193,9 @@ impl SystemTopic {
         partition: i32,
         read_timeout: Duration,
     ) -> GatewayResult<Loaded<S>> {
-        for _ in 0..LOAD_ATTEMPTS {
+        let mut replaced = 0;
+        let mut gap_retries = 0;
+        while replaced < LOAD_ATTEMPTS {
             let (mut state, checkpoint) = match self.newest_checkpoint::<S>(partition).await? {
                 Some((s, p)) => (s, Some(p)),
                 None => (S::default(), None),
@@ -185,10 +205,24 @@ impl SystemTopic {
                 && !self.checkpoints(partition).await?.contains(&p)
             {
                 tracing::info!(topic = %self.topic().name, partition, "the checkpoint read from was replaced during the read; reading again");
+                replaced += 1;
                 continue;
             }
             for m in &tail.messages {
                 state.apply(m);
+            }
+            let gaps = state.gaps();
+            if gaps > 0 && gap_retries < GAP_RETRIES {
+                let delay = GAP_RETRY_DELAY * (1 << gap_retries);
+                gap_retries += 1;
+                tracing::warn!(topic = %self.topic().name, partition, gaps, attempt = gap_retries, ?delay, "the read missed records (gaps in what it found); reading again");
+                tokio::time::sleep(delay).await;
+                continue;
+            }
+            if gaps > 0 {
+                tracing::error!(topic = %self.topic().name, partition, gaps, "every read of the partition found gaps; going on with what was found");
+            } else if gap_retries > 0 {
+                tracing::info!(topic = %self.topic().name, partition, attempts = gap_retries + 1, "a read again found no gap");
             }
             return Ok(Loaded {
                 state,
@@ -196,6 +230,7 @@ impl SystemTopic {
                 replayed: tail.messages.len(),
                 markers: tail.markers,
                 checkpoint,
+                gaps,
             });
         }
         Err(GatewayError::Internal(format!(
@@ -220,6 +255,10 @@ impl SystemTopic {
             .checkpoint
             .map(|p| Duration::from_nanos(crate::clock::now_ns().saturating_sub(p).max(0) as u64));
         if !policy.due(loaded.replayed, loaded.markers, age, force) {
+            return Ok(None);
+        }
+        if loaded.gaps > 0 && loaded.replayed < GAP_TAIL_FACTOR * policy.min_records {
+            tracing::warn!(topic = %self.topic().name, partition, gaps = loaded.gaps, replayed = loaded.replayed, "no checkpoint from a read with gaps (the missing records may still be read)");
             return Ok(None);
         }
         let payload = loaded.state.encode();
