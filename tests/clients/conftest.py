@@ -15,6 +15,32 @@ import kgw
 
 _GATEWAY = {}
 
+# Modules whose scenarios do not depend on how records are stored: group coordination (classic
+# and KIP-848), byte budgets and backpressure, cluster membership and leadership. They run with
+# the first format of tests/clients/run (`record`) and are deselected, as pytest reports, in the
+# runs with another format, which cover the storage path (produce, fetch, restarts, crashes).
+FORMAT_INDEPENDENT = (
+    "test_groups.py",
+    "test_consumer_protocol.py",
+    "test_overload.py",
+    "test_cluster.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    if kgw.storage_format() == "record" or os.environ.get("KGW_ALL_TESTS_EVERY_FORMAT") == "1":
+        return
+    keep, drop = [], []
+    for item in items:
+        (drop if item.path.name in FORMAT_INDEPENDENT else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+        kgw.log(
+            "storage format %s: %d format-independent tests deselected (they ran with record; "
+            "KGW_ALL_TESTS_EVERY_FORMAT=1 runs them here too)" % (kgw.storage_format(), len(drop))
+        )
+
 
 @pytest.fixture(scope="session")
 def smq(tmp_path_factory):
