@@ -201,6 +201,25 @@ def test_one_mib_record(bootstrap):
     assert len(got[1].value()) == 1024 * 1024
 
 
+def test_topic_max_message_bytes_refuses_a_larger_batch(bootstrap):
+    """A topic's max.message.bytes below the gateway's limit is what a batch is checked against
+    (as in Kafka): a larger one gets MESSAGE_TOO_LARGE and is not stored, a smaller one is."""
+    topic = kgw.unique_topic("ck-maxmsg")
+    kgw.create_topic(bootstrap, topic, partitions=1, config={"max.message.bytes": "51200"})
+    p = kgw.producer(bootstrap, **{"linger.ms": 0, "message.timeout.ms": 30000})
+    errs = []
+    p.produce(topic, value=os.urandom(100 * 1024), partition=0,
+              on_delivery=lambda err, msg: errs.append(err))
+    assert p.flush(60) == 0, "the large record neither failed nor succeeded within 60 s"
+    assert len(errs) == 1 and errs[0] is not None, "a 100 KiB batch was stored under a 50 KiB limit"
+    assert errs[0].code() == KafkaError.MSG_SIZE_TOO_LARGE, errs[0]
+    small = {"partition": 0, "value": os.urandom(40 * 1024), "timestamp": BASE_TS}
+    assert [m.offset() for m in kgw.produce_all(p, topic, [small])] == [0]
+    got = kgw.consume_partitions(bootstrap, topic, {0: 1})[0]
+    assert [(m.offset(), m.value()) for m in got] == [(0, small["value"])]
+    assert kgw.watermarks(bootstrap, topic, 0) == (0, 1)
+
+
 def test_idempotent_producer_acks_all(bootstrap):
     topic = kgw.unique_topic("ck-idem")
     kgw.create_topic(bootstrap, topic, partitions=3)

@@ -100,11 +100,13 @@ async fn begin_partition(
     }
     let data = records.unwrap_or_default();
     let configs = t.configs();
+    // The topic's max.message.bytes replaces the gateway's default, as in Kafka, but cannot
+    // raise it: the gateway's limit bounds what it buffers per batch.
     let limit = configs
         .get("max.message.bytes")
         .and_then(|v| v.parse::<usize>().ok())
         .unwrap_or(ctx.store.settings().max_message_bytes)
-        .max(ctx.store.settings().max_message_bytes);
+        .min(ctx.store.settings().max_message_bytes);
     let mut batches: Vec<Batch> = Vec::new();
     for raw in split_batches(data)? {
         if raw.len() > limit {
