@@ -167,8 +167,26 @@ class Producer(threading.Thread):
         assert not self.errors, "delivery errors: %s" % self.errors[:5]
 
 
+def watermarks_following_the_leader(bootstrap, topic, q, timeout=60):
+    """librdkafka's watermark query is one request: right after a membership change the
+    gateway it asks may have just handed the partition on (NOT_LEADER_OR_FOLLOWER), which a
+    client answers by refreshing Metadata and asking again, as this does."""
+    confluent_kafka = kgw.ck()
+    retriable = (confluent_kafka.KafkaError.NOT_LEADER_FOR_PARTITION,
+                 confluent_kafka.KafkaError.LEADER_NOT_AVAILABLE)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return kgw.watermarks(bootstrap, topic, q)
+        except confluent_kafka.KafkaException as e:
+            if e.args[0].code() not in retriable or time.monotonic() > deadline:
+                raise
+            kgw.log("watermarks of p%d: %s; asking again" % (q, e.args[0].str()))
+            time.sleep(1)
+
+
 def check_everything_once(bootstrap, topic, acked):
-    ends = {q: kgw.watermarks(bootstrap, topic, q) for q in range(PARTS)}
+    ends = {q: watermarks_following_the_leader(bootstrap, topic, q) for q in range(PARTS)}
     got = kgw.consume_partitions(bootstrap, topic, {q: ends[q][1] for q in range(PARTS)}, timeout=120)
     values = []
     for q in range(PARTS):
