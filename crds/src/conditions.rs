@@ -53,4 +53,7 @@ pub mod reasons {
     /// Reason of `SingleServingReplica`, no longer set.
     pub const EXTRA_REPLICAS_IDLE: &str = "ExtraReplicasIdle";
     pub const SINGLE_REPLICA: &str = "SingleReplica";
+    /// KafkaGateway: another, older KafkaGateway serves the same SMQ master and namespace (the
+    /// two would clash on node ids); this one gets no workload.
+    pub const SMQ_NAMESPACE_IN_USE: &str = "SmqNamespaceInUse";
 }

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kafka_crds::KafkaGateway;
 use kafka_crds::annotations;
-use kafka_crds::conditions::types;
+use kafka_crds::conditions::{reasons, types};
+use kafka_crds::{KafkaGateway, KafkaGatewayStatus};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use super::{resources, status};
+use super::{conflict, resources, status};
 use crate::context::{Context, FIELD_MANAGER, jittered};
 use crate::{Error, Result};
 
@@ -72,6 +72,38 @@ async fn delete_pdb(ctx: &Context, ns: &str, name: &str, owner_uid: &str) -> Res
     }
 }
 
+/// Writes the status when it changed; true when its Ready reason changed (worth an Event).
+async fn write_status(
+    ctx: &Context,
+    gw: &KafkaGateway,
+    ns: &str,
+    new: &KafkaGatewayStatus,
+) -> Result<bool> {
+    let write = gw.status.as_ref() != Some(new);
+    ctx.metrics.status_write(KIND, write);
+    if !write {
+        return Ok(false);
+    }
+    let api: Api<KafkaGateway> = Api::namespaced(ctx.client.clone(), ns);
+    let body = json!({
+        "apiVersion": KafkaGateway::api_version(&()),
+        "kind": KafkaGateway::kind(&()),
+        "metadata": {"name": gw.name_any()},
+        "status": new,
+    });
+    api.patch_status(
+        &gw.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await?;
+    let old = gw
+        .status
+        .as_ref()
+        .and_then(|s| crate::conditions::reason_of(&s.conditions, types::READY));
+    Ok(old != crate::conditions::reason_of(&new.conditions, types::READY))
+}
+
 pub async fn reconcile(gw: Arc<KafkaGateway>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.start(KIND);
     let ns = gw.namespace().ok_or(Error::MissingObjectKey("namespace"))?;
@@ -80,6 +112,26 @@ pub async fn reconcile(gw: Arc<KafkaGateway>, ctx: Arc<Context>) -> Result<Actio
         return Ok(Action::await_change());
     }
     let paused = annotations::is_set(Some(gw.annotations()), annotations::PAUSED, "true");
+    let gateways = ctx.gateways.state();
+    if !paused
+        && let Some(holder) =
+            conflict::holder_of_namespace(&gw, gateways.iter().map(|g| g.as_ref()))
+    {
+        let msg = conflict::message(&gw, holder);
+        let new = status::conflicting(&gw, &msg, &crate::conditions::now());
+        if write_status(&ctx, &gw, &ns, &new).await? {
+            ctx.event(
+                gw.as_ref(),
+                true,
+                reasons::SMQ_NAMESPACE_IN_USE,
+                &msg,
+                "Reconcile",
+            )
+            .await;
+        }
+        // Deleting the other KafkaGateway does not wake this one: look again now and then.
+        return Ok(Action::requeue(jittered(Duration::from_secs(30))));
+    }
     let sts = if paused {
         Api::<StatefulSet>::namespaced(ctx.client.clone(), &ns)
             .get_opt(&gw.name_any())
@@ -109,34 +161,12 @@ pub async fn reconcile(gw: Arc<KafkaGateway>, ctx: Arc<Context>) -> Result<Actio
         paused,
         &crate::conditions::now(),
     );
-    let write = gw.status.as_ref() != Some(&new);
-    ctx.metrics.status_write(KIND, write);
-    if write {
-        let api: Api<KafkaGateway> = Api::namespaced(ctx.client.clone(), &ns);
-        let body = json!({
-            "apiVersion": KafkaGateway::api_version(&()),
-            "kind": KafkaGateway::kind(&()),
-            "metadata": {"name": gw.name_any()},
-            "status": new,
-        });
-        api.patch_status(
-            &gw.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&body),
-        )
-        .await?;
-        let old = gw
-            .status
-            .as_ref()
-            .and_then(|s| crate::conditions::reason_of(&s.conditions, types::READY));
-        let now_reason = crate::conditions::reason_of(&new.conditions, types::READY);
-        if old != now_reason
-            && let Some(reason) = now_reason
-        {
-            let msg = format!("{} of {} pods ready", new.ready_replicas, gw.spec.replicas);
-            ctx.event(gw.as_ref(), false, reason, &msg, "Reconcile")
-                .await;
-        }
+    if write_status(&ctx, &gw, &ns, &new).await?
+        && let Some(reason) = crate::conditions::reason_of(&new.conditions, types::READY)
+    {
+        let msg = format!("{} of {} pods ready", new.ready_replicas, gw.spec.replicas);
+        ctx.event(gw.as_ref(), false, reason, &msg, "Reconcile")
+            .await;
     }
     // StatefulSet changes wake this reconcile (it owns the StatefulSet); the timer only catches
     // drift of the other owned objects.

@@ -109,6 +109,31 @@ pub fn status(gw: &KafkaGateway, w: WorkloadState, paused: bool, now: &Time) -> 
     }
 }
 
+/// The status of a KafkaGateway that yields its SMQ namespace to an older one
+/// ([`super::conflict`]): it gets no workload until its spec or the other one changes.
+pub fn conflicting(gw: &KafkaGateway, message: &str, now: &Time) -> KafkaGatewayStatus {
+    let previous = gw
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    let generation = gw.metadata.generation;
+    let reason = reasons::SMQ_NAMESPACE_IN_USE;
+    let conds = [
+        Cond::no(types::READY, reason, message),
+        Cond::yes(types::STALLED, reason, message),
+        Cond::no(types::AVAILABLE, reason, "no workload: see Ready"),
+    ];
+    KafkaGatewayStatus {
+        observed_generation: generation,
+        conditions: materialize(previous, &conds, generation, now),
+        replicas: 0,
+        ready_replicas: 0,
+        label_selector: Some(resources::selector_string(gw)),
+        bootstrap_servers: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
