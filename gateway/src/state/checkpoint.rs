@@ -99,8 +99,6 @@ pub struct Loaded<S> {
     pub markers: usize,
     /// The position of the checkpoint the read started from.
     pub checkpoint: Option<i64>,
-    /// See [`Replay::gaps`]; nonzero only when every read again found gaps too.
-    pub gaps: usize,
 }
 
 /// What writing a checkpoint did.
@@ -230,7 +228,6 @@ impl SystemTopic {
                 replayed: tail.messages.len(),
                 markers: tail.markers,
                 checkpoint,
-                gaps,
             });
         }
         Err(GatewayError::Internal(format!(
@@ -257,8 +254,10 @@ impl SystemTopic {
         if !policy.due(loaded.replayed, loaded.markers, age, force) {
             return Ok(None);
         }
-        if loaded.gaps > 0 && loaded.replayed < GAP_TAIL_FACTOR * policy.min_records {
-            tracing::warn!(topic = %self.topic().name, partition, gaps = loaded.gaps, replayed = loaded.replayed, "no checkpoint from a read with gaps (the missing records may still be read)");
+        // Nonzero only when every read again found gaps too (see `load`).
+        let gaps = loaded.state.gaps();
+        if gaps > 0 && loaded.replayed < GAP_TAIL_FACTOR * policy.min_records {
+            tracing::warn!(topic = %self.topic().name, partition, gaps, replayed = loaded.replayed, "no checkpoint from a read with gaps (the missing records may still be read)");
             return Ok(None);
         }
         let payload = loaded.state.encode();

@@ -33,12 +33,11 @@ pub fn holder_of_namespace<'a>(
     gw: &KafkaGateway,
     all: impl IntoIterator<Item = &'a KafkaGateway>,
 ) -> Option<&'a KafkaGateway> {
+    // `created` ends with namespace/name, so `gw` itself is never older than itself.
     let mine = created(gw);
     all.into_iter()
-        .filter(|other| (other.namespace(), other.name_any()) != (gw.namespace(), gw.name_any()))
-        .filter(|other| home(other) == home(gw))
-        .filter(|other| created(other) < mine)
-        .min_by(|a, b| created(a).cmp(&created(b)))
+        .filter(|other| home(other) == home(gw) && created(other) < mine)
+        .min_by_key(|other| created(other))
 }
 
 /// What the younger gateway's status says.

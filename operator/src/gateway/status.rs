@@ -87,6 +87,23 @@ pub fn conditions(desired_replicas: i32, w: WorkloadState, paused: bool) -> Vec<
 }
 
 pub fn status(gw: &KafkaGateway, w: WorkloadState, paused: bool, now: &Time) -> KafkaGatewayStatus {
+    let bootstrap = Some(resources::bootstrap_servers(gw)).filter(|_| !gw.name_any().is_empty());
+    assemble(
+        gw,
+        &conditions(gw.spec.replicas, w, paused),
+        w,
+        bootstrap,
+        now,
+    )
+}
+
+fn assemble(
+    gw: &KafkaGateway,
+    conds: &[Cond],
+    w: WorkloadState,
+    bootstrap_servers: Option<String>,
+    now: &Time,
+) -> KafkaGatewayStatus {
     let previous = gw
         .status
         .as_ref()
@@ -95,43 +112,24 @@ pub fn status(gw: &KafkaGateway, w: WorkloadState, paused: bool, now: &Time) -> 
     let generation = gw.metadata.generation;
     KafkaGatewayStatus {
         observed_generation: generation,
-        conditions: materialize(
-            previous,
-            &conditions(gw.spec.replicas, w, paused),
-            generation,
-            now,
-        ),
+        conditions: materialize(previous, conds, generation, now),
         replicas: w.replicas,
         ready_replicas: w.ready,
         label_selector: Some(resources::selector_string(gw)),
-        bootstrap_servers: Some(resources::bootstrap_servers(gw))
-            .filter(|_| !gw.name_any().is_empty()),
+        bootstrap_servers,
     }
 }
 
 /// The status of a KafkaGateway that yields its SMQ namespace to an older one
 /// ([`super::conflict`]): it gets no workload until its spec or the other one changes.
 pub fn conflicting(gw: &KafkaGateway, message: &str, now: &Time) -> KafkaGatewayStatus {
-    let previous = gw
-        .status
-        .as_ref()
-        .map(|s| s.conditions.as_slice())
-        .unwrap_or_default();
-    let generation = gw.metadata.generation;
     let reason = reasons::SMQ_NAMESPACE_IN_USE;
     let conds = [
         Cond::no(types::READY, reason, message),
         Cond::yes(types::STALLED, reason, message),
         Cond::no(types::AVAILABLE, reason, "no workload: see Ready"),
     ];
-    KafkaGatewayStatus {
-        observed_generation: generation,
-        conditions: materialize(previous, &conds, generation, now),
-        replicas: 0,
-        ready_replicas: 0,
-        label_selector: Some(resources::selector_string(gw)),
-        bootstrap_servers: None,
-    }
+    assemble(gw, &conds, WorkloadState::default(), None, now)
 }
 
 #[cfg(test)]
