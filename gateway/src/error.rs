@@ -34,6 +34,10 @@ pub enum GatewayError {
     InvalidRequest(String),
     #[error("another gateway owns this partition")]
     NotLeader,
+    #[error("leader epoch {requested} is older than this leader's (epoch {current})")]
+    FencedLeaderEpoch { requested: i32, current: i32 },
+    #[error("leader epoch {requested} is newer than this gateway's ({current})")]
+    UnknownLeaderEpoch { requested: i32, current: i32 },
     #[error("an earlier produce to this partition failed; retry")]
     EarlierAppendFailed,
     /// Acknowledged bytes SMQ has not yet written reached the gateway's bound.
@@ -97,6 +101,8 @@ impl GatewayError {
             GatewayError::InvalidReplicaAssignment(_) => E::InvalidReplicaAssignment,
             GatewayError::InvalidRequest(_) => E::InvalidRequest,
             GatewayError::NotLeader => E::NotLeaderOrFollower,
+            GatewayError::FencedLeaderEpoch { .. } => E::FencedLeaderEpoch,
+            GatewayError::UnknownLeaderEpoch { .. } => E::UnknownLeaderEpoch,
             // Retriable: the producer sends the batch again after the earlier one.
             GatewayError::EarlierAppendFailed => E::NotEnoughReplicas,
             GatewayError::UnflushedBacklog(_) => E::NotEnoughReplicas,
@@ -130,6 +136,8 @@ impl GatewayError {
             GatewayError::InvalidReplicaAssignment(_) => "invalid_replica_assignment",
             GatewayError::InvalidRequest(_) => "invalid_request",
             GatewayError::NotLeader => "not_leader",
+            GatewayError::FencedLeaderEpoch { .. } => "fenced_leader_epoch",
+            GatewayError::UnknownLeaderEpoch { .. } => "unknown_leader_epoch",
             GatewayError::EarlierAppendFailed => "earlier_append_failed",
             GatewayError::UnflushedBacklog(_) => "unflushed_backlog",
             GatewayError::WritesRefused(_) => "writes_refused",

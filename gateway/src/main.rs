@@ -171,8 +171,20 @@ async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
         }
     });
     let membership = {
-        let cluster = cluster.clone();
-        tokio::spawn(async move { cluster.keep_membership().await })
+        let (cluster, store) = (cluster.clone(), store.clone());
+        tokio::spawn(async move {
+            let published = cluster.clone();
+            cluster
+                .keep_membership(|| {
+                    let (store, published) = (store.clone(), published.clone());
+                    async move {
+                        store
+                            .leader_epochs(|t, p| published.known_epoch(t, p))
+                            .await
+                    }
+                })
+                .await
+        })
     };
     let groups = Arc::new(Coordinator::new(
         offsets,

@@ -8,6 +8,7 @@
 //! disagree, or a filer that cannot be reached, can make partitions unavailable for a while
 //! but never give one partition two writers.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -52,6 +53,16 @@ pub struct MemberRecord {
     pub heartbeat_ms: i64,
     /// Set on SIGTERM: the others stop counting this member at once, before its file expires.
     pub leaving: bool,
+    /// The leader epoch of every partition this member has open (`"<topic>/<partition>"`): the
+    /// epoch of its holding where it leads, else the highest it knows. Metadata on every
+    /// gateway lists the highest published, and a takeover goes above it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub epochs: BTreeMap<String, i32>,
+}
+
+/// The key of a partition in [`MemberRecord::epochs`].
+pub fn epoch_key(topic: &str, partition: i32) -> String {
+    format!("{topic}/{partition}")
 }
 
 impl MemberRecord {
@@ -134,6 +145,7 @@ mod tests {
             instance: "i".to_string(),
             heartbeat_ms,
             leaving,
+            epochs: BTreeMap::from([(epoch_key("orders", 3), 7)]),
         }
     }
 
@@ -154,6 +166,15 @@ mod tests {
         let bytes = serde_json::to_vec(&r).unwrap();
         let text = String::from_utf8(bytes.clone()).unwrap();
         assert!(text.contains("\"node_id\":1"), "{text}");
+        assert!(text.contains("\"epochs\":{\"orders/3\":7}"), "{text}");
         assert_eq!(serde_json::from_slice::<MemberRecord>(&bytes).unwrap(), r);
+    }
+
+    #[test]
+    fn a_file_from_before_epochs_reads_as_publishing_none() {
+        let old = br#"{"node_id":2,"host":"h","port":9092,"instance":"i","heartbeat_ms":5,"leaving":false}"#;
+        let r: MemberRecord = serde_json::from_slice(old).unwrap();
+        assert!(r.epochs.is_empty());
+        assert_eq!(r.member.node_id, 2);
     }
 }

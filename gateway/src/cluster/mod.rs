@@ -10,10 +10,11 @@ pub mod members;
 pub mod peer;
 pub mod spread;
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
-pub use members::{HEARTBEAT, MEMBER_TTL, Member, MemberFiles, MemberRecord};
+pub use members::{HEARTBEAT, MEMBER_TTL, Member, MemberFiles, MemberRecord, epoch_key};
 
 use crate::clock::now_ms;
 use crate::error::{GatewayError, GatewayResult};
@@ -48,6 +49,10 @@ pub struct Cluster {
     view: RwLock<Arc<View>>,
     versions: AtomicU64,
     leaving: AtomicBool,
+    /// What this gateway publishes in its member file: its open partitions' leader epochs.
+    own_epochs: Mutex<BTreeMap<String, i32>>,
+    /// The highest leader epoch any member file publishes for each partition, as last read.
+    known_epochs: RwLock<Arc<HashMap<String, i32>>>,
 }
 
 impl Cluster {
@@ -75,6 +80,8 @@ impl Cluster {
             view: RwLock::new(Arc::new(view)),
             versions: AtomicU64::new(0),
             leaving: AtomicBool::new(false),
+            own_epochs: Mutex::new(BTreeMap::new()),
+            known_epochs: RwLock::new(Arc::new(HashMap::new())),
         }
     }
 
@@ -154,6 +161,23 @@ impl Cluster {
             .is_some_and(|m| m.node_id == self.me.node_id)
     }
 
+    /// The highest leader epoch a member file publishes for a partition (0: none does). Together
+    /// with the leader's own epoch it is what Metadata lists: published epochs only grow (a
+    /// takeover goes above them), so every gateway's answer is at least what a client saw before.
+    pub fn known_epoch(&self, topic: &str, partition: i32) -> i32 {
+        self.known_epochs
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&epoch_key(topic, partition))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Sets the epochs this gateway's next heartbeat publishes.
+    pub fn publish_epochs(&self, epochs: BTreeMap<String, i32>) {
+        *self.own_epochs.lock().unwrap_or_else(|e| e.into_inner()) = epochs;
+    }
+
     /// Writes this member's file and reads everyone's; the view changes when the live set does.
     /// On a filer error the view stays as it was: leadership then rests on the partition locks.
     pub async fn heartbeat(&self) -> GatewayResult<()> {
@@ -161,19 +185,34 @@ impl Cluster {
             return Ok(());
         };
         let leaving = self.leaving.load(Ordering::Acquire);
+        let own = self
+            .own_epochs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         files
             .write(&MemberRecord {
                 member: self.me.clone(),
                 instance: self.instance.clone(),
                 heartbeat_ms: now_ms(),
                 leaving,
+                epochs: own.clone(),
             })
             .await?;
         let now = now_ms();
         let mut live: Vec<Member> = Vec::new();
         let mut known = vec![self.me.node_id];
-        for r in files.read_all().await? {
+        // Every file's, live or not: a member that died keeps its epochs published, so its
+        // successor goes above them.
+        let mut epochs: HashMap<String, i32> = own.into_iter().collect();
+        for mut r in files.read_all().await? {
             known.push(r.member.node_id);
+            if r.instance != self.instance {
+                for (k, e) in std::mem::take(&mut r.epochs) {
+                    let slot = epochs.entry(k).or_insert(e);
+                    *slot = (*slot).max(e);
+                }
+            }
             if r.member.node_id == self.me.node_id {
                 if r.instance != self.instance && r.is_live(now) {
                     tracing::error!(node_id = r.member.node_id, other = %format!("{}:{}", r.member.host, r.member.port), "another gateway uses this node id; give every gateway its own --node-id");
@@ -190,6 +229,7 @@ impl Cluster {
         live.sort_by_key(|m| m.node_id);
         known.sort_unstable();
         known.dedup();
+        *self.known_epochs.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(epochs);
         self.set_members(live, known);
         Ok(())
     }
@@ -212,8 +252,13 @@ impl Cluster {
         });
     }
 
-    /// Heartbeats every [`HEARTBEAT`]; runs until the task is dropped.
-    pub async fn keep_membership(&self) {
+    /// Heartbeats every [`HEARTBEAT`], publishing the epochs `led_epochs` gives each time;
+    /// runs until the task is dropped.
+    pub async fn keep_membership<F, Fut>(&self, led_epochs: F)
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = BTreeMap<String, i32>>,
+    {
         if self.files.is_none() {
             return;
         }
@@ -221,6 +266,7 @@ impl Cluster {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            self.publish_epochs(led_epochs().await);
             if let Err(e) = self.heartbeat().await {
                 tracing::warn!(error = %e, "cluster heartbeat failed; keeping the last membership");
             }

@@ -97,7 +97,14 @@ async fn fetch_once(
                 .min(share)
                 .saturating_sub(BATCH_HEADER)
                 .max(1);
-            let found = match ctx.led_partition(&name, p.partition).await {
+            let led = ctx
+                .led_partition(&name, p.partition)
+                .await
+                .and_then(|part| {
+                    part.check_leader_epoch(p.current_leader_epoch)?;
+                    Ok(part)
+                });
+            let found = match led {
                 Ok(part) => {
                     // Watching from before the read: a mark that moves during it wakes the wait.
                     let watch = part.subscribe_hwm();

@@ -24,7 +24,9 @@ pub async fn handle(
                 ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
             let r = async {
                 let part = ctx.led_partition(&name, p.partition_index).await?;
-                Ok::<_, crate::error::GatewayError>(match p.timestamp {
+                part.check_leader_epoch(p.current_leader_epoch)?;
+                let epoch = part.leader_epoch();
+                let found = match p.timestamp {
                     LATEST => (part.high_water_mark(), -1),
                     EARLIEST => (part.log_start(), -1),
                     MAX_TIMESTAMP => {
@@ -38,11 +40,15 @@ pub async fn handle(
                         }
                     }
                     ts => part.offset_for_timestamp(ts).await?.unwrap_or((-1, -1)),
-                })
+                };
+                Ok::<_, crate::error::GatewayError>((found, epoch))
             }
             .await;
             partitions.push(match r {
-                Ok((offset, ts)) => resp.with_offset(offset).with_timestamp(ts),
+                Ok(((offset, ts), epoch)) => resp
+                    .with_offset(offset)
+                    .with_timestamp(ts)
+                    .with_leader_epoch(epoch),
                 Err(e) => resp
                     .with_error_code(e.code())
                     .with_offset(-1)

@@ -72,6 +72,23 @@ pub async fn handle(
         .with_topics(topics))
 }
 
+/// The highest epoch any gateway published for the partition; on its leader, at least the
+/// leader's own (published with its next heartbeat).
+fn leader_epoch(
+    ctx: &Context,
+    topic: &str,
+    index: i32,
+    leader: i32,
+    part: &crate::storage::PartitionLog,
+) -> i32 {
+    let published = ctx.cluster.known_epoch(topic, index);
+    if leader == ctx.cluster.node_id() {
+        published.max(part.leader_epoch())
+    } else {
+        published
+    }
+}
+
 /// The name of the topic with this id: the open topics first, then every topic.
 async fn name_of(ctx: &Context, id: uuid::Uuid) -> GatewayResult<Option<String>> {
     let id = *id.as_bytes();
@@ -109,14 +126,14 @@ async fn describe(ctx: &Context, name: &str, allow_create: bool) -> MetadataResp
                     .enumerate()
                     // The position, not the SMQ partition's index: added partitions live in an
                     // SMQ topic of their own (storage/growth.rs).
-                    .map(|(index, _)| {
-                        let p = MetadataResponsePartition::default()
-                            .with_partition_index(index as i32)
-                            .with_leader_epoch(0);
+                    .map(|(index, part)| {
+                        let index = index as i32;
+                        let p = MetadataResponsePartition::default().with_partition_index(index);
                         // SMQ keeps the copies; Kafka's replicas are just the leader.
-                        match ctx.cluster.leader(name, index as i32) {
+                        match ctx.cluster.leader(name, index) {
                             Some(leader) => p
                                 .with_leader_id(BrokerId(leader))
+                                .with_leader_epoch(leader_epoch(ctx, name, index, leader, part))
                                 .with_replica_nodes(vec![BrokerId(leader)])
                                 .with_isr_nodes(vec![BrokerId(leader)]),
                             None => p

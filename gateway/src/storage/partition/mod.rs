@@ -63,8 +63,15 @@ pub struct PartitionLog<B: PartitionBackend = SmqBackend> {
     appending: append::Appending,
     ownership: ownership::Ownership<B::Lease>,
     /// The epoch written into this gateway's ledger entries while it holds the partition: higher
-    /// than every earlier holder's (see `ownership.rs`).
+    /// than every earlier holder's (see `ownership.rs`). Also the leader epoch Metadata lists.
     leader_epoch: AtomicI64,
+    /// The highest leader epoch other gateways published for this partition (`cluster`): a
+    /// takeover's epoch is above it even when the holder it follows wrote no ledger entry.
+    epoch_floor: AtomicI64,
+    /// The highest epoch clients could have been told before this gateway's current holding
+    /// began: a Fetch or ListOffsets with an epoch below it comes from a client whose Metadata
+    /// predates this leader (FENCED_LEADER_EPOCH).
+    epoch_began_after: AtomicI64,
     holding: durability::Holding,
     reading: read::Reading<B::Subscription>,
 }
@@ -90,6 +97,11 @@ pub struct Placement {
     pub tail_cache_bytes: usize,
     /// Shared bound of acknowledged bytes SMQ has not yet written.
     pub unflushed: Arc<UnflushedBudget>,
+}
+
+/// Ledger epochs are i64; Kafka's leader epochs are i32 (and grow by about one per takeover).
+fn clamp_epoch(epoch: i64) -> i32 {
+    epoch.clamp(0, i32::MAX as i64) as i32
 }
 
 fn lock_read(l: &RwLock<PartitionLedger>) -> std::sync::RwLockReadGuard<'_, PartitionLedger> {
@@ -146,6 +158,8 @@ impl<B: PartitionBackend> PartitionLog<B> {
             appending: append::Appending::new(producers),
             ownership: ownership::Ownership::default(),
             leader_epoch: AtomicI64::new(leader_epoch),
+            epoch_floor: AtomicI64::new(0),
+            epoch_began_after: AtomicI64::new(leader_epoch),
             holding,
             reading: read::Reading::new(tail_cache_bytes),
         }
@@ -153,6 +167,35 @@ impl<B: PartitionBackend> PartitionLog<B> {
 
     pub fn index(&self) -> i32 {
         self.index
+    }
+
+    /// The partition's leader epoch as this gateway knows it: while it holds the partition, the
+    /// epoch of its holding; otherwise the highest it wrote, held or found in the ledger.
+    pub fn leader_epoch(&self) -> i32 {
+        clamp_epoch(self.leader_epoch.load(Ordering::Acquire))
+    }
+
+    /// Another gateway published `epoch` for this partition; the next takeover here goes above it.
+    pub fn raise_epoch_floor(&self, epoch: i32) {
+        self.epoch_floor.fetch_max(epoch as i64, Ordering::AcqRel);
+    }
+
+    /// Checks a Fetch's or ListOffsets' `current_leader_epoch` (-1: not given) against the
+    /// leadership this gateway holds: FENCED_LEADER_EPOCH when the client's Metadata predates it,
+    /// UNKNOWN_LEADER_EPOCH when the client has seen a newer one than this gateway's.
+    pub fn check_leader_epoch(&self, requested: i32) -> GatewayResult<()> {
+        if requested < 0 {
+            return Ok(());
+        }
+        let began_after = clamp_epoch(self.epoch_began_after.load(Ordering::Acquire));
+        let current = self.leader_epoch();
+        if requested < began_after {
+            Err(GatewayError::FencedLeaderEpoch { requested, current })
+        } else if requested > current {
+            Err(GatewayError::UnknownLeaderEpoch { requested, current })
+        } else {
+            Ok(())
+        }
     }
 
     pub fn format(&self) -> StorageFormat {

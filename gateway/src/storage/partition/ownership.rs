@@ -143,10 +143,14 @@ impl<B: PartitionBackend> PartitionLog<B> {
             home: _,
             leader_epoch,
         } = self.backend.load_ledger().await?;
-        let before = self.leader_epoch.load(std::sync::atomic::Ordering::Acquire);
-        let epoch = leader_epoch.max(before) + generation.max(1);
-        self.leader_epoch
-            .store(epoch, std::sync::atomic::Ordering::Release);
+        // Above every epoch an earlier holder wrote (the ledger), this gateway held, or another
+        // gateway published (a holder that wrote nothing leaves its epoch only there).
+        let before = self.leader_epoch.load(Ordering::Acquire);
+        let floor = self.epoch_floor.load(Ordering::Acquire);
+        let after = leader_epoch.max(before).max(floor);
+        let epoch = after + generation.max(1);
+        self.epoch_began_after.store(after, Ordering::Release);
+        self.leader_epoch.store(epoch, Ordering::Release);
         tracing::debug!(topic = %self.smq_name, partition = self.index, epoch, "leader epoch");
         let kept = {
             let mut ledger = lock_write(&self.ledger);
@@ -160,8 +164,7 @@ impl<B: PartitionBackend> PartitionLog<B> {
             }
             prefix
         };
-        self.log_start_floor
-            .fetch_max(log_start, std::sync::atomic::Ordering::AcqRel);
+        self.log_start_floor.fetch_max(log_start, Ordering::AcqRel);
         if !kept {
             writer.committed_producers = producers.clone();
             writer.producers = producers;
@@ -189,7 +192,7 @@ impl<B: PartitionBackend> PartitionLog<B> {
         entries: &[crate::storage::backend::EntryToPersist<'_>],
     ) -> GatewayResult<Vec<crate::ledger::LedgerToken>> {
         self.check_lease("before writing its ledger entry")?;
-        let epoch = self.leader_epoch.load(std::sync::atomic::Ordering::Acquire);
+        let epoch = self.leader_epoch.load(Ordering::Acquire);
         let tokens = self.backend.persist(epoch, entries).await?;
         self.check_lease("while its ledger entry was written")?;
         Ok(tokens)

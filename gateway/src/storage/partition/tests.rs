@@ -353,6 +353,44 @@ async fn a_clean_close_hands_the_partition_over_at_once() {
     assert_eq!(append(&g2, &b).await.unwrap(), 2);
 }
 
+#[tokio::test(start_paused = true)]
+async fn every_holding_has_a_higher_leader_epoch_and_older_ones_are_fenced() {
+    let cluster = Cluster::new();
+    let g1 = open(&cluster, "g1", HELD, Default::default());
+    g1.claim().await.unwrap();
+    let e1 = g1.leader_epoch();
+    assert!(e1 > 0);
+    assert!(
+        g1.check_leader_epoch(-1).is_ok(),
+        "no epoch given: not checked"
+    );
+    assert!(
+        g1.check_leader_epoch(0).is_ok(),
+        "what Metadata said before the takeover"
+    );
+    assert!(g1.check_leader_epoch(e1).is_ok());
+    let e = g1.check_leader_epoch(e1 + 1).unwrap_err();
+    assert_eq!(e.kafka_code(), ResponseError::UnknownLeaderEpoch, "{e}");
+    // g1 holds the partition without writing a ledger entry, then hands it over: no trace of
+    // its epoch is left in SMQ, only what it published (here 5 more than it held).
+    assert!(g1.hand_over().await);
+    let g2 = open(&cluster, "g2", HELD, Default::default());
+    g2.raise_epoch_floor(e1 + 5);
+    append(&g2, &values("a", 1)).await.unwrap();
+    let e2 = g2.leader_epoch();
+    assert!(e2 > e1 + 5, "epoch {e2} after a published {}", e1 + 5);
+    let e = g2.check_leader_epoch(e1).unwrap_err();
+    assert_eq!(e.kafka_code(), ResponseError::FencedLeaderEpoch, "{e}");
+    assert!(g2.check_leader_epoch(e1 + 5).is_ok());
+    assert!(g2.check_leader_epoch(e2).is_ok());
+    // A third holder finds g2's epoch in the ledger and goes above it.
+    g2.close().await;
+    let g3 = open(&cluster, "g3", HELD, Default::default());
+    append(&g3, &values("b", 1)).await.unwrap();
+    assert!(g3.leader_epoch() > e2);
+    assert_eq!(read_all(&g3).await.len(), 2);
+}
+
 /// One step of a generated history.
 #[derive(Debug, Clone)]
 enum Op {
