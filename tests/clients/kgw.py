@@ -571,3 +571,99 @@ def parse_list_offsets_v1(frame):
             out.append((name, p, err, ts, off))
     assert pos == len(frame), "ListOffsets v1 response has %d trailing bytes" % (len(frame) - pos)
     return corr, out
+
+
+class Reader:
+    """Reads the fields of a non-flexible Kafka response."""
+
+    def __init__(self, data):
+        self.data, self.pos = data, 0
+
+    def _take(self, fmt):
+        (v,) = struct.unpack_from(fmt, self.data, self.pos)
+        self.pos += struct.calcsize(fmt)
+        return v
+
+    def i8(self):
+        return self._take(">b")
+
+    def i16(self):
+        return self._take(">h")
+
+    def i32(self):
+        return self._take(">i")
+
+    def i64(self):
+        return self._take(">q")
+
+    def string(self):
+        n = self.i16()
+        if n < 0:
+            return None
+        s = self.data[self.pos:self.pos + n].decode()
+        self.pos += n
+        return s
+
+    def array(self, item):
+        n = self.i32()
+        return [] if n < 0 else [item() for _ in range(n)]
+
+
+def enc_string(s):
+    b = s.encode()
+    return struct.pack(">h", len(b)) + b
+
+
+def raw_request(bootstrap, api_key, version, body, client_id=b"kgw-raw", corr=1):
+    """Sends one request with a v1 header (non-flexible versions) and returns a Reader of its
+    response after the correlation id."""
+    host, port = bootstrap.rsplit(":", 1)
+    header = struct.pack(">hhih", api_key, version, corr, len(client_id)) + client_id
+    with socket.create_connection((host, int(port)), timeout=30) as s:
+        s.sendall(struct.pack(">i", len(header) + len(body)) + header + body)
+        frame = recv_frame(s)
+    assert struct.unpack_from(">i", frame, 0)[0] == corr
+    return Reader(frame[4:])
+
+
+def metadata_leaders(bootstrap, topic):
+    """{partition: (leader id, leader epoch, error code)} from a Metadata v7 request."""
+    r = raw_request(bootstrap, 3, 7, struct.pack(">i", 1) + enc_string(topic) + b"\x00")
+    r.i32()  # throttle
+    r.array(lambda: (r.i32(), r.string(), r.i32(), r.string()))  # brokers
+    r.string()  # cluster id
+    r.i32()  # controller
+    out = {}
+
+    def partition():
+        err, index, leader, epoch = r.i16(), r.i32(), r.i32(), r.i32()
+        for _ in range(3):  # replicas, ISR, offline replicas
+            r.array(r.i32)
+        out[index] = (leader, epoch, err)
+
+    def topic_entry():
+        err, name, _internal = r.i16(), r.string(), r.i8()
+        assert err == 0 and name == topic, "metadata of %s: error %d" % (name, err)
+        r.array(partition)
+
+    r.array(topic_entry)
+    return out
+
+
+def fetch_error(bootstrap, topic, partition, leader_epoch, offset=0):
+    """The error code a Fetch v10 of one partition with this current_leader_epoch gets, and
+    the high water mark it reports."""
+    body = struct.pack(">iiiibii", -1, 0, 1, 1 << 20, 0, 0, -1)
+    body += struct.pack(">i", 1) + enc_string(topic)
+    body += struct.pack(">i", 1) + struct.pack(">iiqqi", partition, leader_epoch, offset, -1, 1 << 20)
+    body += struct.pack(">i", 0)  # forgotten topics
+    r = raw_request(bootstrap, 1, 10, body)
+    r.i32()  # throttle
+    top = r.i16()
+    assert top == 0, "fetch error %d" % top
+    r.i32()  # session
+    assert r.i32() == 1 and r.string() == topic
+    assert r.i32() == 1
+    index, err, hwm = r.i32(), r.i16(), r.i64()
+    assert index == partition
+    return err, hwm

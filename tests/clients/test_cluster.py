@@ -110,6 +110,66 @@ def test_a_client_that_knows_one_gateway_reaches_every_partition(cluster):
     assert led == {q: (12, 0) for q in range(PARTS)}, led
 
 
+FENCED_LEADER_EPOCH, UNKNOWN_LEADER_EPOCH = 74, 75
+
+
+def agreed_epochs(cluster, topic, above=None, timeout=20):
+    """{partition: (leader, epoch)} once every live gateway's Metadata gives the same, with
+    every epoch above `above`'s (or at least 1): the leader publishes its epoch with its next
+    heartbeat, so the others follow within about two seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        views = {g.bootstrap: kgw.metadata_leaders(g.bootstrap, topic) for g in cluster.live()}
+        first = next(iter(views.values()))
+        view = {q: (leader, epoch) for q, (leader, epoch, _err) in first.items()}
+        grown = all(epoch > (above or {}).get(q, (None, 0))[1] for q, (_l, epoch) in view.items())
+        if grown and all(v == first for v in views.values()):
+            return view
+        assert time.monotonic() < deadline, "Metadata (leader, epoch, error) per gateway: %s" % views
+        time.sleep(0.3)
+
+
+def test_leader_epochs_agree_grow_when_leadership_moves_and_fence_older_clients(cluster):
+    topic = kgw.unique_topic("cl-epoch")
+    kgw.create_topic(cluster.gateways[0].bootstrap, topic, partitions=PARTS)
+    one_each = [{"value": b"e", "partition": q} for q in range(PARTS)]
+    kgw.produce_all(kgw.producer(cluster.bootstrap()), topic, one_each)
+    before = agreed_epochs(cluster, topic)
+    leader, epoch = before[0]
+    g = cluster.by_node(leader)
+    assert kgw.fetch_error(g.bootstrap, topic, 0, epoch) == (0, 1)
+    assert kgw.fetch_error(g.bootstrap, topic, 0, epoch + 1)[0] == UNKNOWN_LEADER_EPOCH
+    moved = [q for q in range(PARTS) if before[q][0] == leader]
+    # SIGTERM: the gateway hands its partitions over; their new leaders take them at the next
+    # produce, each with a higher epoch.
+    g.terminate()
+    try:
+        cluster.wait_members(NODES - 1)
+        kgw.produce_all(kgw.producer(cluster.bootstrap()), topic, one_each)
+        after = agreed_epochs(cluster, topic, above={q: before[q] for q in moved})
+        for q in range(PARTS):
+            assert after[q][1] >= before[q][1], (q, before, after)
+            assert after[q][0] != leader, (q, after)
+        new_leader, new_epoch = after[0]
+        via = cluster.by_node(new_leader).bootstrap
+        # Older than every epoch Metadata listed for the new leader: that client's Metadata
+        # predates the previous leadership. The previous leader's epoch itself is what
+        # Metadata listed with the new leader until it took the partition: accepted.
+        assert kgw.fetch_error(via, topic, 0, epoch - 1)[0] == FENCED_LEADER_EPOCH
+        assert kgw.fetch_error(via, topic, 0, epoch) == (0, 2)
+        assert kgw.fetch_error(via, topic, 0, new_epoch) == (0, 2)
+        assert kgw.fetch_error(via, topic, 0, new_epoch + 1)[0] == UNKNOWN_LEADER_EPOCH
+    finally:
+        g.start()
+        cluster.wait_members(NODES)
+    # Back: it leads its partitions again, at an epoch above its successors'.
+    kgw.produce_all(kgw.producer(cluster.bootstrap()), topic, one_each)
+    back = agreed_epochs(cluster, topic)
+    assert {q for q in range(PARTS) if back[q][0] == leader} == set(moved), back
+    for q in moved:
+        assert back[q][1] > after[q][1], (q, after, back)
+
+
 class Producer(threading.Thread):
     """An idempotent producer writing 'seq-N' round-robin over the partitions until stopped,
     recording every acknowledgement (partition, offset, value, time) and every error."""

@@ -97,14 +97,10 @@ async fn fetch_once(
                 .min(share)
                 .saturating_sub(BATCH_HEADER)
                 .max(1);
-            let led = ctx
-                .led_partition(&name, p.partition)
+            let found = match ctx
+                .led_partition_at(&name, p.partition, p.current_leader_epoch)
                 .await
-                .and_then(|part| {
-                    part.check_leader_epoch(p.current_leader_epoch)?;
-                    Ok(part)
-                });
-            let found = match led {
+            {
                 Ok(part) => {
                     // Watching from before the read: a mark that moves during it wakes the wait.
                     let watch = part.subscribe_hwm();

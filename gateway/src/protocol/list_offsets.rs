@@ -12,7 +12,7 @@ const MAX_TIMESTAMP: i64 = -3;
 
 pub async fn handle(
     ctx: &Context,
-    _header: &RequestHeader,
+    header: &RequestHeader,
     req: ListOffsetsRequest,
 ) -> GatewayResult<ListOffsetsResponse> {
     let mut topics = Vec::with_capacity(req.topics.len());
@@ -23,8 +23,9 @@ pub async fn handle(
             let resp =
                 ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
             let r = async {
-                let part = ctx.led_partition(&name, p.partition_index).await?;
-                part.check_leader_epoch(p.current_leader_epoch)?;
+                let part = ctx
+                    .led_partition_at(&name, p.partition_index, p.current_leader_epoch)
+                    .await?;
                 let epoch = part.leader_epoch();
                 let found = match p.timestamp {
                     LATEST => (part.high_water_mark(), -1),
@@ -48,7 +49,12 @@ pub async fn handle(
                 Ok(((offset, ts), epoch)) => resp
                     .with_offset(offset)
                     .with_timestamp(ts)
-                    .with_leader_epoch(epoch),
+                    // From v4 (older versions refuse a value in it).
+                    .with_leader_epoch(if header.request_api_version >= 4 {
+                        epoch
+                    } else {
+                        -1
+                    }),
                 Err(e) => resp
                     .with_error_code(e.code())
                     .with_offset(-1)

@@ -84,6 +84,29 @@ impl Context {
         Ok(part)
     }
 
+    /// [`Context::led_partition`] for a Fetch or ListOffsets carrying the client's
+    /// `current_leader_epoch`: FENCED_LEADER_EPOCH when it predates this leadership. A client
+    /// ahead of this gateway (UNKNOWN_LEADER_EPOCH) saw an epoch of a holding this gateway has
+    /// not taken yet (a standalone gateway takes the partition on its first produce, so after a
+    /// restart Metadata lists the ledger's epoch until then): it takes the partition and checks
+    /// again, so a client is never left waiting for an epoch nothing will reach.
+    pub async fn led_partition_at(
+        &self,
+        topic: &str,
+        index: i32,
+        leader_epoch: i32,
+    ) -> GatewayResult<Arc<crate::storage::PartitionLog>> {
+        let part = self.led_partition(topic, index).await?;
+        match part.check_leader_epoch(leader_epoch) {
+            Err(GatewayError::UnknownLeaderEpoch { .. }) if !part.is_writer() => {
+                part.claim().await?;
+                part.check_leader_epoch(leader_epoch)?;
+            }
+            r => r?,
+        }
+        Ok(part)
+    }
+
     /// Whether this gateway coordinates `group`; NOT_COORDINATOR's code otherwise. Coordinating a
     /// group newly (the members changed) reads its committed offsets again first: the previous
     /// coordinator may have committed since this gateway last read them.

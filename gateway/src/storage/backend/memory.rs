@@ -119,6 +119,13 @@ impl Cluster {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The filer restarts: its locks and their generations, kept in memory, are gone.
+    pub fn restart_lock_service(&self) {
+        let mut s = self.state();
+        s.lock = None;
+        s.lock_tokens = 0;
+    }
+
     /// A gateway's view: its own publish stream. `holds_acks`: acknowledged records are kept
     /// until written (as with `--smq-flush-interval`); `log_files`: reads and write
     /// confirmations may use the written log.
@@ -417,10 +424,6 @@ impl PartitionBackend for MemoryBackend {
         };
         s.lock = Some((lease.clone(), now + ttl));
         Ok(Lock::Acquired(lease))
-    }
-
-    fn lease_generation(lease: &MemoryLease) -> i64 {
-        lease.token as i64
     }
 
     async fn unlock(&self, lease: &MemoryLease) -> SmqResult<()> {

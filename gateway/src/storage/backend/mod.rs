@@ -110,8 +110,6 @@ pub trait PartitionBackend: Send + Sync + 'static {
         held: Option<&Self::Lease>,
     ) -> impl Future<Output = SmqResult<Lock<Self::Lease>>> + Send;
     fn unlock(&self, lease: &Self::Lease) -> impl Future<Output = SmqResult<()>> + Send;
-    /// Grows every time the lock changes hands (while the lock service runs).
-    fn lease_generation(lease: &Self::Lease) -> i64;
 
     // Reads by SMQ offset.
 

@@ -240,10 +240,6 @@ impl PartitionBackend for SmqBackend {
         })
     }
 
-    fn lease_generation(lease: &LockLease) -> i64 {
-        lease.generation
-    }
-
     async fn unlock(&self, lease: &LockLease) -> SmqResult<()> {
         if let Some(tokens) = &self.lock_tokens {
             tokens.forget(&self.lock_name);

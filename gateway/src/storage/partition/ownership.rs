@@ -6,9 +6,13 @@
 //! for it, is younger than [`LOCK_TTL`] less [`CLOCK_MARGIN`], and answers an append only if
 //! that still holds once the entry is persisted. A stalled holder (SIGSTOP, a long pause) can
 //! still have an entry on its way when its successor begins; the leader epoch settles that:
-//! each holder writes its epoch into its entries, every new holder's epoch is higher (the
-//! highest epoch in the ledger it loaded plus the lock's generation, which grows whenever the
-//! lock changes hands), and replay ignores an entry of an older epoch after a newer one's first.
+//! each holder writes its epoch into its entries, every new holder's epoch is higher, and replay
+//! ignores an entry of an older epoch after a newer one's first. A new holder's epoch is one
+//! above the highest it knows (in the ledger it loaded, held itself, or another gateway
+//! published in its member file), and at least the wall clock's seconds since 2025: a holder
+//! whose epoch reached neither the ledger nor its member file (it stalled within a heartbeat of
+//! taking the partition) took it at least a lease (10 s, less the clock margin) earlier, so the
+//! clock puts its successor above it. `docs/cluster.md` has the assumptions.
 
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -112,7 +116,7 @@ impl<B: PartitionBackend> PartitionLog<B> {
         let asked = Instant::now();
         match self.backend.lock(LOCK_TTL, None).await? {
             Lock::Acquired(lease) => {
-                if let Err(e) = self.take_over(writer, B::lease_generation(&lease)).await {
+                if let Err(e) = self.take_over(writer).await {
                     // Not kept without its lease: SMQ would answer "already owned" to this very
                     // gateway until the lock expired.
                     if let Err(u) = self.backend.unlock(&lease).await {
@@ -135,7 +139,7 @@ impl<B: PartitionBackend> PartitionLog<B> {
     /// gateway wrote, nobody wrote in between (another writer would have added entries of its
     /// own) and the rest of ours is still held for publishing again: ours is kept. Otherwise the
     /// persisted ledger replaces ours, and every append begun under the lapsed lock fails.
-    async fn take_over(&self, writer: &mut Writer, generation: i64) -> GatewayResult<()> {
+    async fn take_over(&self, writer: &mut Writer) -> GatewayResult<()> {
         let crate::ledger::PartitionState {
             ledger: fresh,
             producers,
@@ -148,7 +152,10 @@ impl<B: PartitionBackend> PartitionLog<B> {
         let before = self.leader_epoch.load(Ordering::Acquire);
         let floor = self.epoch_floor.load(Ordering::Acquire);
         let after = leader_epoch.max(before).max(floor);
-        let epoch = after + generation.max(1);
+        // At least the wall clock's seconds: a holding that left no trace (see the module
+        // comment) began a lease earlier, and Metadata may have listed its epoch to clients,
+        // which must not stay above the leader's.
+        let epoch = (after + 1).max(crate::clock::epoch_seconds());
         self.epoch_began_after.store(after, Ordering::Release);
         self.leader_epoch.store(epoch, Ordering::Release);
         tracing::debug!(topic = %self.smq_name, partition = self.index, epoch, "leader epoch");
