@@ -446,21 +446,21 @@ impl Store {
         }
     }
 
-    /// The leader epoch of every open partition (for this gateway's member file), keyed by
-    /// `cluster::epoch_key`; first raises each one's floor to what the other gateways published
-    /// (`published(topic, partition)`), so a takeover here goes above their epochs.
+    /// The leader epoch of every open partition, as (topic, partition, epoch), for this
+    /// gateway's member file; first raises each one's floor to what the other gateways
+    /// published (`published(topic, partition)`), so a takeover here goes above their epochs.
     pub async fn leader_epochs(
         &self,
         published: impl Fn(&str, i32) -> i32,
-    ) -> std::collections::BTreeMap<String, i32> {
-        let mut out = std::collections::BTreeMap::new();
+    ) -> Vec<(String, i32, i32)> {
+        let mut out = Vec::new();
         for t in self.open_topics().await {
             for (index, p) in t.partitions.iter().enumerate() {
                 let index = index as i32;
                 p.raise_epoch_floor(published(&t.name, index));
                 let epoch = p.leader_epoch();
                 if epoch > 0 {
-                    out.insert(crate::cluster::epoch_key(&t.name, index), epoch);
+                    out.push((t.name.clone(), index, epoch));
                 }
             }
         }
