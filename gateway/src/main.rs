@@ -178,12 +178,9 @@ async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
                 .keep_membership(|| {
                     let (store, published) = (store.clone(), published.clone());
                     async move {
-                        let epochs = store.leader_epochs(|t, p| published.known_epoch(t, p));
-                        epochs
+                        store
+                            .leader_epochs(|t, p| published.known_epoch(t, p))
                             .await
-                            .into_iter()
-                            .map(|(t, p, e)| (kafka_gateway::cluster::epoch_key(&t, p), e))
-                            .collect()
                     }
                 })
                 .await

@@ -65,6 +65,13 @@ pub fn epoch_key(topic: &str, partition: i32) -> String {
     format!("{topic}/{partition}")
 }
 
+/// The topic and partition of an [`epoch_key`] (topic names hold no `/`); None for a key that
+/// is not one.
+pub fn parse_epoch_key(key: &str) -> Option<(&str, i32)> {
+    let (topic, partition) = key.rsplit_once('/')?;
+    Some((topic, partition.parse().ok()?))
+}
+
 impl MemberRecord {
     pub fn is_live(&self, now_ms: i64) -> bool {
         !self.leaving && now_ms.saturating_sub(self.heartbeat_ms) < MEMBER_TTL.as_millis() as i64
@@ -168,6 +175,16 @@ mod tests {
         assert!(text.contains("\"node_id\":1"), "{text}");
         assert!(text.contains("\"epochs\":{\"orders/3\":7}"), "{text}");
         assert_eq!(serde_json::from_slice::<MemberRecord>(&bytes).unwrap(), r);
+    }
+
+    #[test]
+    fn epoch_keys_round_trip() {
+        assert_eq!(
+            parse_epoch_key(&epoch_key("orders.v1", 12)),
+            Some(("orders.v1", 12))
+        );
+        assert_eq!(parse_epoch_key("orders"), None);
+        assert_eq!(parse_epoch_key("orders/x"), None);
     }
 
     #[test]

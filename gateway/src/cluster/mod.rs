@@ -14,7 +14,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-pub use members::{HEARTBEAT, MEMBER_TTL, Member, MemberFiles, MemberRecord, epoch_key};
+pub use members::{
+    HEARTBEAT, MEMBER_TTL, Member, MemberFiles, MemberRecord, epoch_key, parse_epoch_key,
+};
+
+/// Leader epochs published in member files: topic → partition → the highest epoch.
+type Published = HashMap<String, HashMap<i32, i32>>;
 
 use crate::clock::now_ms;
 use crate::error::{GatewayError, GatewayResult};
@@ -51,8 +56,9 @@ pub struct Cluster {
     leaving: AtomicBool,
     /// What this gateway publishes in its member file: its open partitions' leader epochs.
     own_epochs: Mutex<BTreeMap<String, i32>>,
-    /// The highest leader epoch any member file publishes for each partition, as last read.
-    known_epochs: RwLock<Arc<HashMap<String, i32>>>,
+    /// The highest leader epoch any member file publishes for each partition, as last read
+    /// (by topic name, so Metadata looks partitions up without building keys).
+    known_epochs: RwLock<Arc<Published>>,
 }
 
 impl Cluster {
@@ -81,7 +87,7 @@ impl Cluster {
             versions: AtomicU64::new(0),
             leaving: AtomicBool::new(false),
             own_epochs: Mutex::new(BTreeMap::new()),
-            known_epochs: RwLock::new(Arc::new(HashMap::new())),
+            known_epochs: RwLock::new(Arc::new(Published::new())),
         }
     }
 
@@ -168,14 +174,19 @@ impl Cluster {
         self.known_epochs
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .get(&epoch_key(topic, partition))
+            .get(topic)
+            .and_then(|partitions| partitions.get(&partition))
             .copied()
             .unwrap_or(0)
     }
 
-    /// Sets the epochs this gateway's next heartbeat publishes.
-    pub fn publish_epochs(&self, epochs: BTreeMap<String, i32>) {
-        *self.own_epochs.lock().unwrap_or_else(|e| e.into_inner()) = epochs;
+    /// Sets the epochs (topic, partition, epoch) this gateway's next heartbeat publishes.
+    fn publish_epochs(&self, epochs: Vec<(String, i32, i32)>) {
+        let keyed = epochs
+            .into_iter()
+            .map(|(topic, partition, epoch)| (epoch_key(&topic, partition), epoch))
+            .collect();
+        *self.own_epochs.lock().unwrap_or_else(|e| e.into_inner()) = keyed;
     }
 
     /// Writes this member's file and reads everyone's; the view changes when the live set does.
@@ -204,13 +215,25 @@ impl Cluster {
         let mut known = vec![self.me.node_id];
         // Every file's, live or not: a member that died keeps its epochs published, so its
         // successor goes above them.
-        let mut epochs: HashMap<String, i32> = own.into_iter().collect();
-        for mut r in files.read_all().await? {
+        let mut epochs = Published::new();
+        let mut note = |key: &str, epoch: i32| {
+            if let Some((topic, partition)) = parse_epoch_key(key) {
+                let slot = epochs
+                    .entry(topic.to_string())
+                    .or_default()
+                    .entry(partition)
+                    .or_insert(epoch);
+                *slot = (*slot).max(epoch);
+            }
+        };
+        for (key, epoch) in &own {
+            note(key, *epoch);
+        }
+        for r in files.read_all().await? {
             known.push(r.member.node_id);
             if r.instance != self.instance {
-                for (k, e) in std::mem::take(&mut r.epochs) {
-                    let slot = epochs.entry(k).or_insert(e);
-                    *slot = (*slot).max(e);
+                for (key, epoch) in &r.epochs {
+                    note(key, *epoch);
                 }
             }
             if r.member.node_id == self.me.node_id {
@@ -252,12 +275,12 @@ impl Cluster {
         });
     }
 
-    /// Heartbeats every [`HEARTBEAT`], publishing the epochs `led_epochs` gives each time;
-    /// runs until the task is dropped.
-    pub async fn keep_membership<F, Fut>(&self, led_epochs: F)
+    /// Heartbeats every [`HEARTBEAT`], publishing the epochs (topic, partition, epoch) that
+    /// `open_epochs` gives each time; runs until the task is dropped.
+    pub async fn keep_membership<F, Fut>(&self, open_epochs: F)
     where
         F: Fn() -> Fut,
-        Fut: std::future::Future<Output = BTreeMap<String, i32>>,
+        Fut: std::future::Future<Output = Vec<(String, i32, i32)>>,
     {
         if self.files.is_none() {
             return;
@@ -266,7 +289,7 @@ impl Cluster {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            self.publish_epochs(led_epochs().await);
+            self.publish_epochs(open_epochs().await);
             if let Err(e) = self.heartbeat().await {
                 tracing::warn!(error = %e, "cluster heartbeat failed; keeping the last membership");
             }

@@ -119,13 +119,6 @@ impl Cluster {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The filer restarts: its locks and their generations, kept in memory, are gone.
-    pub fn restart_lock_service(&self) {
-        let mut s = self.state();
-        s.lock = None;
-        s.lock_tokens = 0;
-    }
-
     /// A gateway's view: its own publish stream. `holds_acks`: acknowledged records are kept
     /// until written (as with `--smq-flush-interval`); `log_files`: reads and write
     /// confirmations may use the written log.
