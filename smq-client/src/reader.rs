@@ -197,6 +197,39 @@ impl SmqClient {
         .await
     }
 
+    /// Every record of the partition stored after broker timestamp `after_ns` (none stored at
+    /// or before it), in order, including records published later.
+    ///
+    /// A plain [`SmqClient::subscribe_from_time`] cannot do this: SMQ 4.48 reads from disk only
+    /// the log files whose name is at or after the requested time, and a name is the second its
+    /// broker buffer began, truncated. A file's records run until the next buffer began, up to a
+    /// second after the next file's name; a read from a time in that second skipped the records
+    /// stored between it and the next buffer's start. So this starts at a file that certainly
+    /// began at or before `after_ns` (its name plus one second is at or before it) and drops
+    /// what comes before.
+    pub async fn subscribe_after(
+        &self,
+        topic: &Topic,
+        partition: i32,
+        after_ns: i64,
+        consumer_group: &str,
+    ) -> SmqResult<Subscription> {
+        let dir = self.partition_dir(topic, partition).await?;
+        let starts: Vec<i64> = self
+            .list_dir(&dir)
+            .await?
+            .iter()
+            .filter(|e| !e.is_directory)
+            .filter_map(|e| crate::log_file_start_ns(&e.name))
+            .collect();
+        let from = read_start(&starts, after_ns);
+        let mut sub = self
+            .subscribe_from_time(topic, partition, from, consumer_group)
+            .await?;
+        sub.after_ns = Some(after_ns);
+        Ok(sub)
+    }
+
     async fn subscribe(
         &self,
         topic: &Topic,
@@ -281,6 +314,7 @@ impl SmqClient {
             rx: out_rx,
             task,
             done: false,
+            after_ns: None,
         })
     }
 }
@@ -291,6 +325,25 @@ pub struct Subscription {
     rx: mpsc::Receiver<SmqResult<Option<DataMessage>>>,
     task: tokio::task::JoinHandle<()>,
     done: bool,
+    /// Records stored at or before this broker timestamp are dropped.
+    after_ns: Option<i64>,
+}
+
+/// Where a read of the records stored after `after_ns` must start, given the start times the
+/// partition's log file names give (see [`SmqClient::subscribe_after`]): the newest file that
+/// began at or before `after_ns` whatever its name's fraction of a second, else the oldest file
+/// (no file began earlier), else just after `after_ns` (nothing on disk is that old).
+fn read_start(file_starts: &[i64], after_ns: i64) -> i64 {
+    const SECOND: i64 = 1_000_000_000;
+    let certain = file_starts
+        .iter()
+        .copied()
+        .filter(|t| t.saturating_add(SECOND) <= after_ns)
+        .max();
+    let oldest = file_starts.iter().copied().min().filter(|t| *t <= after_ns);
+    certain
+        .or(oldest)
+        .unwrap_or_else(|| after_ns.saturating_add(1))
 }
 
 impl Subscription {
@@ -299,15 +352,18 @@ impl Subscription {
         if self.done {
             return Ok(None);
         }
-        match self.rx.recv().await {
-            Some(Ok(Some(d))) => Ok(Some(d)),
-            Some(Ok(None)) | None => {
-                self.done = true;
-                Ok(None)
-            }
-            Some(Err(e)) => {
-                self.done = true;
-                Err(e)
+        loop {
+            match self.rx.recv().await {
+                Some(Ok(Some(d))) if self.after_ns.is_some_and(|a| d.ts_ns <= a) => continue,
+                Some(Ok(Some(d))) => return Ok(Some(d)),
+                Some(Ok(None)) | None => {
+                    self.done = true;
+                    return Ok(None);
+                }
+                Some(Err(e)) => {
+                    self.done = true;
+                    return Err(e);
+                }
             }
         }
     }
@@ -316,5 +372,28 @@ impl Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_start;
+
+    const S: i64 = 1_000_000_000;
+
+    #[test]
+    fn a_read_starts_at_a_file_that_certainly_began_before_the_time() {
+        let files = [100 * S, 105 * S, 110 * S];
+        // In a file's first second, its buffer may not have begun yet: the one before.
+        assert_eq!(read_start(&files, 105 * S + S / 2), 100 * S);
+        assert_eq!(read_start(&files, 105 * S), 100 * S);
+        // A second or more later it has.
+        assert_eq!(read_start(&files, 106 * S), 105 * S);
+        assert_eq!(read_start(&files, 200 * S), 110 * S);
+        // Within the oldest file's first second: that file (nothing began earlier).
+        assert_eq!(read_start(&files, 100 * S + 3), 100 * S);
+        // Before every file, or with none: from just after the time.
+        assert_eq!(read_start(&files, 99 * S), 99 * S + 1);
+        assert_eq!(read_start(&[], 7), 8);
     }
 }

@@ -149,8 +149,8 @@ async fn state_files_and_reading_from_a_time_after_old_log_files_are_removed() {
     // A file holds one broker buffer, up to a flush interval of records: its name is the second
     // it began. Read from disk, a subscription from a time inside a file skips that whole file
     // (SMQ 4.48 compares file names with the requested time; checked after the restart below),
-    // which is why the gateway starts its reads at the file's own start and drops what comes
-    // before the time it wants.
+    // which is why `subscribe_after` starts its reads at a file's own start and drops what
+    // comes before the time it wants (the next test).
     tokio::time::sleep(Duration::from_secs(7)).await;
     let mut spread = Vec::new();
     for i in 100..112 {
@@ -223,4 +223,105 @@ async fn state_files_and_reading_from_a_time_after_old_log_files_are_removed() {
         "SMQ 4.48 was expected to skip the file holding the requested time"
     );
     drop(sub);
+}
+
+/// The broker timestamps and keys of every record of partition 0, read from the start.
+async fn read_all(
+    client: &smq_client::SmqClient,
+    topic: &smq_client::Topic,
+    n: usize,
+) -> Vec<(i64, Vec<u8>)> {
+    let mut sub = client.subscribe_exact(topic, 0, 0, "exp").await.unwrap();
+    read_n(&mut sub, n)
+        .await
+        .into_iter()
+        .map(|m| (m.ts_ns, m.key))
+        .collect()
+}
+
+/// The first record a subscription yields, within 20 s.
+async fn first_of(sub: smq_client::SmqResult<smq_client::Subscription>) -> (i64, Vec<u8>) {
+    let m = read_n(&mut sub.unwrap(), 1).await.remove(0);
+    (m.ts_ns, m.key)
+}
+
+#[tokio::test]
+async fn a_read_after_a_time_in_a_log_files_first_second_misses_nothing() {
+    init_tracing();
+    let cluster = SmqCluster::start();
+    let client = cluster.client().await;
+    let topic = one_partition_topic(&client, "boundary").await;
+    let dir = client.partition_dir(&topic, 0).await.unwrap();
+    let p = PartitionPublisher::new(client.clone(), topic.clone(), 0);
+    // A log file's name is the second its broker buffer began; the buffer begins at a flush
+    // (every 5 s here), at some fraction of that second. Records stored in that second before
+    // it are still in the previous file: the hazard. Publish across flushes until one such
+    // record is on disk (the first boundary almost always has some: a buffer that begins within
+    // 5 ms of a whole second leaves none).
+    let mut published = 0;
+    let mut hazard = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while hazard.is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no record stored in a log file's first second before its buffer began, in 60 s"
+        );
+        for _ in 0..200 {
+            p.publish(msg(published)).await.unwrap();
+            published += 1;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let mut starts: Vec<i64> = client
+            .list_dir(&dir)
+            .await
+            .unwrap()
+            .iter()
+            .filter_map(|e| smq_client::log_file_start_ns(&e.name))
+            .collect();
+        starts.sort_unstable();
+        if starts.len() < 2 {
+            continue;
+        }
+        let all = read_all(&client, &topic, published).await;
+        // Each file but the oldest begins at a boundary.
+        for s in &starts[1..] {
+            // Where SMQ's own read from the file's name begins: the buffer's first record.
+            let (began, _) = first_of(client.subscribe_from_time(&topic, 0, *s, "exp").await).await;
+            hazard = all
+                .iter()
+                .filter(|(ts, _)| *ts >= *s && *ts < began)
+                .cloned()
+                .collect();
+            if !hazard.is_empty() {
+                let next = all.iter().find(|(ts, _)| *ts >= began).cloned();
+                hazard.extend(next);
+                break;
+            }
+        }
+    }
+    // SMQ's read from a time in that second skips those records...
+    let first = hazard[0].clone();
+    let naive = first_of(client.subscribe_from_time(&topic, 0, first.0, "exp").await).await;
+    assert_ne!(
+        naive.1, first.1,
+        "SMQ 4.48 was expected to skip to the next buffer"
+    );
+    // ...and a read after a time finds the record stored next, wherever it is.
+    // (Every tenth record and the last two: each read is a subscription.)
+    let n = hazard.len();
+    for (i, rec) in hazard
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 10 == 0 || i + 2 >= n)
+    {
+        let got = first_of(client.subscribe_after(&topic, 0, rec.0 - 1, "exp").await).await;
+        assert_eq!(
+            got, *rec,
+            "read after record {i} of the boundary, less 1 ns"
+        );
+        let got = first_of(client.subscribe_after(&topic, 0, rec.0, "exp").await).await;
+        if let Some(next) = hazard.get(i + 1) {
+            assert_eq!(got, *next, "read after record {i} of the boundary");
+        }
+    }
 }

@@ -158,14 +158,8 @@ impl SystemTopic {
                     .await?
             }
             Some(ts) => {
-                let from = self.read_start(partition, ts).await?;
                 self.client
-                    .subscribe_from_time(
-                        &self.topic,
-                        partition,
-                        from,
-                        "kafka-gateway-system-reader",
-                    )
+                    .subscribe_after(&self.topic, partition, ts, "kafka-gateway-system-reader")
                     .await?
             }
         };
@@ -195,33 +189,12 @@ impl SystemTopic {
                     markers,
                 });
             }
-            if after.is_none_or(|ts| msg.ts_ns > ts) {
-                if msg.key.starts_with(MARKER_PREFIX) {
-                    markers += 1;
-                } else {
-                    out.push(msg);
-                }
+            if msg.key.starts_with(MARKER_PREFIX) {
+                markers += 1;
+            } else {
+                out.push(msg);
             }
         }
-    }
-
-    /// Where a read of the records after broker timestamp `after` must start. SMQ 4.48 skips
-    /// every log file whose name (the second its buffer began) sorts before the requested
-    /// time, although such a file can hold records up to the next file's start: so the read
-    /// starts at the beginning of the newest file that began at or before `after`, and the
-    /// caller drops what is not after it.
-    async fn read_start(&self, partition: i32, after: i64) -> GatewayResult<i64> {
-        let dir = self.client.partition_dir(&self.topic, partition).await?;
-        let start = self
-            .client
-            .list_dir(&dir)
-            .await?
-            .iter()
-            .filter(|e| !e.is_directory)
-            .filter_map(|e| smq_client::log_file_start_ns(&e.name))
-            .filter(|t| *t <= after)
-            .max();
-        Ok(start.unwrap_or(after.saturating_add(1)))
     }
 
     /// Bytes of acknowledged records SMQ has not yet been seen to write, over all partitions.
