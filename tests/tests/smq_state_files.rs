@@ -16,6 +16,19 @@ fn msg(i: usize) -> DataMessage {
     }
 }
 
+/// The start times the names of a partition directory's log files give, oldest first.
+async fn log_file_starts(client: &smq_client::SmqClient, dir: &str) -> Vec<i64> {
+    let mut starts: Vec<i64> = client
+        .list_dir(dir)
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|e| smq_client::log_file_start_ns(&e.name))
+        .collect();
+    starts.sort_unstable();
+    starts
+}
+
 async fn read_n(sub: &mut smq_client::Subscription, n: usize) -> Vec<DataMessage> {
     let mut out = Vec::new();
     while out.len() < n {
@@ -163,14 +176,7 @@ async fn state_files_and_reading_from_a_time_after_old_log_files_are_removed() {
     let flushed = read_n(&mut sub, spread.len()).await;
     drop(sub);
     // The file holding k100 and the next one, by their names.
-    let mut starts: Vec<i64> = client
-        .list_dir(&part_path)
-        .await
-        .unwrap()
-        .iter()
-        .filter_map(|e| smq_client::log_file_start_ns(&e.name))
-        .collect();
-    starts.sort_unstable();
+    let starts = log_file_starts(&client, &part_path).await;
     let file_start = *starts
         .iter()
         .filter(|t| **t <= flushed[0].ts_ns)
@@ -271,14 +277,7 @@ async fn a_read_after_a_time_in_a_log_files_first_second_misses_nothing() {
             published += 1;
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        let mut starts: Vec<i64> = client
-            .list_dir(&dir)
-            .await
-            .unwrap()
-            .iter()
-            .filter_map(|e| smq_client::log_file_start_ns(&e.name))
-            .collect();
-        starts.sort_unstable();
+        let starts = log_file_starts(&client, &dir).await;
         if starts.len() < 2 {
             continue;
         }
