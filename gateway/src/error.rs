@@ -53,6 +53,10 @@ pub enum GatewayError {
     NotSupported(String),
     #[error("out of order sequence: expected {expected}, got {got}")]
     OutOfOrderSequence { expected: i32, got: i32 },
+    /// A batch skipping sequences while the missing ones may still be retried (see
+    /// `ledger::producers::GAP_GRACE_MS`).
+    #[error("sequence {got} skips sequence {expected}, whose batch may still be retried; retry")]
+    SequenceGap { expected: i32, got: i32 },
     #[error("producer epoch {got} is older than {current}")]
     ProducerFenced { got: i16, current: i16 },
     #[error("the stored data disagrees with the ledger: {0}")]
@@ -110,6 +114,9 @@ impl GatewayError {
             GatewayError::UnsupportedVersion { .. } => E::UnsupportedVersion,
             GatewayError::NotSupported(_) => E::InvalidRequest,
             GatewayError::OutOfOrderSequence { .. } => E::OutOfOrderSequenceNumber,
+            // Retriable and not stored, like an earlier append's failure: the producer sends it
+            // again after the batch it skipped.
+            GatewayError::SequenceGap { .. } => E::NotEnoughReplicas,
             GatewayError::ProducerFenced { .. } => E::InvalidProducerEpoch,
             GatewayError::Corrupt(_) => E::KafkaStorageError,
             // Retriable in Kafka: a disk error on the broker.
@@ -144,6 +151,7 @@ impl GatewayError {
             GatewayError::UnsupportedVersion { .. } => "unsupported_version",
             GatewayError::NotSupported(_) => "not_supported",
             GatewayError::OutOfOrderSequence { .. } => "out_of_order_sequence",
+            GatewayError::SequenceGap { .. } => "sequence_gap",
             GatewayError::ProducerFenced { .. } => "producer_fenced",
             GatewayError::Corrupt(_) => "corrupt",
             GatewayError::Wal(_) => "wal",

@@ -27,7 +27,9 @@ mod writer;
 
 pub use runs::Run;
 
-pub use producers::{PRODUCER_EXPIRY_MS, ProducerBatch, ProducerStates, SequenceCheck};
+pub use producers::{
+    GAP_GRACE_MS, PRODUCER_EXPIRY_MS, ProducerBatch, ProducerStates, SequenceCheck,
+};
 pub use store::{
     LedgerRecord, LedgerSlot, LedgerStore, LedgerToken, LedgerUpdate, MAPPINGS_TOPIC,
     PartitionState, RecoveredLedgers, RecoveredProducers, decode as decode_record,

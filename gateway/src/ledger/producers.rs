@@ -17,6 +17,19 @@ const REMEMBERED: usize = 5;
 pub const PRODUCER_EXPIRY_MS: i64 = 86_400_000;
 /// Expired producers are looked for after this many new ones.
 const EXPIRE_EVERY: usize = 1024;
+/// How long a batch that skips sequences is answered "retry" rather than out of order, from
+/// the first such answer for the same missing sequence.
+///
+/// A producer pipelines batches (librdkafka and Java up to 5 per partition). When an earlier one
+/// fails retriably (this gateway could not take the partition yet, or its SMQ write failed)
+/// and a later one arrives once the partition accepts writes again, the later one skips the
+/// earlier one's sequences. Kafka answers OUT_OF_ORDER_SEQUENCE_NUMBER; librdkafka then bumps
+/// its producer epoch and numbers every unacknowledged record again from 0, also on other
+/// partitions, where records whose acks a killed gateway never sent are stored already: they
+/// were stored twice (seen in a failover test). The earlier batch comes back within a retry
+/// backoff (at most 1 s in librdkafka and Java), so a gap is answered retriably for this long,
+/// and only one that outlasts it is the producer's error.
+pub const GAP_GRACE_MS: i64 = 10_000;
 
 /// One idempotent batch as stored: who sent it, its sequences, where it went and when.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +55,16 @@ struct Producer {
     epoch: i16,
     batches: VecDeque<Appended>,
     last_time_ms: i64,
+    /// The sequence missing before the batches answered [`GatewayError::SequenceGap`], and
+    /// since when; cleared by the next stored batch.
+    gap: Option<Gap>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Gap {
+    epoch: i16,
+    expected: i32,
+    since_ms: i64,
 }
 
 /// What to do with an incoming idempotent batch.
@@ -65,15 +88,24 @@ fn next_seq(seq: i32, count: i32) -> i32 {
     ((i64::from(seq) + i64::from(count)) % (i64::from(i32::MAX) + 1)) as i32
 }
 
+/// Whether `got` lies after `expected` (sequences wrap at i32::MAX; half the range counts as
+/// after, as in Kafka's comparisons).
+fn is_after(expected: i32, got: i32) -> bool {
+    let ahead = (i64::from(got) - i64::from(expected)).rem_euclid(i64::from(i32::MAX) + 1);
+    ahead > 0 && ahead <= i64::from(i32::MAX) / 2
+}
+
 impl ProducerStates {
+    /// Whether to store an idempotent batch arriving at `now_ms` (the gateway's clock).
     pub fn check(
-        &self,
+        &mut self,
         producer_id: i64,
         epoch: i16,
         base_sequence: i32,
         count: i32,
+        now_ms: i64,
     ) -> GatewayResult<SequenceCheck> {
-        let Some(p) = self.producers.get(&producer_id) else {
+        let Some(p) = self.producers.get_mut(&producer_id) else {
             // Unknown producer (new, or state lost in a restart): accept whatever it sends.
             return Ok(SequenceCheck::Append);
         };
@@ -83,39 +115,53 @@ impl ProducerStates {
                 current: p.epoch,
             });
         }
-        if epoch > p.epoch {
+        let expected = if epoch > p.epoch {
             // A new epoch starts at sequence 0, as in Kafka: otherwise its first batches were
             // lost (they failed here, retriably), and storing a later one would make the
             // producer count them as written (librdkafka acknowledges the records before a
             // stored batch without an offset: an "implicit ack").
-            if base_sequence != 0 {
-                return Err(GatewayError::OutOfOrderSequence {
-                    expected: 0,
+            0
+        } else {
+            if let Some(dup) = p.batches.iter().find(|b| {
+                b.base_sequence == base_sequence
+                    && b.last_sequence == next_seq(base_sequence, count - 1)
+            }) {
+                return Ok(SequenceCheck::Duplicate {
+                    base_offset: dup.base_offset,
+                });
+            }
+            p.batches
+                .back()
+                .map(|b| next_seq(b.last_sequence, 1))
+                .unwrap_or(base_sequence)
+        };
+        if base_sequence == expected {
+            return Ok(SequenceCheck::Append);
+        }
+        if is_after(expected, base_sequence) {
+            let since_ms = match p.gap {
+                Some(g) if g.epoch == epoch && g.expected == expected => g.since_ms,
+                _ => {
+                    p.gap = Some(Gap {
+                        epoch,
+                        expected,
+                        since_ms: now_ms,
+                    });
+                    now_ms
+                }
+            };
+            // A clock that went back ends the grace rather than stretching it.
+            if (0..GAP_GRACE_MS).contains(&(now_ms - since_ms)) {
+                return Err(GatewayError::SequenceGap {
+                    expected,
                     got: base_sequence,
                 });
             }
-            return Ok(SequenceCheck::Append);
         }
-        if let Some(dup) = p.batches.iter().find(|b| {
-            b.base_sequence == base_sequence
-                && b.last_sequence == next_seq(base_sequence, count - 1)
-        }) {
-            return Ok(SequenceCheck::Duplicate {
-                base_offset: dup.base_offset,
-            });
-        }
-        let expected = p
-            .batches
-            .back()
-            .map(|b| next_seq(b.last_sequence, 1))
-            .unwrap_or(base_sequence);
-        if base_sequence != expected {
-            return Err(GatewayError::OutOfOrderSequence {
-                expected,
-                got: base_sequence,
-            });
-        }
-        Ok(SequenceCheck::Append)
+        Err(GatewayError::OutOfOrderSequence {
+            expected,
+            got: base_sequence,
+        })
     }
 
     /// Remembers a stored batch (the last few per producer).
@@ -128,6 +174,7 @@ impl ProducerStates {
             }
         }
         let p = self.producers.entry(b.producer_id).or_default();
+        p.gap = None;
         if b.epoch != p.epoch {
             p.epoch = b.epoch;
             p.batches.clear();
@@ -219,12 +266,12 @@ mod tests {
         assert_eq!(again.batches(), s.batches());
         assert_eq!(s.batches().len(), 6, "five per producer, and one");
         assert_eq!(
-            again.check(2, 3, i32::MAX, 2).unwrap(),
+            again.check(2, 3, i32::MAX, 2, 1_000).unwrap(),
             SequenceCheck::Duplicate { base_offset: 40 },
             "a batch whose sequence wraps"
         );
         s.forget_from(20);
-        assert_eq!(s.check(1, 0, 10, 2).unwrap(), SequenceCheck::Append);
+        assert_eq!(s.check(1, 0, 10, 2, 1_000).unwrap(), SequenceCheck::Append);
         assert_eq!(s.len(), 1, "producer 2's only batch was superseded");
         let mut t = ProducerStates::default();
         t.record(&ProducerBatch {
@@ -246,41 +293,85 @@ mod tests {
         // The producer bumped its epoch (librdkafka does after an out-of-order answer) and the
         // new epoch's first batch (sequence 0) failed: a later batch must not be stored.
         assert!(matches!(
-            s.check(7, 1, 2, 5),
+            s.check(7, 1, 2, 5, 1_000),
+            Err(GatewayError::SequenceGap {
+                expected: 0,
+                got: 2
+            })
+        ));
+        assert!(matches!(
+            s.check(7, 1, 2, 5, 1_000 + GAP_GRACE_MS),
             Err(GatewayError::OutOfOrderSequence {
                 expected: 0,
                 got: 2
             })
         ));
-        assert_eq!(s.check(7, 1, 0, 2).unwrap(), SequenceCheck::Append);
+        assert_eq!(s.check(7, 1, 0, 2, 1_000).unwrap(), SequenceCheck::Append);
         s.record(&batch(7, 1, 0, 2, 10));
-        assert_eq!(s.check(7, 1, 2, 5).unwrap(), SequenceCheck::Append);
+        assert_eq!(s.check(7, 1, 2, 5, 1_000).unwrap(), SequenceCheck::Append);
     }
 
     #[test]
     fn duplicates_gaps_and_fencing() {
         let mut s = ProducerStates::default();
-        assert_eq!(s.check(7, 0, 0, 3).unwrap(), SequenceCheck::Append);
+        assert_eq!(s.check(7, 0, 0, 3, 1_000).unwrap(), SequenceCheck::Append);
         s.record(&batch(7, 0, 0, 3, 100));
         assert_eq!(
-            s.check(7, 0, 0, 3).unwrap(),
+            s.check(7, 0, 0, 3, 1_000).unwrap(),
             SequenceCheck::Duplicate { base_offset: 100 }
         );
+        // Sequences 3 and 4 are missing: retriable while their batch may still come, the
+        // producer's error once it did not come within the grace.
         assert!(matches!(
-            s.check(7, 0, 5, 1),
+            s.check(7, 0, 5, 1, 1_000),
+            Err(GatewayError::SequenceGap {
+                expected: 3,
+                got: 5
+            })
+        ));
+        assert!(matches!(
+            s.check(7, 0, 6, 1, 1_000 + GAP_GRACE_MS - 1),
+            Err(GatewayError::SequenceGap { .. })
+        ));
+        assert!(matches!(
+            s.check(7, 0, 5, 1, 1_000 + GAP_GRACE_MS),
             Err(GatewayError::OutOfOrderSequence {
                 expected: 3,
                 got: 5
             })
         ));
-        assert_eq!(s.check(7, 0, 3, 1).unwrap(), SequenceCheck::Append);
+        assert!(
+            matches!(
+                s.check(7, 0, 5, 1, 500),
+                Err(GatewayError::OutOfOrderSequence { .. })
+            ),
+            "a clock that went back ends the grace"
+        );
+        // A batch before the expected sequence that is no remembered batch is never retried
+        // into place.
+        assert!(matches!(
+            s.check(7, 0, 1, 1, 1_000),
+            Err(GatewayError::OutOfOrderSequence {
+                expected: 3,
+                got: 1
+            })
+        ));
+        assert_eq!(s.check(7, 0, 3, 1, 1_000).unwrap(), SequenceCheck::Append);
+        s.record(&batch(7, 0, 3, 1, 103));
+        assert!(
+            matches!(
+                s.check(7, 0, 9, 1, 1_000 + GAP_GRACE_MS),
+                Err(GatewayError::SequenceGap { expected: 4, .. })
+            ),
+            "a stored batch starts the grace of the next gap afresh"
+        );
         s.record(&batch(7, 1, 0, 1, 200));
         assert!(matches!(
-            s.check(7, 0, 4, 1),
+            s.check(7, 0, 4, 1, 1_000),
             Err(GatewayError::ProducerFenced { .. })
         ));
         assert_eq!(
-            s.check(8, 0, 42, 1).unwrap(),
+            s.check(8, 0, 42, 1, 1_000).unwrap(),
             SequenceCheck::Append,
             "unknown producer"
         );

@@ -60,7 +60,12 @@ pub async fn handle(
                 .with_log_start_offset(log_start),
             Err(e) => {
                 ctx.metrics.produce_error(&e);
-                tracing::debug!(topic = %name, partition = index, error = %e, "produce failed");
+                if matches!(e, GatewayError::OutOfOrderSequence { .. }) {
+                    // The producer's error, which librdkafka answers with a new producer epoch.
+                    tracing::warn!(topic = %name, partition = index, error = %e, "produce refused");
+                } else {
+                    tracing::debug!(topic = %name, partition = index, error = %e, "produce failed");
+                }
                 resp.with_error_code(e.code())
                     .with_base_offset(-1)
                     .with_log_append_time_ms(-1)

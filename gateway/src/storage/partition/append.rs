@@ -194,6 +194,7 @@ impl<B: PartitionBackend> PartitionLog<B> {
                     h.producer_epoch,
                     h.base_sequence,
                     h.record_count,
+                    now_ms,
                 )? {
                     SequenceCheck::Duplicate { base_offset } => {
                         duplicate_base.get_or_insert(base_offset);

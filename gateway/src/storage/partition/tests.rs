@@ -12,7 +12,7 @@ use proptest::prelude::*;
 use super::ownership::LOCK_TTL;
 use super::{PartitionLog, Placement};
 use crate::error::GatewayError;
-use crate::ledger::PartitionState;
+use crate::ledger::{GAP_GRACE_MS, PartitionState};
 use crate::records::{
     Batch, Record, StorageFormat, StoredUnit, TimestampType, encode_batch, parse_batch,
 };
@@ -249,18 +249,7 @@ async fn a_failed_ledger_write_rolls_the_partition_back() {
 async fn an_idempotent_retry_gets_its_first_offset_and_a_failed_one_can_be_retried() {
     let cluster = Cluster::new();
     let p = open(&cluster, "g1", HELD, Default::default());
-    let send = |vals: Vec<String>, seq: i32| {
-        let p = p.clone();
-        async move {
-            p.append(
-                &[batch(&vals, Some((7, 0, seq)))],
-                TimestampType::CreateTime,
-                0,
-            )
-            .await
-            .map(|a| a.base_offset)
-        }
-    };
+    let send = |vals: Vec<String>, seq: i32| send_at(&p, vals, seq, 0);
     assert_eq!(send(values("a", 2), 0).await.unwrap(), 0);
     assert_eq!(send(values("a", 2), 0).await.unwrap(), 0, "a retry");
     assert_eq!(p.high_water_mark(), 2, "stored once");
@@ -271,10 +260,72 @@ async fn an_idempotent_retry_gets_its_first_offset_and_a_failed_one_can_be_retri
     assert_eq!(send(values("b", 1), 2).await.unwrap(), 2);
     assert_eq!(p.high_water_mark(), 3);
     let gap = send(values("c", 1), 9).await.unwrap_err();
+    assert!(retriable(&gap), "the missing batch may still come: {gap}");
+    let gap = send_at(&p, values("c", 1), 9, GAP_GRACE_MS)
+        .await
+        .unwrap_err();
     assert!(
         !retriable(&gap),
-        "a sequence gap is the producer's error: {gap}"
+        "a sequence gap that outlasts the grace is the producer's error: {gap}"
     );
+    assert_eq!(p.high_water_mark(), 3);
+}
+
+/// Producer 7's batch at sequence `seq` (epoch 0), appended at `now_ms`.
+async fn send_at(p: &Log, vals: Vec<String>, seq: i32, now_ms: i64) -> Result<i64, GatewayError> {
+    p.append(
+        &[batch(&vals, Some((7, 0, seq)))],
+        TimestampType::CreateTime,
+        now_ms,
+    )
+    .await
+    .map(|a| a.base_offset)
+}
+
+#[tokio::test]
+async fn a_batch_sent_after_failed_ones_is_retried_after_them_not_refused_for_good() {
+    // A producer has three batches in flight; the first two fail (their SMQ stream broke) and
+    // the third arrives after the partition rolled back. It skips their sequences: answered
+    // retriably, so the producer sends all three again in order, each stored once. (Answered
+    // out of order, librdkafka would number its records again under a new producer epoch,
+    // storing twice those another gateway had stored without acknowledging them.)
+    let cluster = Cluster::new();
+    let p = open(&cluster, "g1", HELD, Default::default());
+    assert_eq!(send_at(&p, values("a", 1), 0, 0).await.unwrap(), 0);
+    cluster.flush();
+    p.keep_durable().await;
+    cluster.hold_acks(true);
+    let begin = |vals: Vec<String>, seq: i32| {
+        let p = p.clone();
+        async move {
+            p.begin_append(
+                &[batch(&vals, Some((7, 0, seq)))],
+                TimestampType::CreateTime,
+                0,
+            )
+            .await
+        }
+    };
+    let b = begin(values("b", 2), 1).await.unwrap();
+    let c = begin(values("c", 1), 3).await.unwrap();
+    cluster.break_streams();
+    cluster.hold_acks(false);
+    assert!(b.finish().await.is_err() && c.finish().await.is_err());
+    let e = send_at(&p, values("d", 1), 4, 0).await.unwrap_err();
+    assert!(retriable(&e), "{e}");
+    assert_eq!(send_at(&p, values("b", 2), 1, 100).await.unwrap(), 1);
+    assert_eq!(send_at(&p, values("c", 1), 3, 100).await.unwrap(), 3);
+    assert_eq!(send_at(&p, values("d", 1), 4, 100).await.unwrap(), 4);
+    assert_eq!(
+        send_at(&p, values("d", 1), 4, 100).await.unwrap(),
+        4,
+        "a retry"
+    );
+    let mut want = numbered(&values("a", 1), 0);
+    want.extend(numbered(&values("b", 2), 1));
+    want.extend(numbered(&values("c", 1), 3));
+    want.extend(numbered(&values("d", 1), 4));
+    assert_eq!(read_all(&p).await, want);
 }
 
 #[tokio::test]
