@@ -20,10 +20,10 @@ const EXPIRE_EVERY: usize = 1024;
 /// How long a batch that skips sequences is answered "retry" rather than out of order, from
 /// the first such answer for the same missing sequence.
 ///
-/// A producer pipelines batches (librdkafka and Java up to 5 per partition). When an earlier one
-/// fails retriably (this gateway could not take the partition yet, or its SMQ write failed)
-/// and a later one arrives once the partition accepts writes again, the later one skips the
-/// earlier one's sequences. Kafka answers OUT_OF_ORDER_SEQUENCE_NUMBER; librdkafka then bumps
+/// A producer pipelines batches (librdkafka and the Java client keep up to 5 produce requests in
+/// flight per connection with idempotence). When an earlier one fails retriably (this gateway
+/// could not take the partition yet, or its SMQ write failed) and a later one arrives once the
+/// partition accepts writes again, the later one skips the earlier one's sequences. Kafka answers OUT_OF_ORDER_SEQUENCE_NUMBER; librdkafka then bumps
 /// its producer epoch and numbers every unacknowledged record again from 0, also on other
 /// partitions, where records whose acks a killed gateway never sent are stored already: they
 /// were stored twice (seen in a failover test). The earlier batch comes back within a retry
