@@ -309,6 +309,30 @@ def ck():
     return confluent_kafka
 
 
+def commit_sync(consumer, offsets, timeout=60):
+    """A synchronous commit retried on the coordinator's retriable errors until `timeout`, as the
+    Java client's commitSync does (librdkafka gives up after a few tries): the gateway stores
+    committed offsets in SMQ, whose partitions can be without a leader for tens of seconds after
+    a broker restart, and answers COORDINATOR_NOT_AVAILABLE meanwhile."""
+    from confluent_kafka import KafkaError, KafkaException
+    retriable = {KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError.NOT_COORDINATOR,
+                 KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError.REQUEST_TIMED_OUT,
+                 KafkaError._TIMED_OUT, KafkaError._TRANSPORT}
+    started = time.monotonic()
+    while True:
+        try:
+            res = consumer.commit(offsets=offsets, asynchronous=False)
+            if time.monotonic() - started > 5:
+                log("commit succeeded after %.1f s of retriable errors" % (time.monotonic() - started))
+            return res
+        except KafkaException as e:
+            err = e.args[0]
+            if err.code() not in retriable or time.monotonic() - started > timeout:
+                raise
+            log("commit: %s; retrying" % err.str())
+            time.sleep(1)
+
+
 def admin(bootstrap, **conf):
     c = {"bootstrap.servers": bootstrap, "socket.timeout.ms": 30000}
     c.update(conf)

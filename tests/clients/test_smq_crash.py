@@ -26,8 +26,7 @@ def smq_cmd(smq, *args):
 
 def commit(bootstrap, topic, group, offsets):
     c = kgw.consumer(bootstrap, **{"group.id": group})
-    res = c.commit(offsets=[TopicPartition(topic, p, o) for p, o in offsets.items()],
-                   asynchronous=False)
+    res = kgw.commit_sync(c, [TopicPartition(topic, p, o) for p, o in offsets.items()])
     c.close()
     assert all(tp.error is None for tp in res), res
 

@@ -25,7 +25,9 @@ def test_records_ledger_and_commits_survive_an_smq_restart(smq, gateway):
     p = kgw.producer(gateway.bootstrap)
     kgw.produce_all(p, topic, [{"value": b"v%d" % i, "partition": i % 2} for i in range(40)])
     c = kgw.consumer(gateway.bootstrap, **{"group.id": group})
-    res = c.commit(offsets=[TopicPartition(topic, 0, 7), TopicPartition(topic, 1, 20)], asynchronous=False)
+    # Retried: an earlier test restarted the SMQ broker, and SMQ can take ~30 s to give the
+    # committed-offsets partitions a leader again.
+    res = kgw.commit_sync(c, [TopicPartition(topic, 0, 7), TopicPartition(topic, 1, 20)])
     assert all(tp.error is None for tp in res), res
     c.close()
 
