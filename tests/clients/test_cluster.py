@@ -11,13 +11,13 @@ import os
 import signal
 import threading
 import time
-import urllib.request
 import uuid
 
 import pytest
 from confluent_kafka import KafkaError, TopicPartition
 
 import kgw
+from test_restart import metric
 
 PARTS = 6
 NODES = 3
@@ -308,9 +308,7 @@ def test_sigkill_of_a_gateway_under_an_idempotent_producer(cluster):
 
 def out_of_order_answers(gateway):
     """How many produces the gateway answered OUT_OF_ORDER_SEQUENCE_NUMBER (its /metrics)."""
-    series = 'kafka_gateway_produce_errors_total{reason="out_of_order_sequence"}'
-    text = urllib.request.urlopen(gateway.http + "/metrics", timeout=10).read().decode()
-    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(series + " "))
+    return metric(gateway, 'kafka_gateway_produce_errors_total{reason="out_of_order_sequence"}')
 
 
 def test_a_group_keeps_its_offsets_when_its_coordinator_dies(cluster):

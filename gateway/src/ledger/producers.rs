@@ -23,10 +23,11 @@ const EXPIRE_EVERY: usize = 1024;
 /// A producer pipelines batches (librdkafka and the Java client keep up to 5 produce requests in
 /// flight per connection with idempotence). When an earlier one fails retriably (this gateway
 /// could not take the partition yet, or its SMQ write failed) and a later one arrives once the
-/// partition accepts writes again, the later one skips the earlier one's sequences. Kafka answers OUT_OF_ORDER_SEQUENCE_NUMBER; librdkafka then bumps
-/// its producer epoch and numbers every unacknowledged record again from 0, also on other
-/// partitions, where records whose acks a killed gateway never sent are stored already: they
-/// were stored twice (seen in a failover test). The earlier batch comes back within a retry
+/// partition accepts writes again, the later one skips the earlier one's sequences. Kafka
+/// answers OUT_OF_ORDER_SEQUENCE_NUMBER; librdkafka then bumps its producer epoch and numbers
+/// every unacknowledged record again from 0, also on other partitions, where records whose acks
+/// a killed gateway never sent are stored already: they were stored twice (seen in a failover
+/// test). The earlier batch comes back within a retry
 /// backoff (at most 1 s in librdkafka and Java), so a gap is answered retriably for this long,
 /// and only one that outlasts it is the producer's error.
 pub const GAP_GRACE_MS: i64 = 10_000;
@@ -252,6 +253,24 @@ mod tests {
         }
     }
 
+    #[derive(Debug, PartialEq, Eq)]
+    enum Refusal {
+        Gap,
+        OutOfOrder,
+    }
+    use Refusal::{Gap, OutOfOrder};
+
+    /// A sequence refusal as (kind, expected, got); None for any other answer.
+    fn refused(r: GatewayResult<SequenceCheck>) -> Option<(Refusal, i32, i32)> {
+        match r {
+            Err(GatewayError::SequenceGap { expected, got }) => Some((Gap, expected, got)),
+            Err(GatewayError::OutOfOrderSequence { expected, got }) => {
+                Some((OutOfOrder, expected, got))
+            }
+            _ => None,
+        }
+    }
+
     #[test]
     fn batches_read_back_rebuild_the_state_and_superseded_or_idle_ones_go() {
         let mut s = ProducerStates::default();
@@ -292,20 +311,11 @@ mod tests {
         s.record(&batch(7, 0, 0, 10, 0));
         // The producer bumped its epoch (librdkafka does after an out-of-order answer) and the
         // new epoch's first batch (sequence 0) failed: a later batch must not be stored.
-        assert!(matches!(
-            s.check(7, 1, 2, 5, 1_000),
-            Err(GatewayError::SequenceGap {
-                expected: 0,
-                got: 2
-            })
-        ));
-        assert!(matches!(
-            s.check(7, 1, 2, 5, 1_000 + GAP_GRACE_MS),
-            Err(GatewayError::OutOfOrderSequence {
-                expected: 0,
-                got: 2
-            })
-        ));
+        assert_eq!(refused(s.check(7, 1, 2, 5, 1_000)), Some((Gap, 0, 2)));
+        assert_eq!(
+            refused(s.check(7, 1, 2, 5, 1_000 + GAP_GRACE_MS)),
+            Some((OutOfOrder, 0, 2))
+        );
         assert_eq!(s.check(7, 1, 0, 2, 1_000).unwrap(), SequenceCheck::Append);
         s.record(&batch(7, 1, 0, 2, 10));
         assert_eq!(s.check(7, 1, 2, 5, 1_000).unwrap(), SequenceCheck::Append);
@@ -322,47 +332,31 @@ mod tests {
         );
         // Sequences 3 and 4 are missing: retriable while their batch may still come, the
         // producer's error once it did not come within the grace.
-        assert!(matches!(
-            s.check(7, 0, 5, 1, 1_000),
-            Err(GatewayError::SequenceGap {
-                expected: 3,
-                got: 5
-            })
-        ));
-        assert!(matches!(
-            s.check(7, 0, 6, 1, 1_000 + GAP_GRACE_MS - 1),
-            Err(GatewayError::SequenceGap { .. })
-        ));
-        assert!(matches!(
-            s.check(7, 0, 5, 1, 1_000 + GAP_GRACE_MS),
-            Err(GatewayError::OutOfOrderSequence {
-                expected: 3,
-                got: 5
-            })
-        ));
-        assert!(
-            matches!(
-                s.check(7, 0, 5, 1, 500),
-                Err(GatewayError::OutOfOrderSequence { .. })
-            ),
+        assert_eq!(refused(s.check(7, 0, 5, 1, 1_000)), Some((Gap, 3, 5)));
+        assert_eq!(
+            refused(s.check(7, 0, 6, 1, 1_000 + GAP_GRACE_MS - 1)),
+            Some((Gap, 3, 6))
+        );
+        assert_eq!(
+            refused(s.check(7, 0, 5, 1, 1_000 + GAP_GRACE_MS)),
+            Some((OutOfOrder, 3, 5))
+        );
+        assert_eq!(
+            refused(s.check(7, 0, 5, 1, 500)),
+            Some((OutOfOrder, 3, 5)),
             "a clock that went back ends the grace"
         );
         // A batch before the expected sequence that is no remembered batch is never retried
         // into place.
-        assert!(matches!(
-            s.check(7, 0, 1, 1, 1_000),
-            Err(GatewayError::OutOfOrderSequence {
-                expected: 3,
-                got: 1
-            })
-        ));
+        assert_eq!(
+            refused(s.check(7, 0, 1, 1, 1_000)),
+            Some((OutOfOrder, 3, 1))
+        );
         assert_eq!(s.check(7, 0, 3, 1, 1_000).unwrap(), SequenceCheck::Append);
         s.record(&batch(7, 0, 3, 1, 103));
-        assert!(
-            matches!(
-                s.check(7, 0, 9, 1, 1_000 + GAP_GRACE_MS),
-                Err(GatewayError::SequenceGap { expected: 4, .. })
-            ),
+        assert_eq!(
+            refused(s.check(7, 0, 9, 1, 1_000 + GAP_GRACE_MS)),
+            Some((Gap, 4, 9)),
             "a stored batch starts the grace of the next gap afresh"
         );
         s.record(&batch(7, 1, 0, 1, 200));
